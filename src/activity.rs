@@ -1,0 +1,507 @@
+//! The normalized activity: the one shape every source is turned into before anything
+//! else sees it (`spec/activity-format.md`).
+//!
+//! Parsing works on a JSON object rather than a derived struct so that each rule of the
+//! format can produce its own precise reason (the quarantine shows it to the operator),
+//! and so that unknown fields can be kept in `properties` instead of being dropped.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// What happened, by category of signal. The scoring model assigns points per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Download,
+    PageView,
+    DocView,
+    Telemetry,
+    Community,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Download,
+        Kind::PageView,
+        Kind::DocView,
+        Kind::Telemetry,
+        Kind::Community,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Download => "download",
+            Kind::PageView => "page_view",
+            Kind::DocView => "doc_view",
+            Kind::Telemetry => "telemetry",
+            Kind::Community => "community",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn is_view(self) -> bool {
+        matches!(self, Kind::PageView | Kind::DocView)
+    }
+
+    /// Downloads and telemetry are the signals of actual use of the software.
+    pub fn is_usage(self) -> bool {
+        matches!(self, Kind::Download | Kind::Telemetry)
+    }
+}
+
+/// The community action; required when the kind is `community`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    Star,
+    Fork,
+    Reaction,
+    Comment,
+    IssueOpened,
+    PrOpened,
+    DiscussionOpened,
+    SlackJoin,
+    SlackMessage,
+}
+
+impl Action {
+    pub const ALL: [Action; 9] = [
+        Action::Star,
+        Action::Fork,
+        Action::Reaction,
+        Action::Comment,
+        Action::IssueOpened,
+        Action::PrOpened,
+        Action::DiscussionOpened,
+        Action::SlackJoin,
+        Action::SlackMessage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Star => "star",
+            Action::Fork => "fork",
+            Action::Reaction => "reaction",
+            Action::Comment => "comment",
+            Action::IssueOpened => "issue_opened",
+            Action::PrOpened => "pr_opened",
+            Action::DiscussionOpened => "discussion_opened",
+            Action::SlackJoin => "slack_join",
+            Action::SlackMessage => "slack_message",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Strength of a signal within its category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Low,
+    Medium,
+    High,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Low, Tier::Medium, Tier::High];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Low => "low",
+            Tier::Medium => "medium",
+            Tier::High => "high",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A validated activity, ready for the store. Personal data is already reduced: the
+/// email is kept only as its domain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activity {
+    pub source: String,
+    pub id: String,
+    pub kind: Kind,
+    pub action: Option<Action>,
+    /// UTC instant in nanoseconds since the Unix epoch.
+    pub occurred_at: i64,
+    pub tier: Option<Tier>,
+    /// The company the source itself named (attribution rule 1), normalized.
+    pub company_domain: Option<String>,
+    pub company_name: Option<String>,
+    pub actor: Option<String>,
+    pub email_domain: Option<String>,
+    pub package: Option<String>,
+    pub version: Option<String>,
+    pub url: Option<String>,
+    /// JSON text of the `properties` object, when there is anything to keep.
+    pub properties: Option<String>,
+}
+
+/// Why a line is not a valid activity. The text is shown to the operator as is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Invalid {
+    Invalid(msg.into())
+}
+
+const KNOWN_FIELDS: [&str; 14] = [
+    "id",
+    "source",
+    "kind",
+    "action",
+    "occurred_at",
+    "tier",
+    "company_domain",
+    "company_name",
+    "actor",
+    "actor_email",
+    "package",
+    "version",
+    "url",
+    "properties",
+];
+
+/// Earliest and latest instants accepted: they keep nanoseconds inside an `i64` and
+/// reject the 0001-01-01 and 9999-12-31 placeholders some exporters emit.
+const MIN_YEAR: i32 = 1970;
+const MAX_YEAR: i32 = 2200;
+
+impl Activity {
+    /// Builds an activity from one JSON object, as read from an NDJSON line or built
+    /// from a CSV row. An object without `id` gets the hash of its canonical content.
+    pub fn from_object(mut obj: Map<String, Value>) -> Result<Activity, Invalid> {
+        let hash_id = if obj.get("id").is_none_or(|v| v.is_null()) {
+            Some(content_hash(&obj))
+        } else {
+            None
+        };
+        let source = required_str(&mut obj, "source")?;
+        let id = match hash_id {
+            Some(h) => h,
+            None => required_str(&mut obj, "id")?,
+        };
+        let kind_text = required_str(&mut obj, "kind")?;
+        let kind = Kind::parse(&kind_text).ok_or_else(|| {
+            invalid(format!(
+                "unknown kind `{kind_text}` (expected one of download, page_view, doc_view, telemetry, community)"
+            ))
+        })?;
+        let action = match optional_str(&mut obj, "action")? {
+            Some(a) => Some(Action::parse(&a).ok_or_else(|| {
+                invalid(format!("unknown action `{a}`"))
+            })?),
+            None => None,
+        };
+        if kind == Kind::Community && action.is_none() {
+            return Err(invalid("missing required field `action` (required for kind `community`)"));
+        }
+        let occurred_text = required_str(&mut obj, "occurred_at")?;
+        let occurred_at = parse_timestamp(&occurred_text)?;
+        let tier = match optional_str(&mut obj, "tier")? {
+            Some(t) => Some(Tier::parse(&t).ok_or_else(|| {
+                invalid(format!("unknown tier `{t}` (expected low, medium or high)"))
+            })?),
+            None => None,
+        };
+        let company_domain = match optional_str(&mut obj, "company_domain")? {
+            Some(d) => Some(normalize_domain(&d).ok_or_else(|| {
+                invalid(format!("field `company_domain` is not a domain: `{d}`"))
+            })?),
+            None => None,
+        };
+        let company_name = optional_str(&mut obj, "company_name")?;
+        let actor = optional_str(&mut obj, "actor")?.map(|a| pseudonymize_actor(&a));
+        let email_domain = match optional_str(&mut obj, "actor_email")? {
+            Some(e) => Some(email_domain(&e).ok_or_else(|| {
+                invalid("field `actor_email` is not an email address")
+            })?),
+            None => None,
+        };
+        let package = optional_str(&mut obj, "package")?;
+        let version = optional_str(&mut obj, "version")?;
+        let url = optional_str(&mut obj, "url")?;
+        let mut properties = match obj.remove("properties") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "field `properties` must be an object, found {}",
+                    type_name(&other)
+                )));
+            }
+        };
+        // Unknown fields are kept, never interpreted; explicit properties win.
+        for (k, v) in obj {
+            if !KNOWN_FIELDS.contains(&k.as_str()) {
+                properties.entry(k).or_insert(v);
+            }
+        }
+        let properties = (!properties.is_empty())
+            .then(|| serde_json::to_string(&Value::Object(properties)).expect("JSON map serializes"));
+        Ok(Activity {
+            source,
+            id,
+            kind,
+            action,
+            occurred_at,
+            tier,
+            company_domain,
+            company_name,
+            actor,
+            email_domain,
+            package,
+            version,
+            url,
+            properties,
+        })
+    }
+
+    /// The UTC calendar date of `occurred_at`.
+    pub fn date(&self) -> NaiveDate {
+        date_of(self.occurred_at)
+    }
+}
+
+/// The UTC date of an instant given in nanoseconds.
+pub fn date_of(nanos: i64) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp_nanos(nanos).date_naive()
+}
+
+/// Formats a stored instant back as RFC 3339 UTC.
+pub fn format_timestamp(nanos: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Parses an RFC 3339 timestamp with offset into UTC nanoseconds.
+pub fn parse_timestamp(text: &str) -> Result<i64, Invalid> {
+    let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
+        invalid(format!(
+            "field `occurred_at` is not an RFC 3339 timestamp with offset: `{}` ({e})",
+            truncate(text, 60)
+        ))
+    })?;
+    let utc = parsed.with_timezone(&Utc);
+    let year = utc.year();
+    if !(MIN_YEAR..MAX_YEAR).contains(&year) {
+        return Err(invalid(format!(
+            "field `occurred_at` is out of range ({MIN_YEAR} to {}): `{}`",
+            MAX_YEAR - 1,
+            truncate(text, 60)
+        )));
+    }
+    Ok(utc.timestamp_nanos_opt().expect("range checked above"))
+}
+
+use chrono::Datelike;
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn optional_str(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Invalid> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let trimmed = s.trim();
+            if trimmed.is_empty() {
+                Ok(None)
+            } else if trimmed.len() == s.len() {
+                Ok(Some(s))
+            } else {
+                Ok(Some(trimmed.to_owned()))
+            }
+        }
+        Some(other) => Err(invalid(format!(
+            "field `{field}` must be a string, found {}",
+            type_name(&other)
+        ))),
+    }
+}
+
+fn required_str(obj: &mut Map<String, Value>, field: &str) -> Result<String, Invalid> {
+    optional_str(obj, field)?.ok_or_else(|| invalid(format!("missing required field `{field}`")))
+}
+
+/// Hash of the object's canonical JSON (keys sorted, no whitespace), so the same line
+/// always gets the same id and re-importing it is a no-op.
+fn content_hash(obj: &Map<String, Value>) -> String {
+    // serde_json's Map is a BTreeMap here (no `preserve_order`), so keys are sorted.
+    let canonical = serde_json::to_string(obj).expect("JSON map serializes");
+    let digest = Sha256::digest(canonical.as_bytes());
+    let mut id = String::with_capacity(34);
+    id.push_str("h:");
+    for b in &digest[..16] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+/// An actor is an opaque identity; a raw IP address is personal data and is replaced
+/// by a stable hash so that distinct-actor counts still work.
+fn pseudonymize_actor(actor: &str) -> String {
+    if actor.parse::<IpAddr>().is_ok() {
+        let digest = Sha256::digest(actor.as_bytes());
+        let mut out = String::from("ip-hash:");
+        for b in &digest[..8] {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    } else {
+        actor.to_owned()
+    }
+}
+
+/// The domain part of an email address, normalized; `None` when it is not one.
+pub fn email_domain(email: &str) -> Option<String> {
+    let (local, domain) = email.trim().rsplit_once('@')?;
+    if local.is_empty() {
+        return None;
+    }
+    normalize_domain(domain)
+}
+
+/// Normalizes a company domain: lower-cased, scheme, path, port, credentials and a
+/// leading `www.` removed. Returns `None` when nothing domain-like is left.
+pub fn normalize_domain(input: &str) -> Option<String> {
+    let mut s = input.trim();
+    if let Some(pos) = s.find("://") {
+        s = &s[pos + 3..];
+    } else if let Some(rest) = s.strip_prefix("//") {
+        s = rest;
+    }
+    let end = s.find(['/', '?', '#']).unwrap_or(s.len());
+    s = &s[..end];
+    if let Some(pos) = s.rfind('@') {
+        s = &s[pos + 1..];
+    }
+    if let Some(pos) = s.find(':') {
+        s = &s[..pos];
+    }
+    let mut domain = s.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(rest) = domain.strip_prefix("www.") {
+        domain = rest.to_owned();
+    }
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.contains('.')
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-'));
+    valid.then_some(domain)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn domains_are_normalized() {
+        assert_eq!(normalize_domain("https://WWW.Tiers.Example/path").as_deref(), Some("tiers.example"));
+        assert_eq!(normalize_domain("acme.com:8443").as_deref(), Some("acme.com"));
+        assert_eq!(normalize_domain("www.acme.com.").as_deref(), Some("acme.com"));
+        assert_eq!(normalize_domain("localhost"), None);
+        assert_eq!(normalize_domain("not a domain.com"), None);
+    }
+
+    #[test]
+    fn email_is_reduced_to_its_domain() {
+        let a = Activity::from_object(obj(json!({
+            "source": "web", "id": "1", "kind": "page_view",
+            "occurred_at": "2026-03-01T12:00:00+02:00", "actor_email": "Jane@Acme.COM"
+        })))
+        .unwrap();
+        assert_eq!(a.email_domain.as_deref(), Some("acme.com"));
+        assert_eq!(format_timestamp(a.occurred_at), "2026-03-01T10:00:00Z");
+    }
+
+    #[test]
+    fn missing_id_is_a_stable_content_hash() {
+        let line = json!({"source": "web", "kind": "page_view", "occurred_at": "2026-03-01T12:00:00Z"});
+        let a = Activity::from_object(obj(line.clone())).unwrap();
+        let b = Activity::from_object(obj(line)).unwrap();
+        assert_eq!(a.id, b.id);
+        assert!(a.id.starts_with("h:"));
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_in_properties() {
+        let a = Activity::from_object(obj(json!({
+            "source": "web", "id": "1", "kind": "page_view",
+            "occurred_at": "2026-03-01T12:00:00Z", "browser": "firefox", "properties": {"a": 1}
+        })))
+        .unwrap();
+        assert_eq!(a.properties.as_deref(), Some(r#"{"a":1,"browser":"firefox"}"#));
+    }
+
+    #[test]
+    fn invalid_lines_say_why() {
+        let cases = [
+            (json!({"source": "s", "id": "1", "kind": "click", "occurred_at": "2026-03-01T12:00:00Z"}), "unknown kind `click`"),
+            (json!({"source": "s", "id": "1", "kind": "community", "occurred_at": "2026-03-01T12:00:00Z"}), "missing required field `action`"),
+            (json!({"source": "s", "id": "1", "kind": "community", "action": "like", "occurred_at": "2026-03-01T12:00:00Z"}), "unknown action `like`"),
+            (json!({"source": "s", "id": "1", "kind": "download", "occurred_at": "yesterday"}), "not an RFC 3339"),
+            (json!({"source": "s", "id": "1", "kind": "download", "occurred_at": "2026-03-01T12:00:00"}), "not an RFC 3339"),
+            (json!({"source": "s", "id": "1", "kind": "download", "occurred_at": "0001-01-01T00:00:00Z"}), "out of range"),
+            (json!({"id": "1", "kind": "download", "occurred_at": "2026-03-01T12:00:00Z"}), "missing required field `source`"),
+            (json!({"source": "s", "id": "1", "kind": "download", "occurred_at": "2026-03-01T12:00:00Z", "version": 2}), "field `version` must be a string, found a number"),
+        ];
+        for (line, reason) in cases {
+            let err = Activity::from_object(obj(line.clone())).unwrap_err();
+            assert!(err.0.contains(reason), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn ip_actors_are_never_kept() {
+        let a = Activity::from_object(obj(json!({
+            "source": "s", "id": "1", "kind": "download", "occurred_at": "2026-03-01T12:00:00Z", "actor": "203.0.113.7"
+        })))
+        .unwrap();
+        assert!(!a.actor.unwrap().contains("203.0"));
+    }
+}

@@ -1,0 +1,217 @@
+//! The OQL scoring engine of `spec/scoring.md`: a pure function of (a company's
+//! activities, the model, the as-of date). No database, no clock: the as-of date is an
+//! argument, so every rule is unit-testable and every output reproducible.
+//!
+//! The engine works on days: each activity is reduced to its UTC day, its award and its
+//! counts, laid out in per-day arrays from the company's first activity to the as-of
+//! date. Prefix sums over those arrays answer every "last N days" question in constant
+//! time, which is what makes the daily stage timeline (needed by `inactive`, `peak_stage`
+//! and `stage_since`) affordable.
+
+pub mod model;
+pub mod points;
+pub mod signals;
+pub mod stages;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::activity::{Action, Kind, Tier, date_of};
+pub use model::{Micro, Model, MICRO};
+use points::{Awarder, DayMonth, resolve_tier};
+pub use stages::Stage;
+
+/// What scoring needs of one activity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoringActivity {
+    pub occurred_at: i64,
+    pub source: String,
+    pub id: String,
+    pub kind: Kind,
+    pub action: Option<Action>,
+    pub tier: Option<Tier>,
+    pub actor: Option<String>,
+    pub package: Option<String>,
+    pub version: Option<String>,
+    pub url: Option<String>,
+}
+
+/// One company's stage, score and signals at an as-of date: the output contract.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CompanyScore {
+    pub domain: String,
+    pub stage: Stage,
+    pub peak_stage: Stage,
+    pub stage_since: NaiveDate,
+    #[serde(serialize_with = "signals::serialize_centi_points")]
+    pub score: Micro,
+    pub first_seen: NaiveDate,
+    pub last_seen: NaiveDate,
+    pub downloads_30d: u32,
+    pub views_30d: u32,
+    pub community_30d: u32,
+    pub telemetry_30d: u32,
+    pub actors_90d: u32,
+    pub versions_90d: u32,
+    pub upgrading: bool,
+    pub churn_risk: bool,
+    pub events_30d: u32,
+    pub actors_30d: u32,
+    /// Percent change in tenths of a percent, `None` when there is nothing to compare to.
+    #[serde(serialize_with = "signals::serialize_tenths")]
+    pub events_mom: Option<i64>,
+    #[serde(serialize_with = "signals::serialize_tenths")]
+    pub events_wow: Option<i64>,
+}
+
+/// Days since 1970-01-01.
+pub fn day_number(date: NaiveDate) -> i32 {
+    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
+}
+
+/// The date of a day number.
+pub fn date_of_day(day: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date") + chrono::TimeDelta::days(day as i64)
+}
+
+/// Per-day totals of one company, indexed from its first activity's day.
+pub struct DailySeries {
+    pub first_day: i32,
+    pub last_day: i32,
+    /// Prefix sums (length = days + 1) of: awarded points, views, usage (downloads and
+    /// telemetry), all activities.
+    points: Vec<Micro>,
+    views: Vec<u32>,
+    usage: Vec<u32>,
+    events: Vec<u32>,
+}
+
+impl DailySeries {
+    fn range(&self, from: i32, to: i32) -> Option<(usize, usize)> {
+        let lo = from.max(self.first_day);
+        let hi = to.min(self.last_day);
+        (lo <= hi).then(|| ((lo - self.first_day) as usize, (hi - self.first_day) as usize + 1))
+    }
+
+    /// Awarded points of the days `from..=to`.
+    pub fn points(&self, from: i32, to: i32) -> Micro {
+        self.range(from, to).map_or(0, |(a, b)| self.points[b] - self.points[a])
+    }
+
+    pub fn views(&self, from: i32, to: i32) -> u32 {
+        self.range(from, to).map_or(0, |(a, b)| self.views[b] - self.views[a])
+    }
+
+    pub fn usage(&self, from: i32, to: i32) -> u32 {
+        self.range(from, to).map_or(0, |(a, b)| self.usage[b] - self.usage[a])
+    }
+
+    pub fn events(&self, from: i32, to: i32) -> u32 {
+        self.range(from, to).map_or(0, |(a, b)| self.events[b] - self.events[a])
+    }
+}
+
+fn prefix<T: Copy + std::ops::Add<Output = T> + Default>(daily: &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(daily.len() + 1);
+    let mut acc = T::default();
+    out.push(acc);
+    for &x in daily {
+        acc = acc + x;
+        out.push(acc);
+    }
+    out
+}
+
+fn order_key(a: &ScoringActivity) -> (i64, &str, &str) {
+    (a.occurred_at, a.source.as_str(), a.id.as_str())
+}
+
+/// Scores one company at `as_of`. `None` when it has no activity on or before that date.
+pub fn score_company(
+    domain: &str,
+    activities: &[ScoringActivity],
+    model: &Model,
+    as_of: NaiveDate,
+) -> Option<CompanyScore> {
+    let end = day_number(as_of);
+    let mut acts: Vec<(&ScoringActivity, DayMonth)> = activities
+        .iter()
+        .filter_map(|a| {
+            let dm = DayMonth::of(date_of(a.occurred_at));
+            (dm.day <= end).then_some((a, dm))
+        })
+        .collect();
+    if acts.is_empty() {
+        return None;
+    }
+    if !acts.is_sorted_by(|x, y| order_key(x.0) <= order_key(y.0)) {
+        acts.sort_by(|x, y| order_key(x.0).cmp(&order_key(y.0)));
+    }
+    let first_day = acts[0].1.day;
+    let days = (end - first_day + 1) as usize;
+    let mut points = vec![0 as Micro; days];
+    let mut views = vec![0u32; days];
+    let mut usage = vec![0u32; days];
+    let mut events = vec![0u32; days];
+    let mut awarder = Awarder::new(model);
+    let mut last_day = first_day;
+    for (a, dm) in &acts {
+        let tier = resolve_tier(
+            &model.tiers,
+            a.kind,
+            a.action,
+            a.tier,
+            a.url.as_deref(),
+            a.package.as_deref(),
+            a.version.as_deref(),
+        );
+        let i = (dm.day - first_day) as usize;
+        points[i] += awarder.award(model::Category::of(a.kind), tier, *dm);
+        views[i] += a.kind.is_view() as u32;
+        usage[i] += a.kind.is_usage() as u32;
+        events[i] += 1;
+        last_day = dm.day;
+    }
+    let series = DailySeries {
+        first_day,
+        last_day: end,
+        points: prefix(&points),
+        views: prefix(&views),
+        usage: prefix(&usage),
+        events: prefix(&events),
+    };
+    let timeline = stages::StageTimeline::build(&series, model, end);
+    let counts = signals::WindowCounts::of(acts.iter().map(|(a, dm)| (*a, dm.day)), end);
+    let score = series.points(end - model.windows.score + 1, end);
+    let peak_stage = timeline.peak();
+    let versions_90d = counts.versions_90d;
+    let t = &model.thresholds;
+    let prior_30 = series.events(end - 59, end - 30);
+    let churn_risk = peak_stage >= Stage::Investigation
+        && counts.events_30d as i64 * MICRO <= t.churn_ratio * prior_30 as i64
+        && prior_30 >= t.churn_min_prior;
+    Some(CompanyScore {
+        domain: domain.to_owned(),
+        stage: timeline.stage_at_end(),
+        peak_stage,
+        stage_since: date_of_day(timeline.stage_since()),
+        score,
+        first_seen: date_of_day(first_day),
+        last_seen: date_of_day(last_day),
+        downloads_30d: counts.downloads_30d,
+        views_30d: counts.views_30d,
+        community_30d: counts.community_30d,
+        telemetry_30d: counts.telemetry_30d,
+        actors_90d: counts.actors_90d,
+        versions_90d,
+        upgrading: versions_90d >= t.upgrading_versions,
+        churn_risk,
+        events_30d: counts.events_30d,
+        actors_30d: counts.actors_30d,
+        events_mom: signals::percent_change_tenths(counts.events_30d, prior_30),
+        events_wow: signals::percent_change_tenths(
+            series.events(end - 6, end),
+            series.events(end - 13, end - 7),
+        ),
+    })
+}
