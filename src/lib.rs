@@ -1,5 +1,14 @@
 //! oql-sync: turns open-source usage signals into Open Source Qualified Lead stages and
-//! scores. See `README.md` for the tour and `docs/` for the design.
+//! scores. Data flows one way: sources → activities → store → attribution → scoring.
+//! See `README.md` for the tour.
 
 pub mod activity;
+pub mod attribution;
+pub mod config;
 pub mod scoring;
+pub mod sources;
+pub mod store;
+pub mod app;
+pub mod cli;
+pub mod import;
+pub mod output;

@@ -1,0 +1,225 @@
+//! Runs one CLI command: load and validate the config first (nothing runs on a broken
+//! config), open the store, bring attribution up to date, then do the command's work.
+
+use std::io::Write;
+
+use chrono::{NaiveDate, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::cli::{Cli, Command, OutputFormat};
+use crate::config::{Config, ConfigError};
+use crate::import::{FileSummary, ImportError, import_file};
+use crate::scoring::{CompanyScore, Model, day_number, score_company};
+use crate::sources::export::ExportOptions;
+use crate::store::{Store, StoreError};
+use crate::output;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error("{0}")]
+    Failed(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl AppError {
+    /// Exit codes of the CLI contract: 2 for usage and config errors, 1 at run time.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Config(_) | AppError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let config = Config::load(&cli.config_dir)?;
+    let db = cli
+        .db
+        .clone()
+        .unwrap_or_else(|| cli.config_dir.join("oql.db").display().to_string());
+    match cli.command {
+        Command::Import { files, connector } => {
+            let options = export_options(&config, connector.as_deref())?;
+            let store = open(&db, &config).await?;
+            import(&store, &config, &files, &options).await
+        }
+        Command::Score { as_of } => {
+            let store = open(&db, &config).await?;
+            let as_of = as_of.unwrap_or_else(today);
+            let scores = compute_scores(&store, &config.model, as_of).await?;
+            let inputs = score_inputs(&store, &config.model).await?;
+            store.replace_scores(as_of, &inputs, &scores).await?;
+            println!("scored {}", output::stage_summary(&scores, as_of));
+            Ok(())
+        }
+        Command::Companies { as_of, stage, format } => {
+            let store = open(&db, &config).await?;
+            let (as_of, mut scores) = current_scores(&store, &config.model, as_of).await?;
+            if let Some(stage) = stage {
+                scores.retain(|s| s.stage == stage);
+            }
+            let text = match format {
+                OutputFormat::Json => output::json(&scores),
+                OutputFormat::Csv => output::csv(&scores),
+                OutputFormat::Table => output::table(&scores, as_of),
+            };
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+async fn open(db: &str, config: &Config) -> Result<Store, AppError> {
+    let store = Store::open(db).await?;
+    let moved = store.sync_attribution(&config.attribution).await?;
+    if moved > 0 {
+        eprintln!("attribution rules changed: {moved} activities re-attributed");
+    }
+    Ok(store)
+}
+
+/// The settings `import` reads files with: those of the named export connector, or of
+/// the only export connector when there is exactly one, else the defaults.
+fn export_options(config: &Config, name: Option<&str>) -> Result<ExportOptions, AppError> {
+    let exports: Vec<_> = config.export_connectors().collect();
+    let chosen = match name {
+        Some(name) => Some(exports.iter().find(|(c, _)| c.name == name).ok_or_else(|| {
+            let known: Vec<&str> = exports.iter().map(|(c, _)| c.name.as_str()).collect();
+            AppError::Usage(format!(
+                "--connector {name}: no export connector of that name in {} (known: {})",
+                config.dir.join("connectors").display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })?),
+        None if exports.len() == 1 => exports.first(),
+        None => None,
+    };
+    Ok(chosen
+        .map(|(_, e)| ExportOptions {
+            format: e.format,
+            source: e.source.clone(),
+            scarf: e.scarf.clone(),
+        })
+        .unwrap_or_default())
+}
+
+async fn import(
+    store: &Store,
+    config: &Config,
+    files: &[std::path::PathBuf],
+    options: &ExportOptions,
+) -> Result<(), AppError> {
+    let started = std::time::Instant::now();
+    let mut summaries: Vec<FileSummary> = Vec::new();
+    for path in files {
+        summaries.push(import_file(store, path, options, &config.attribution).await?);
+    }
+    let elapsed = started.elapsed();
+    let mut out = String::new();
+    for s in &summaries {
+        out.push_str(&file_summary(s));
+    }
+    let total = |f: fn(&FileSummary) -> u64| summaries.iter().map(f).sum::<u64>();
+    let (imported, lines) = (total(|s| s.imported), total(|s| s.imported + s.duplicate + s.quarantined));
+    if summaries.len() > 1 {
+        out.push_str(&format!(
+            "total: {imported} imported, {} duplicate, {} quarantined, {} unattributed\n",
+            total(|s| s.duplicate),
+            total(|s| s.quarantined),
+            total(|s| s.unattributed),
+        ));
+    }
+    let rate = lines as f64 / elapsed.as_secs_f64().max(1e-9);
+    out.push_str(&format!("read {lines} lines in {:.2}s ({rate:.0} lines/s)\n", elapsed.as_secs_f64()));
+    print!("{out}");
+    let failed: Vec<&FileSummary> = summaries.iter().filter(|s| s.error.is_some()).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(format!(
+            "{} of {} files could not be imported completely",
+            failed.len(),
+            summaries.len()
+        )))
+    }
+}
+
+fn file_summary(s: &FileSummary) -> String {
+    let mut out = format!(
+        "{} ({}): {} imported, {} duplicate, {} quarantined, {} unattributed\n",
+        s.path.display(),
+        s.format.map(|f| f.as_str()).unwrap_or("unread"),
+        s.imported,
+        s.duplicate,
+        s.quarantined,
+        s.unattributed
+    );
+    for (line, reason) in &s.reasons {
+        out.push_str(&format!("  quarantined {}:{line}: {reason}\n", s.path.display()));
+    }
+    if s.quarantined > s.reasons.len() as u64 {
+        out.push_str(&format!("  … and {} more quarantined lines\n", s.quarantined - s.reasons.len() as u64));
+    }
+    if let Some(e) = &s.error {
+        out.push_str(&format!("  error: {e}\n"));
+        eprintln!("error: {e}");
+    }
+    out
+}
+
+/// What persisted scores depend on: the store's data and the model.
+async fn score_inputs(store: &Store, model: &Model) -> Result<String, AppError> {
+    let model_hash: String = Sha256::digest(format!("{model:?}").as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("data-v{}-model-{model_hash}", store.data_version().await?))
+}
+
+/// Scores of every company at `as_of`, by score descending then domain.
+pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> Result<Vec<CompanyScore>, AppError> {
+    let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
+    let mut scores = Vec::new();
+    store
+        .for_each_company(until, |domain, acts| {
+            if let Some(s) = score_company(domain, acts, model, as_of) {
+                scores.push(s);
+            }
+        })
+        .await?;
+    sort_scores(&mut scores);
+    Ok(scores)
+}
+
+fn sort_scores(scores: &mut [CompanyScore]) {
+    scores.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.domain.cmp(&b.domain)));
+}
+
+/// Persisted scores when they are for that date and still current; computed otherwise.
+async fn current_scores(
+    store: &Store,
+    model: &Model,
+    as_of: Option<NaiveDate>,
+) -> Result<(NaiveDate, Vec<CompanyScore>), AppError> {
+    let as_of = as_of.unwrap_or_else(today);
+    if let Some(mut stored) = store.stored_scores().await? {
+        if stored.as_of == as_of && stored.inputs == score_inputs(store, model).await? {
+            sort_scores(&mut stored.scores);
+            return Ok((as_of, stored.scores));
+        }
+    }
+    Ok((as_of, compute_scores(store, model, as_of).await?))
+}

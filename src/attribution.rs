@@ -1,0 +1,183 @@
+//! Attribution of an activity to a company domain: rules 1 to 3 of
+//! `spec/activity-format.md` (rule 4, GitHub profiles, comes with the GitHub source).
+//!
+//! Rules 2 and 3 depend on config, so the store keeps what they need (actor, email
+//! domain) and re-runs them whenever the rules' fingerprint changes: an override added
+//! later places activities that were imported unattributed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Domain;
+
+/// Free-mail and no-reply domains: an address there says nothing about the company.
+pub const FREE_MAIL: [&str; 14] = [
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "yahoo.com",
+    "icloud.com",
+    "me.com",
+    "proton.me",
+    "protonmail.com",
+    "gmx.de",
+    "qq.com",
+    "163.com",
+    "users.noreply.github.com",
+];
+
+/// Which rule placed an activity; kept in the store so that `explain` can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The source named the company.
+    Source,
+    /// An `actors:` override.
+    ActorOverride,
+    /// An `email_domains:` override.
+    EmailOverride,
+    /// The domain of the actor's email address.
+    EmailDomain,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Source => "source",
+            Rule::ActorOverride => "actor_override",
+            Rule::EmailOverride => "email_override",
+            Rule::EmailDomain => "email_domain",
+        }
+    }
+}
+
+/// The shape of `attribution.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionFile {
+    /// actor (login, Slack user id, origin hash) → company domain
+    #[serde(default)]
+    pub actors: BTreeMap<String, Domain>,
+    /// email domain → company domain (e.g. a subsidiary's mail domain)
+    #[serde(default)]
+    pub email_domains: BTreeMap<Domain, Domain>,
+    /// more free-mail domains, beside the built-in list
+    #[serde(default)]
+    pub free_mail: Vec<Domain>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributionRules {
+    actors: BTreeMap<String, String>,
+    email_domains: BTreeMap<String, String>,
+    free_mail: BTreeSet<String>,
+}
+
+impl Default for AttributionRules {
+    fn default() -> Self {
+        AttributionRules::from_file(AttributionFile::default())
+    }
+}
+
+impl AttributionRules {
+    pub fn from_file(file: AttributionFile) -> Self {
+        AttributionRules {
+            actors: file.actors.into_iter().map(|(k, v)| (k, v.0)).collect(),
+            email_domains: file.email_domains.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
+            free_mail: FREE_MAIL
+                .iter()
+                .map(|s| s.to_string())
+                .chain(file.free_mail.into_iter().map(|d| d.0))
+                .collect(),
+        }
+    }
+
+    /// The first rule that yields a domain wins.
+    pub fn attribute(
+        &self,
+        source_domain: Option<&str>,
+        actor: Option<&str>,
+        email_domain: Option<&str>,
+    ) -> Option<(String, Rule)> {
+        if let Some(d) = source_domain {
+            return Some((d.to_owned(), Rule::Source));
+        }
+        if let Some(d) = actor.and_then(|a| self.actors.get(a)) {
+            return Some((d.clone(), Rule::ActorOverride));
+        }
+        let email = email_domain?;
+        if let Some(d) = self.email_domains.get(email) {
+            return Some((d.clone(), Rule::EmailOverride));
+        }
+        (!self.is_free_mail(email)).then(|| (email.to_owned(), Rule::EmailDomain))
+    }
+
+    /// A free-mail domain or any subdomain of one (`x.users.noreply.github.com`).
+    pub fn is_free_mail(&self, domain: &str) -> bool {
+        let mut d = domain;
+        loop {
+            if self.free_mail.contains(d) {
+                return true;
+            }
+            match d.split_once('.') {
+                Some((_, rest)) if rest.contains('.') => d = rest,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Identifies the rules: when it changes, stored attributions are recomputed.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for (k, v) in &self.actors {
+            h.update(format!("a\0{k}\0{v}\n"));
+        }
+        for (k, v) in &self.email_domains {
+            h.update(format!("e\0{k}\0{v}\n"));
+        }
+        for d in &self.free_mail {
+            h.update(format!("f\0{d}\n"));
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> AttributionRules {
+        let file: AttributionFile = serde_saphyr::from_str(
+            "actors:\n  octocat: https://www.GitHub.com\nemail_domains:\n  acme-mail.com: acme.com\nfree_mail: [mailbox.org]\n",
+        )
+        .unwrap();
+        AttributionRules::from_file(file)
+    }
+
+    #[test]
+    fn rules_apply_in_order() {
+        let r = rules();
+        assert_eq!(r.attribute(Some("given.com"), Some("octocat"), Some("acme-mail.com")), Some(("given.com".into(), Rule::Source)));
+        assert_eq!(r.attribute(None, Some("octocat"), Some("acme-mail.com")), Some(("github.com".into(), Rule::ActorOverride)));
+        assert_eq!(r.attribute(None, Some("x"), Some("acme-mail.com")), Some(("acme.com".into(), Rule::EmailOverride)));
+        assert_eq!(r.attribute(None, None, Some("initech.io")), Some(("initech.io".into(), Rule::EmailDomain)));
+    }
+
+    #[test]
+    fn free_mail_never_attributes() {
+        let r = rules();
+        assert_eq!(r.attribute(None, None, Some("gmail.com")), None);
+        assert_eq!(r.attribute(None, None, Some("mailbox.org")), None);
+        assert_eq!(r.attribute(None, None, Some("12345.users.noreply.github.com")), None);
+        assert_eq!(r.attribute(None, None, None), None);
+    }
+
+    #[test]
+    fn fingerprint_changes_with_any_rule() {
+        assert_ne!(rules().fingerprint(), AttributionRules::default().fingerprint());
+        assert_eq!(rules().fingerprint(), rules().fingerprint());
+    }
+}

@@ -1,0 +1,68 @@
+//! The command line (the stable contract of DESIGN.md's "CLI contract").
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::scoring::Stage;
+
+#[derive(Debug, Parser)]
+#[command(name = "oql-sync", version, about = "Turns open-source usage signals into OQL stages and scores")]
+pub struct Cli {
+    /// Config directory (connectors/, mappings/, attribution.yaml, scoring.yaml).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// Store URL; default: sqlite://oql.db inside the config dir.
+    #[arg(long, global = true, env = "OQL_DB", value_name = "URL")]
+    pub db: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest export files (format by extension or content: ndjson, csv, scarf).
+    Import {
+        /// Export files to import.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Take the format, source name and Scarf settings of this export connector.
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+    },
+    /// Recompute and persist company scores.
+    Score {
+        /// Scoring date (YYYY-MM-DD); default today, UTC.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
+    },
+    /// List companies by score with their stage and signals.
+    Companies {
+        /// Scoring date (YYYY-MM-DD); default today, UTC.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
+        /// Only companies in this stage.
+        #[arg(long, value_parser = parse_stage, value_name = "S")]
+        stage: Option<Stage>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("`{s}` is not a date (expected YYYY-MM-DD)"))
+}
+
+fn parse_stage(s: &str) -> Result<Stage, String> {
+    Stage::parse(s).ok_or_else(|| {
+        format!("`{s}` is not a stage (expected interest, investigation, experimentation, ongoing_usage or inactive)")
+    })
+}

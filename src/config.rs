@@ -1,0 +1,338 @@
+//! Loads and validates a config directory: `connectors/*.yaml`, `attribution.yaml` and
+//! `scoring.yaml`, each optional. Everything is checked before any command does work,
+//! and every error names the file, line and column.
+//!
+//! Validation happens inside deserialization (typed fields, `deny_unknown_fields`,
+//! `try_from` newtypes), so the YAML parser's own location is the one reported.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::activity::{Kind, normalize_domain};
+use crate::attribution::AttributionRules;
+use crate::scoring::model::{Model, ModelOverrides};
+use crate::sources::export::{ExportFormat, ScarfSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config directory {0} does not exist or is not a directory")]
+    MissingDir(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// A loaded, validated config directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub model: Model,
+    pub attribution: AttributionRules,
+    pub connectors: Vec<Connector>,
+}
+
+/// Fields every connector file has, whatever its kind.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub name: String,
+    pub schedule: String,
+    pub path: PathBuf,
+    pub kind: ConnectorKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConnectorKind {
+    Export(ExportConnector),
+}
+
+/// `kind: export`: export files (NDJSON, CSV, Scarf) read from a folder or glob.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConnector {
+    pub name: String,
+    #[allow(dead_code)]
+    kind: String,
+    pub schedule: Schedule,
+    /// Folder or glob of export files, relative to the config dir.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub format: ExportFormat,
+    /// Overrides the `source` of activities read through this connector.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub scarf: ScarfSettings,
+}
+
+/// A cron expression with a seconds field (`sec min hour day month weekday [year]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Schedule(pub String);
+
+impl TryFrom<String> for Schedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        use std::str::FromStr;
+        cron::Schedule::from_str(&s)
+            .map(|_| Schedule(s.clone()))
+            .map_err(|e| format!("`{s}` is not a cron expression with seconds ({e})"))
+    }
+}
+
+/// A company domain in config, normalized at load.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Domain(pub String);
+
+impl TryFrom<String> for Domain {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        normalize_domain(&s)
+            .map(Domain)
+            .ok_or_else(|| format!("`{s}` is not a domain"))
+    }
+}
+
+/// An activity kind named in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct KindName(pub Kind);
+
+impl TryFrom<String> for KindName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Kind::parse(&s).map(KindName).ok_or_else(|| {
+            format!("unknown kind `{s}` (expected download, page_view, doc_view, telemetry or community)")
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ConnectorHeader {
+    name: Option<String>,
+    kind: Option<String>,
+}
+
+impl Config {
+    /// Loads the config dir. A dir with none of the files is valid: defaults apply.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        if !dir.is_dir() {
+            return Err(ConfigError::MissingDir(dir.to_path_buf()));
+        }
+        let mut model = Model::default();
+        if let Some(overrides) = load_optional::<ModelOverrides>(&dir.join("scoring.yaml"))? {
+            model.apply(overrides);
+        }
+        let attribution = match load_optional::<crate::attribution::AttributionFile>(&dir.join("attribution.yaml"))? {
+            Some(file) => AttributionRules::from_file(file),
+            None => AttributionRules::default(),
+        };
+        let connectors = load_connectors(&dir.join("connectors"))?;
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            model,
+            attribution,
+            connectors,
+        })
+    }
+
+    /// The export connectors, by name.
+    pub fn export_connectors(&self) -> impl Iterator<Item = (&Connector, &ExportConnector)> {
+        self.connectors.iter().map(|c| match &c.kind {
+            ConnectorKind::Export(e) => (c, e),
+        })
+    }
+}
+
+fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    paths.sort();
+    let mut out: Vec<Connector> = Vec::new();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in paths {
+        let text = read(&path)?;
+        let header: ConnectorHeader = parse_lenient(&path, &text)?;
+        let file_error = |message: String| ConfigError::File { path: path.clone(), message };
+        let kind = header.kind.ok_or_else(|| file_error("missing required key `kind`".into()))?;
+        let name = header.name.ok_or_else(|| file_error("missing required key `name`".into()))?;
+        let connector = match kind.as_str() {
+            "export" => {
+                let e: ExportConnector = parse(&path, &text)?;
+                Connector {
+                    name: e.name.clone(),
+                    schedule: e.schedule.0.clone(),
+                    path: path.clone(),
+                    kind: ConnectorKind::Export(e),
+                }
+            }
+            "github" | "slack" | "hubspot" | "salesforce" | "common_room" | "webhook" | "file" => {
+                return Err(file_error(format!(
+                    "connector kind `{kind}` is not available in this version of oql-sync (available: export)"
+                )));
+            }
+            other => {
+                return Err(file_error(format!(
+                    "unknown connector kind `{other}` (expected export, github, slack, hubspot, salesforce, common_room, webhook or file)"
+                )));
+            }
+        };
+        if let Some(first) = seen.insert(name.clone(), path.clone()) {
+            return Err(file_error(format!(
+                "connector name `{name}` is already used by {}",
+                first.display()
+            )));
+        }
+        out.push(connector);
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn load_optional<T: DeserializeOwned + Default>(path: &Path) -> Result<Option<T>, ConfigError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read(path)?;
+    parse(path, &text).map(Some)
+}
+
+/// Parses one YAML file strictly; an empty file (or one holding only comments) is the
+/// type's default.
+fn parse<T: DeserializeOwned + Default>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
+    if blank {
+        return Ok(T::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| located(path, &e))
+}
+
+/// Parses only the keys a header needs, ignoring the rest (the typed parse that follows
+/// is strict).
+fn parse_lenient<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    serde_saphyr::from_str(text).map_err(|e| located(path, &e))
+}
+
+fn located(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let display = e.to_string();
+    let first = display.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // The parser prefixes "line L column C: " to its message; the location is reported
+    // in our own `file:line:column:` form instead.
+    let message = match first.split_once(": ") {
+        Some((loc, rest)) if loc.starts_with("line ") => rest.to_owned(),
+        _ => first.to_owned(),
+    };
+    match e.location() {
+        Some(loc) => ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: loc.line(),
+            column: loc.column(),
+            message,
+        },
+        None => ConfigError::File {
+            path: path.to_path_buf(),
+            message,
+        },
+    }
+}
+
+impl Default for ExportConnector {
+    fn default() -> Self {
+        ExportConnector {
+            name: String::new(),
+            kind: "export".into(),
+            schedule: Schedule("0 0 * * * *".into()),
+            path: None,
+            format: ExportFormat::Auto,
+            source: None,
+            scarf: ScarfSettings::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn an_empty_dir_is_a_valid_config() {
+        let dir = dir_with(&[]);
+        let config = Config::load(dir.path()).unwrap();
+        assert_eq!(config.model, Model::default());
+        assert!(config.connectors.is_empty());
+    }
+
+    #[test]
+    fn scoring_overrides_apply_and_bad_ones_name_file_line_and_column() {
+        let dir = dir_with(&[("scoring.yaml", "# stricter\nthresholds:\n  ongoing_usage_score: 100\n")]);
+        let config = Config::load(dir.path()).unwrap();
+        assert_eq!(config.model.thresholds.ongoing_usage_score, 100 * crate::scoring::MICRO);
+
+        let dir = dir_with(&[("scoring.yaml", "points:\n  views:\n    low:\n      points: -1\n")]);
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with("scoring.yaml:4:15: -1 is not a number of points from 0 to 1000000000"), "{err}");
+
+        let dir = dir_with(&[("scoring.yaml", "windows:\n  scroe: 30\n")]);
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("scoring.yaml:2:3: unknown field `scroe`"), "{err}");
+    }
+
+    #[test]
+    fn connectors_are_checked_strictly() {
+        let dir = dir_with(&[(
+            "connectors/scarf.yaml",
+            "name: scarf\nkind: export\nschedule: \"0 0 * * * *\"\nformat: scarf\nscarf:\n  doc_pixels: [px-1]\n",
+        )]);
+        let config = Config::load(dir.path()).unwrap();
+        let (c, e) = config.export_connectors().next().unwrap();
+        assert_eq!(c.name, "scarf");
+        assert_eq!(e.scarf.doc_pixels, vec!["px-1".to_string()]);
+
+        let dir = dir_with(&[("connectors/x.yaml", "name: x\nkind: export\nschedule: \"every day\"\n")]);
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("x.yaml:3:11: `every day` is not a cron expression"), "{err}");
+
+        let dir = dir_with(&[("connectors/x.yaml", "name: x\nkind: export\nschedule: \"0 0 * * * *\"\ntoken: abc\n")]);
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("x.yaml:4:1: unknown field `token`"), "{err}");
+    }
+}

@@ -1,0 +1,179 @@
+//! The `import` pipeline: read export files, attribute, insert in large transactions.
+//!
+//! Reading and parsing run on a blocking thread and hand batches over a bounded channel
+//! to the store, so parsing one batch overlaps inserting the previous one (two cores,
+//! two stages) while memory stays bounded by two batches whatever the file size.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::attribution::AttributionRules;
+use crate::sources::export::{BytesRead, ExportError, ExportFile, ExportFormat, ExportOptions, Record};
+use crate::store::{InsertOutcome, NewActivity, QuarantinedLine, Store, StoreError};
+
+/// Activities per transaction.
+pub const BATCH_SIZE: usize = 20_000;
+/// Quarantine reasons shown per file in the summary.
+pub const REASONS_SHOWN: usize = 5;
+
+/// What importing one file did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSummary {
+    pub path: PathBuf,
+    pub format: Option<ExportFormat>,
+    pub imported: u64,
+    pub duplicate: u64,
+    pub quarantined: u64,
+    pub unattributed: u64,
+    /// The first few quarantined lines: (line number, reason).
+    pub reasons: Vec<(u64, String)>,
+    /// Set when the file could not be read (or stopped being readable).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Batch {
+    activities: Vec<NewActivity>,
+    quarantined: Vec<QuarantinedLine>,
+}
+
+enum Message {
+    Opened { format: ExportFormat, size: u64, bytes: BytesRead },
+    Batch(Batch),
+    Failed(ExportError),
+}
+
+/// The key quarantined lines are stored under: the absolute path, so that importing
+/// the same file from another directory is still recognized.
+fn file_key(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Parses a file on the current (blocking) thread, sending batches as they fill.
+fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx: &mpsc::Sender<Message>) {
+    let file = match ExportFile::open(path, options) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tx.blocking_send(Message::Failed(e));
+            return;
+        }
+    };
+    let key = file_key(path);
+    let opened = Message::Opened {
+        format: file.format,
+        size: file.size,
+        bytes: file.bytes_read.clone(),
+    };
+    if tx.blocking_send(opened).is_err() {
+        return;
+    }
+    let new_batch = || Batch {
+        activities: Vec::with_capacity(BATCH_SIZE),
+        quarantined: Vec::new(),
+    };
+    let mut batch = new_batch();
+    for record in file {
+        match record {
+            Ok(Record::Valid { activity, .. }) => {
+                let company = rules.attribute(
+                    activity.company_domain.as_deref(),
+                    activity.actor.as_deref(),
+                    activity.email_domain.as_deref(),
+                );
+                batch.activities.push(NewActivity { activity, company });
+            }
+            Ok(Record::Invalid { line, reason, raw }) => batch.quarantined.push(QuarantinedLine {
+                file: key.clone(),
+                line,
+                reason,
+                raw,
+            }),
+            Err(e) => {
+                let _ = tx.blocking_send(Message::Batch(batch));
+                let _ = tx.blocking_send(Message::Failed(e));
+                return;
+            }
+        }
+        if batch.activities.len() + batch.quarantined.len() >= BATCH_SIZE {
+            let full = std::mem::replace(&mut batch, new_batch());
+            if tx.blocking_send(Message::Batch(full)).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = tx.blocking_send(Message::Batch(batch));
+}
+
+fn progress_bar(path: &Path, size: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(path.display().to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Imports one file. A file that cannot be read is reported in its summary; what was
+/// read before a read error stays imported.
+pub async fn import_file(
+    store: &Store,
+    path: &Path,
+    options: &ExportOptions,
+    rules: &AttributionRules,
+) -> Result<FileSummary, ImportError> {
+    let (tx, mut rx) = mpsc::channel::<Message>(2);
+    let reader = {
+        let (path, options, rules) = (path.to_path_buf(), options.clone(), rules.clone());
+        tokio::task::spawn_blocking(move || read_file(&path, &options, &rules, &tx))
+    };
+    let mut summary = FileSummary {
+        path: path.to_path_buf(),
+        ..Default::default()
+    };
+    let mut bar = ProgressBar::hidden();
+    let mut bytes = BytesRead::default();
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Opened { format, size, bytes: b } => {
+                summary.format = Some(format);
+                bar = progress_bar(path, size);
+                bytes = b;
+            }
+            Message::Failed(e) => summary.error = Some(e.to_string()),
+            Message::Batch(batch) => {
+                let outcome: InsertOutcome = store.insert_batch(&batch.activities, &batch.quarantined).await?;
+                summary.imported += outcome.inserted;
+                summary.duplicate += outcome.duplicate;
+                summary.unattributed += outcome.unattributed;
+                summary.quarantined += batch.quarantined.len() as u64;
+                for q in batch.quarantined {
+                    if summary.reasons.len() < REASONS_SHOWN {
+                        summary.reasons.push((q.line, q.reason));
+                    }
+                }
+                bar.set_position(bytes.get());
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let _ = reader.await;
+    Ok(summary)
+}

@@ -1,0 +1,690 @@
+//! Export files: NDJSON activities, the same columns as CSV, and Scarf's raw event
+//! export. Each file is read as a stream of [`Record`]s, one per line or row, so files
+//! of millions of lines are read in bounded memory; an invalid line becomes a
+//! [`Record::Invalid`] with its reason and never stops the rest of the file.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::activity::{Activity, Invalid, Kind};
+use crate::config::KindName;
+
+/// Lines longer than this are quarantined without being held in memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// From the extension, then the content.
+    #[default]
+    Auto,
+    Ndjson,
+    Csv,
+    Scarf,
+}
+
+impl ExportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Auto => "auto",
+            ExportFormat::Ndjson => "ndjson",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Scarf => "scarf",
+        }
+    }
+}
+
+/// How Scarf's columns map onto activities (`spec/activity-format.md`, "Scarf exports").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScarfSettings {
+    /// Company fields are kept only from this identification confidence on (0 to 1).
+    pub min_confidence: f64,
+    /// Pixels (by id) placed on documentation pages: their views are `doc_view`.
+    pub doc_pixels: Vec<String>,
+    /// Event Collection (telemetry) packages: their events are `telemetry`.
+    pub telemetry_packages: Vec<String>,
+    /// Extra event types and the kind they map to (e.g. `file-download: download`).
+    pub types: BTreeMap<String, KindName>,
+}
+
+impl Default for ScarfSettings {
+    fn default() -> Self {
+        ScarfSettings {
+            min_confidence: 0.5,
+            doc_pixels: Vec::new(),
+            telemetry_packages: Vec::new(),
+            types: BTreeMap::new(),
+        }
+    }
+}
+
+/// Options of one import, from the export connector in effect.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    pub format: ExportFormat,
+    /// Replaces the `source` of every activity read (Scarf rows default to `scarf`).
+    pub source: Option<String>,
+    pub scarf: ScarfSettings,
+}
+
+/// One line (NDJSON) or row (CSV) of an export file.
+#[derive(Debug)]
+pub enum Record {
+    Valid { line: u64, activity: Activity },
+    Invalid { line: u64, reason: String, raw: String },
+}
+
+/// A whole file could not be read (as opposed to one bad line).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Header {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+}
+
+/// Counts bytes as they are read, for the progress bar.
+#[derive(Clone, Default)]
+pub struct BytesRead(Arc<AtomicU64>);
+
+impl BytesRead {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: BytesRead,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// An open export file, ready to stream records.
+pub struct ExportFile {
+    pub path: PathBuf,
+    pub format: ExportFormat,
+    pub size: u64,
+    pub bytes_read: BytesRead,
+    records: Box<dyn Iterator<Item = Result<Record, ExportError>>>,
+}
+
+impl ExportFile {
+    pub fn open(path: &Path, options: &ExportOptions) -> Result<ExportFile, ExportError> {
+        let io = |source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(io(std::io::Error::other("is a directory, not an export file")));
+        }
+        let bytes_read = BytesRead::default();
+        let mut reader = BufReader::with_capacity(
+            256 * 1024,
+            CountingReader {
+                inner: file,
+                count: bytes_read.clone(),
+            },
+        );
+        let format = match options.format {
+            ExportFormat::Auto => detect_format(path, &mut reader).map_err(io)?,
+            f => f,
+        };
+        let records: Box<dyn Iterator<Item = Result<Record, ExportError>>> = match format {
+            ExportFormat::Ndjson | ExportFormat::Auto => Box::new(NdjsonRecords {
+                path: path.to_path_buf(),
+                reader,
+                line: 0,
+                source: options.source.clone(),
+                done: false,
+            }),
+            ExportFormat::Csv | ExportFormat::Scarf => {
+                let csv = CsvRecords::new(path, reader, format, options)?;
+                Box::new(csv)
+            }
+        };
+        Ok(ExportFile {
+            path: path.to_path_buf(),
+            format,
+            size: meta.len(),
+            bytes_read,
+            records,
+        })
+    }
+}
+
+impl Iterator for ExportFile {
+    type Item = Result<Record, ExportError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.records.next()
+    }
+}
+
+/// NDJSON by extension or a leading `{`; CSV otherwise, Scarf when its header says so.
+fn detect_format<R: BufRead>(path: &Path, reader: &mut R) -> std::io::Result<ExportFormat> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("ndjson" | "jsonl" | "json")) {
+        return Ok(ExportFormat::Ndjson);
+    }
+    let head = reader.fill_buf()?;
+    let head = head.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(head);
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') {
+        return Ok(ExportFormat::Ndjson);
+    }
+    let header_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let header = String::from_utf8_lossy(header_line).to_ascii_lowercase();
+    let columns: Vec<&str> = header.split(',').map(|c| c.trim().trim_matches('"')).collect();
+    let is_scarf = columns.contains(&"type") && columns.contains(&"time") && !columns.contains(&"kind");
+    Ok(if is_scarf {
+        ExportFormat::Scarf
+    } else {
+        ExportFormat::Csv
+    })
+}
+
+struct NdjsonRecords<R> {
+    path: PathBuf,
+    reader: R,
+    line: u64,
+    source: Option<String>,
+    done: bool,
+}
+
+/// Reads one line into `buf`, keeping at most `MAX_LINE_BYTES`; returns (bytes seen,
+/// whether the line was longer than the limit).
+fn read_capped_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
+    buf.clear();
+    let mut seen = 0;
+    let mut too_long = false;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((seen, too_long));
+        }
+        let (take, found) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if buf.len() + take <= MAX_LINE_BYTES {
+            buf.extend_from_slice(&chunk[..take]);
+        } else {
+            too_long = true;
+        }
+        seen += take;
+        reader.consume(take);
+        if found {
+            return Ok((seen, too_long));
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for NdjsonRecords<R> {
+    type Item = Result<Record, ExportError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = Vec::new();
+        while !self.done {
+            let (seen, too_long) = match read_capped_line(&mut self.reader, &mut buf) {
+                Ok(x) => x,
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(ExportError::Io {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            };
+            if seen == 0 {
+                self.done = true;
+                break;
+            }
+            self.line += 1;
+            let line = self.line;
+            if too_long {
+                return Some(Ok(Record::Invalid {
+                    line,
+                    reason: format!("line is longer than {} bytes", MAX_LINE_BYTES),
+                    raw: String::from_utf8_lossy(&buf[..buf.len().min(1024)]).into_owned(),
+                }));
+            }
+            let mut bytes = buf.as_slice();
+            if line == 1 {
+                bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+            }
+            let text = match std::str::from_utf8(bytes) {
+                Ok(t) => t.trim(),
+                Err(e) => {
+                    return Some(Ok(Record::Invalid {
+                        line,
+                        reason: format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
+                        raw: String::from_utf8_lossy(bytes).trim().to_owned(),
+                    }));
+                }
+            };
+            if text.is_empty() {
+                continue;
+            }
+            let result = match serde_json::from_str::<Value>(text) {
+                Err(e) => Err(Invalid(format!("not valid JSON: {e}"))),
+                Ok(Value::Object(mut obj)) => {
+                    if let Some(source) = &self.source {
+                        obj.insert("source".into(), Value::String(source.clone()));
+                    }
+                    Activity::from_object(obj)
+                }
+                Ok(other) => Err(Invalid(format!(
+                    "line is a JSON {}, not an object",
+                    match other {
+                        Value::Array(_) => "array",
+                        Value::String(_) => "string",
+                        Value::Number(_) => "number",
+                        Value::Bool(_) => "boolean",
+                        _ => "null",
+                    }
+                ))),
+            };
+            return Some(Ok(match result {
+                Ok(activity) => Record::Valid { line, activity },
+                Err(reason) => Record::Invalid {
+                    line,
+                    reason: reason.0,
+                    raw: text.to_owned(),
+                },
+            }));
+        }
+        None
+    }
+}
+
+/// Columns an activity CSV must have.
+const REQUIRED_CSV_COLUMNS: [&str; 3] = ["source", "kind", "occurred_at"];
+/// Columns a Scarf export must have; the others are optional (older exports lack some).
+const REQUIRED_SCARF_COLUMNS: [&str; 3] = ["id", "type", "time"];
+
+struct CsvRecords<R: Read> {
+    path: PathBuf,
+    reader: csv::Reader<R>,
+    headers: Vec<String>,
+    format: ExportFormat,
+    options: ExportOptions,
+    record: csv::ByteRecord,
+    done: bool,
+}
+
+impl<R: Read> CsvRecords<R> {
+    fn new(path: &Path, inner: R, format: ExportFormat, options: &ExportOptions) -> Result<Self, ExportError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .from_reader(inner);
+        let headers = reader.byte_headers().map_err(|e| ExportError::Header {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!("cannot read the CSV header: {e}"),
+        })?;
+        let headers: Vec<String> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = String::from_utf8_lossy(h);
+                let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { &h };
+                h.trim().to_ascii_lowercase()
+            })
+            .collect();
+        let required: &[&str] = if format == ExportFormat::Scarf {
+            &REQUIRED_SCARF_COLUMNS
+        } else {
+            &REQUIRED_CSV_COLUMNS
+        };
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|c| !headers.iter().any(|h| h == c))
+            .collect();
+        if !missing.is_empty() {
+            let what = if format == ExportFormat::Scarf { "Scarf export" } else { "activity CSV" };
+            return Err(ExportError::Header {
+                path: path.to_path_buf(),
+                line: 1,
+                message: format!(
+                    "{what} is missing column{} {} (header has: {})",
+                    if missing.len() > 1 { "s" } else { "" },
+                    missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+                    headers.join(", ")
+                ),
+            });
+        }
+        Ok(CsvRecords {
+            path: path.to_path_buf(),
+            reader,
+            headers,
+            format,
+            options: options.clone(),
+            record: csv::ByteRecord::new(),
+            done: false,
+        })
+    }
+
+    fn row(&self) -> Result<BTreeMap<&str, String>, Invalid> {
+        if self.record.len() != self.headers.len() {
+            return Err(Invalid(format!(
+                "row has {} fields, the header has {}",
+                self.record.len(),
+                self.headers.len()
+            )));
+        }
+        let mut row = BTreeMap::new();
+        for (name, field) in self.headers.iter().zip(self.record.iter()) {
+            let value = std::str::from_utf8(field)
+                .map_err(|_| Invalid(format!("column `{name}` is not valid UTF-8")))?;
+            let value = value.trim();
+            if !value.is_empty() {
+                row.insert(name.as_str(), value.to_owned());
+            }
+        }
+        Ok(row)
+    }
+
+    fn raw(&self) -> String {
+        self.record
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl<R: Read> Iterator for CsvRecords<R> {
+    type Item = Result<Record, ExportError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                if e.is_io_error() {
+                    self.done = true;
+                    let source = match e.into_kind() {
+                        csv::ErrorKind::Io(io) => io,
+                        other => std::io::Error::other(format!("{other:?}")),
+                    };
+                    return Some(Err(ExportError::Io { path: self.path.clone(), source }));
+                }
+                Some(Ok(Record::Invalid {
+                    line,
+                    reason: format!("unreadable CSV row: {e}"),
+                    raw: String::new(),
+                }))
+            }
+            Ok(true) => {
+                let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+                let result = self.row().and_then(|row| match self.format {
+                    ExportFormat::Scarf => scarf_activity(row, &self.options),
+                    _ => csv_activity(row, &self.options),
+                });
+                Some(Ok(match result {
+                    Ok(activity) => Record::Valid { line, activity },
+                    Err(reason) => Record::Invalid {
+                        line,
+                        reason: reason.0,
+                        raw: self.raw(),
+                    },
+                }))
+            }
+        }
+    }
+}
+
+/// A row of the activity CSV: the NDJSON fields as columns, `properties` as JSON text.
+fn csv_activity(row: BTreeMap<&str, String>, options: &ExportOptions) -> Result<Activity, Invalid> {
+    let mut obj = Map::new();
+    for (name, value) in row {
+        let value = if name == "properties" {
+            match serde_json::from_str::<Value>(&value) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => return Err(Invalid("column `properties` must hold a JSON object".into())),
+            }
+        } else {
+            Value::String(value)
+        };
+        obj.insert(name.to_owned(), value);
+    }
+    if let Some(source) = &options.source {
+        obj.insert("source".into(), Value::String(source.clone()));
+    }
+    Activity::from_object(obj)
+}
+
+/// Scarf's `time`: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff]` in UTC as a database dump
+/// writes it (Scarf documents the column only as "UTC").
+fn scarf_time(text: &str) -> Result<String, Invalid> {
+    if crate::activity::parse_timestamp(text).is_ok() {
+        return Ok(text.to_owned());
+    }
+    let trimmed = text.trim().trim_end_matches(" UTC").trim_end_matches('Z').trim_end_matches("+00");
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(trimmed, fmt) {
+            return Ok(Utc.from_utc_datetime(&naive).to_rfc3339());
+        }
+    }
+    Err(Invalid(format!("column `time` is not a timestamp: `{text}`")))
+}
+
+fn truthy(v: Option<&String>) -> bool {
+    v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "t" | "1" | "yes"))
+}
+
+/// Maps one Scarf row onto an activity (`spec/activity-format.md`, "Scarf exports";
+/// columns per docs.scarf.sh/data-export and Scarf's scarf-postgres-exporter).
+fn scarf_activity(mut row: BTreeMap<&str, String>, options: &ExportOptions) -> Result<Activity, Invalid> {
+    let settings = &options.scarf;
+    let event_type = row.remove("type").unwrap_or_default();
+    let package = row.remove("package");
+    let pixel = row.remove("pixel");
+    let is_pixel = event_type == "pixel-fetch";
+    let kind = if let Some(k) = settings.types.get(&event_type) {
+        k.0
+    } else if package.as_ref().is_some_and(|p| settings.telemetry_packages.contains(p)) {
+        Kind::Telemetry
+    } else {
+        match event_type.as_str() {
+            "binary-download" | "manifest-fetch" | "file-download" => Kind::Download,
+            "pixel-fetch" if pixel.as_ref().is_some_and(|p| settings.doc_pixels.contains(p)) => Kind::DocView,
+            "pixel-fetch" => Kind::PageView,
+            other => {
+                return Err(Invalid(format!(
+                    "unknown Scarf event type `{other}` (map it under `scarf.types` in the export connector)"
+                )));
+            }
+        }
+    };
+    let mut obj = Map::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            obj.insert(k.to_owned(), Value::String(v));
+        }
+    };
+    put("source", Some(options.source.clone().unwrap_or_else(|| "scarf".into())));
+    put("id", row.remove("id"));
+    put("kind", Some(kind.as_str().to_owned()));
+    let time = row.remove("time").ok_or_else(|| Invalid("missing required column value `time`".into()))?;
+    put("occurred_at", Some(scarf_time(&time)?));
+    put("package", if is_pixel { pixel.clone().or(package) } else { package.or(pixel.clone()) });
+    put("version", row.remove("version"));
+    let referer = row.remove("referer");
+    if is_pixel {
+        put("url", referer.clone());
+    }
+    put("actor", row.remove("origin_id"));
+
+    let confidence = row.get("confidence").and_then(|c| c.parse::<f64>().ok()).map(|c| {
+        // A percentage (0 to 100) is read as a share: the column's range is undocumented.
+        if c > 1.0 { c / 100.0 } else { c }
+    });
+    let trusted = confidence.is_some_and(|c| c >= settings.min_confidence)
+        && row.get("origin_connection_type").is_none_or(|t| !t.eq_ignore_ascii_case("hosting"))
+        && !truthy(row.get("dnt"))
+        && !truthy(row.get("mtc_quota_exceeded"));
+    if trusted {
+        // A domain that does not normalize is dropped rather than losing the row.
+        let domain = row.get("origin_domain").filter(|d| crate::activity::normalize_domain(d).is_some());
+        put("company_domain", domain.cloned());
+        put("company_name", row.get("origin_company").cloned());
+    }
+    let mut properties = Map::new();
+    for key in [
+        "platform",
+        "user_agent",
+        "origin_country",
+        "origin_state",
+        "origin_city",
+        "origin_connection_type",
+        "confidence",
+        "endpoint_id",
+        "variables",
+    ] {
+        if let Some(v) = row.remove(key) {
+            properties.insert(key.to_owned(), Value::String(v));
+        }
+    }
+    if let Some(r) = referer.filter(|_| !is_pixel) {
+        properties.insert("referer".into(), Value::String(r));
+    }
+    if !properties.is_empty() {
+        obj.insert("properties".into(), Value::Object(properties));
+    }
+    Activity::from_object(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(name: &str, text: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::File::create(&path).unwrap().write_all(text).unwrap();
+        (dir, path)
+    }
+
+    fn records(path: &Path, options: &ExportOptions) -> Vec<Record> {
+        ExportFile::open(path, options).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn ndjson_keeps_valid_lines_around_bad_ones() {
+        let (_d, path) = write(
+            "a.ndjson",
+            b"{\"source\":\"web\",\"id\":\"1\",\"kind\":\"page_view\",\"occurred_at\":\"2026-03-01T12:00:00Z\"}\n[1,2]\n\n{bad json\n\xff\xfe\n{\"source\":\"web\",\"id\":\"2\",\"kind\":\"page_view\",\"occurred_at\":\"2026-03-01T12:00:00Z\"}",
+        );
+        let recs = records(&path, &ExportOptions::default());
+        let summary: Vec<(u64, bool)> = recs
+            .iter()
+            .map(|r| match r {
+                Record::Valid { line, .. } => (*line, true),
+                Record::Invalid { line, .. } => (*line, false),
+            })
+            .collect();
+        assert_eq!(summary, vec![(1, true), (2, false), (4, false), (5, false), (6, true)]);
+        let Record::Invalid { reason, .. } = &recs[1] else { panic!() };
+        assert_eq!(reason, "line is a JSON array, not an object");
+    }
+
+    #[test]
+    fn csv_reads_columns_by_name() {
+        let (_d, path) = write(
+            "a.csv",
+            b"occurred_at,kind,source,id,company_domain,properties,extra\n2026-03-01T12:00:00Z,download,scarf,1,Acme.com,\"{\"\"a\"\":1}\",x\n2026-03-01T12:00:00Z,download,scarf\n",
+        );
+        let recs = records(&path, &ExportOptions::default());
+        let Record::Valid { activity, .. } = &recs[0] else { panic!("{recs:?}") };
+        assert_eq!(activity.company_domain.as_deref(), Some("acme.com"));
+        assert_eq!(activity.properties.as_deref(), Some(r#"{"a":1,"extra":"x"}"#));
+        let Record::Invalid { line, reason, .. } = &recs[1] else { panic!() };
+        assert_eq!((*line, reason.as_str()), (3, "row has 3 fields, the header has 7"));
+    }
+
+    #[test]
+    fn csv_without_a_required_column_is_rejected_whole() {
+        let (_d, path) = write("a.csv", b"source,kind,id\nscarf,download,1\n");
+        let err = ExportFile::open(&path, &ExportOptions::default()).err().unwrap().to_string();
+        assert!(err.ends_with("a.csv:1: activity CSV is missing column `occurred_at` (header has: source, kind, id)"), "{err}");
+    }
+
+    const SCARF_HEADER: &str = "id,type,package,pixel,version,time,referer,user_agent,platform,variables,origin_id,origin_latitude,origin_longitude,origin_country,origin_city,origin_postal,origin_connection_type,origin_company,origin_domain,dnt,confidence,endpoint_id,origin_state,mtc_quota_exceeded\n";
+
+    #[test]
+    fn scarf_rows_map_onto_activities() {
+        let rows = [
+            "e1,binary-download,oqldb,,1.4.2,2026-06-04T13:22:05.123456Z,,curl/8.5.0,linux,,o1,37.7,-122.4,United States,San Francisco,94107,business,Example Corp,example.com,false,0.92,ep1,California,false",
+            "e2,pixel-fetch,,px-docs,,2026-06-04 14:01:17,https://oqldb.dev/docs/install,Mozilla/5.0,macos,,o2,52.5,13.4,Germany,Berlin,10115,business,Initech,initech.io,false,0.8,ep2,Berlin,false",
+            "e3,manifest-fetch,oqldb/server,,v2.3.0,2026-06-05T02:44:09Z,,docker/24,linux,,o3,39.0,-77.4,United States,Ashburn,20147,hosting,Amazon Web Services,aws.amazon.com,false,0.9,ep3,Virginia,false",
+            "e4,binary-download,oqldb,,1.4.2,2026-06-05T02:44:09Z,,curl,linux,,o4,,,,,,business,Low Conf,lowconf.com,false,0.3,ep4,,false",
+            "e5,binary-download,oqldb,,1.4.2,2026-06-05T02:44:09Z,,curl,linux,,o5,,,,,,business,Private,private.com,true,0.9,ep5,,false",
+            "e6,docs-search,oqldb,,1.4.2,2026-06-05T02:44:09Z,,curl,linux,,o6,,,,,,business,,,false,0.9,ep6,,false",
+        ];
+        let text = format!("{SCARF_HEADER}{}\n", rows.join("\n"));
+        let (_d, path) = write("export.csv", text.as_bytes());
+        let options = ExportOptions {
+            scarf: ScarfSettings { doc_pixels: vec!["px-docs".into()], ..Default::default() },
+            ..Default::default()
+        };
+        let file = ExportFile::open(&path, &options).unwrap();
+        assert_eq!(file.format, ExportFormat::Scarf);
+        let recs: Vec<Record> = file.map(|r| r.unwrap()).collect();
+        let valid: Vec<&Activity> = recs.iter().filter_map(|r| match r { Record::Valid { activity, .. } => Some(activity), _ => None }).collect();
+        assert_eq!(valid.len(), 5);
+        let e1 = valid[0];
+        assert_eq!((e1.source.as_str(), e1.id.as_str(), e1.kind), ("scarf", "e1", Kind::Download));
+        assert_eq!(e1.company_domain.as_deref(), Some("example.com"));
+        assert_eq!(e1.actor.as_deref(), Some("o1"));
+        assert!(!e1.properties.as_deref().unwrap().contains("94107"), "postal code is not kept");
+        assert!(!e1.properties.as_deref().unwrap().contains("37.7"), "latitude is not kept");
+        let e2 = valid[1];
+        assert_eq!(e2.kind, Kind::DocView);
+        assert_eq!(e2.url.as_deref(), Some("https://oqldb.dev/docs/install"));
+        assert_eq!(e2.package.as_deref(), Some("px-docs"));
+        assert_eq!(crate::activity::format_timestamp(e2.occurred_at), "2026-06-04T14:01:17Z");
+        assert_eq!(valid[2].company_domain, None, "hosting providers are not the customer");
+        assert_eq!(valid[3].company_domain, None, "below the minimum confidence");
+        assert_eq!(valid[4].company_domain, None, "do-not-track");
+        let Record::Invalid { line, reason, .. } = &recs[5] else { panic!() };
+        assert_eq!(*line, 7);
+        assert!(reason.contains("unknown Scarf event type `docs-search`"), "{reason}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Where activities come from. Each source turns its input into [`crate::activity::Activity`]
+//! values; the export files of `export` are the first.
+
+pub mod export;

@@ -1,0 +1,235 @@
+//! The `activities` table: idempotent batch inserts keyed by `(source, id)`,
+//! re-attribution when the rules change, and the ordered read scoring needs.
+
+use std::collections::BTreeMap;
+
+use futures_util::TryStreamExt;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::quarantine::{QuarantinedLine, insert_quarantined};
+use super::{Store, StoreError, bump_data_version, now_nanos, set_meta};
+use crate::activity::{Action, Activity, Kind, Tier};
+use crate::attribution::{AttributionRules, Rule};
+use crate::scoring::ScoringActivity;
+
+/// An activity with the company attribution placed it at (if any).
+#[derive(Debug, Clone)]
+pub struct NewActivity {
+    pub activity: Activity,
+    pub company: Option<(String, Rule)>,
+}
+
+/// What one batch did to the store.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: u64,
+    pub duplicate: u64,
+    /// Inserted activities no rule could attribute.
+    pub unattributed: u64,
+    pub quarantined: u64,
+}
+
+/// Rows per INSERT statement: 17 columns × 500 rows stays under SQLite's 32,766
+/// variables and amortizes the statement overhead.
+const ROWS_PER_STATEMENT: usize = 500;
+
+const INSERT_COLUMNS: &str = "INSERT INTO activities (source, id, kind, action, occurred_at, tier, source_domain, \
+     company_domain, attributed_by, company_name, actor, email_domain, package, version, url, properties, imported_at) ";
+
+impl Store {
+    /// Inserts activities and quarantined lines in one transaction. Activities whose
+    /// `(source, id)` is already stored are left as they are (first import wins).
+    pub async fn insert_batch(
+        &self,
+        activities: &[NewActivity],
+        quarantined: &[QuarantinedLine],
+    ) -> Result<InsertOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_nanos();
+        let mut outcome = InsertOutcome::default();
+        // Attributed and unattributed rows go in separate statements, so the affected
+        // row counts say how many of the inserted rows are unattributed.
+        let (attributed, unattributed): (Vec<&NewActivity>, Vec<&NewActivity>) =
+            activities.iter().partition(|a| a.company.is_some());
+        for (group, is_unattributed) in [(attributed, false), (unattributed, true)] {
+            for chunk in group.chunks(ROWS_PER_STATEMENT) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(INSERT_COLUMNS);
+                qb.push_values(chunk, |mut row, new| {
+                    let a = &new.activity;
+                    let (company, rule) = match &new.company {
+                        Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
+                        None => (None, None),
+                    };
+                    row.push_bind(a.source.as_str())
+                        .push_bind(a.id.as_str())
+                        .push_bind(a.kind.as_str())
+                        .push_bind(a.action.map(Action::as_str))
+                        .push_bind(a.occurred_at)
+                        .push_bind(a.tier.map(Tier::as_str))
+                        .push_bind(a.company_domain.as_deref())
+                        .push_bind(company)
+                        .push_bind(rule)
+                        .push_bind(a.company_name.as_deref())
+                        .push_bind(a.actor.as_deref())
+                        .push_bind(a.email_domain.as_deref())
+                        .push_bind(a.package.as_deref())
+                        .push_bind(a.version.as_deref())
+                        .push_bind(a.url.as_deref())
+                        .push_bind(a.properties.as_deref())
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT (source, id) DO NOTHING");
+                let n = qb.build().persistent(true).execute(&mut *tx).await?.rows_affected();
+                outcome.inserted += n;
+                if is_unattributed {
+                    outcome.unattributed += n;
+                }
+            }
+        }
+        outcome.duplicate = activities.len() as u64 - outcome.inserted;
+
+        let mut companies: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+        for new in activities {
+            if let Some((domain, _)) = &new.company {
+                let name = companies.entry(domain.as_str()).or_default();
+                if name.is_none() {
+                    *name = new.activity.company_name.as_deref();
+                }
+            }
+        }
+        super::companies::upsert_companies(&mut tx, &companies, now).await?;
+        outcome.quarantined = insert_quarantined(&mut tx, quarantined, now).await?;
+        if outcome.inserted > 0 {
+            bump_data_version(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Re-runs attribution rules 2 and 3 over the activities the source did not
+    /// attribute, when the rules changed since the last run. Returns how many
+    /// activities moved (to a company, to another one, or back to none).
+    pub async fn sync_attribution(&self, rules: &AttributionRules) -> Result<u64, StoreError> {
+        let fingerprint = rules.fingerprint();
+        if self.meta("attribution_rules").await?.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT source, id, actor, email_domain, company_domain FROM activities WHERE source_domain IS NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut moved = 0u64;
+        let mut companies: BTreeMap<String, Option<&str>> = BTreeMap::new();
+        for row in &rows {
+            let actor: Option<String> = row.get(2);
+            let email: Option<String> = row.get(3);
+            let current: Option<String> = row.get(4);
+            let placed = rules.attribute(None, actor.as_deref(), email.as_deref());
+            if placed.as_ref().map(|(d, _)| d) == current.as_ref() {
+                continue;
+            }
+            let (domain, rule) = match &placed {
+                Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
+                None => (None, None),
+            };
+            sqlx::query("UPDATE activities SET company_domain = ?, attributed_by = ? WHERE source = ? AND id = ?")
+                .bind(domain)
+                .bind(rule)
+                .bind(row.get::<String, _>(0))
+                .bind(row.get::<String, _>(1))
+                .execute(&mut *tx)
+                .await?;
+            if let Some(d) = domain {
+                companies.entry(d.to_owned()).or_default();
+            }
+            moved += 1;
+        }
+        let names: BTreeMap<&str, Option<&str>> = companies.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        super::companies::upsert_companies(&mut tx, &names, now_nanos()).await?;
+        if moved > 0 {
+            bump_data_version(&mut *tx).await?;
+        }
+        set_meta(&mut *tx, "attribution_rules", &fingerprint).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Calls `each` with every attributed company's activities up to `until` (UTC
+    /// nanoseconds, exclusive), in (`occurred_at`, `source`, `id`) order. Streams: one
+    /// company is held in memory at a time.
+    pub async fn for_each_company<F>(&self, until: i64, mut each: F) -> Result<(), StoreError>
+    where
+        F: FnMut(&str, &[ScoringActivity]),
+    {
+        let mut rows = sqlx::query(
+            "SELECT company_domain, occurred_at, source, id, kind, action, tier, actor, package, version, url \
+             FROM activities WHERE company_domain IS NOT NULL AND occurred_at < ? \
+             ORDER BY company_domain, occurred_at, source, id",
+        )
+        .bind(until)
+        .fetch(&self.pool);
+        let mut current: Option<String> = None;
+        let mut batch: Vec<ScoringActivity> = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let domain: &str = row.get(0);
+            if current.as_deref() != Some(domain) {
+                if let Some(done) = current.take() {
+                    each(&done, &batch);
+                    batch.clear();
+                }
+                current = Some(domain.to_owned());
+            }
+            batch.push(scoring_activity(&row)?);
+        }
+        if let Some(done) = current {
+            each(&done, &batch);
+        }
+        Ok(())
+    }
+
+    /// Totals of the store, for summaries.
+    pub async fn activity_counts(&self) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE company_domain IS NULL) FROM activities",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
+fn scoring_activity(row: &sqlx::sqlite::SqliteRow) -> Result<ScoringActivity, StoreError> {
+    let kind_text: &str = row.get(4);
+    let kind = Kind::parse(kind_text).ok_or_else(|| StoreError::Corrupt {
+        what: "activities.kind",
+        value: kind_text.to_owned(),
+    })?;
+    let action = match row.get::<Option<&str>, _>(5) {
+        Some(a) => Some(Action::parse(a).ok_or_else(|| StoreError::Corrupt {
+            what: "activities.action",
+            value: a.to_owned(),
+        })?),
+        None => None,
+    };
+    let tier = match row.get::<Option<&str>, _>(6) {
+        Some(t) => Some(Tier::parse(t).ok_or_else(|| StoreError::Corrupt {
+            what: "activities.tier",
+            value: t.to_owned(),
+        })?),
+        None => None,
+    };
+    Ok(ScoringActivity {
+        occurred_at: row.get(1),
+        source: row.get(2),
+        id: row.get(3),
+        kind,
+        action,
+        tier,
+        actor: row.get(7),
+        package: row.get(8),
+        version: row.get(9),
+        url: row.get(10),
+    })
+}

@@ -1,0 +1,141 @@
+//! The `companies` table (one row per normalized domain) and the persisted `scores`.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::{Store, StoreError, set_meta};
+use crate::scoring::{CompanyScore, Stage};
+
+pub(super) async fn upsert_companies(
+    conn: &mut SqliteConnection,
+    companies: &BTreeMap<&str, Option<&str>>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&str, Option<&str>)> = companies.iter().map(|(d, n)| (*d, *n)).collect();
+    for chunk in rows.chunks(500) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO companies (domain, name, created_at) ");
+        qb.push_values(chunk, |mut row, (domain, name)| {
+            row.push_bind(*domain).push_bind(*name).push_bind(now);
+        });
+        qb.push(" ON CONFLICT (domain) DO UPDATE SET name = coalesce(excluded.name, companies.name)");
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Scores as `score` persisted them.
+#[derive(Debug, Clone)]
+pub struct StoredScores {
+    pub as_of: NaiveDate,
+    /// The inputs fingerprint they were computed from (data version and model).
+    pub inputs: String,
+    pub scores: Vec<CompanyScore>,
+}
+
+fn parse_stage(s: &str) -> Result<Stage, StoreError> {
+    Stage::parse(s).ok_or_else(|| StoreError::Corrupt {
+        what: "scores.stage",
+        value: s.to_owned(),
+    })
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, StoreError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| StoreError::Corrupt {
+        what: "scores date",
+        value: s.to_owned(),
+    })
+}
+
+impl Store {
+    /// Replaces the persisted scores with those of one as-of date, in one transaction.
+    pub async fn replace_scores(
+        &self,
+        as_of: NaiveDate,
+        inputs: &str,
+        scores: &[CompanyScore],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM scores").execute(&mut *tx).await?;
+        let as_of_text = as_of.to_string();
+        for chunk in scores.chunks(400) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO scores (domain, as_of, stage, peak_stage, stage_since, score_micro, first_seen, \
+                 last_seen, downloads_30d, views_30d, community_30d, telemetry_30d, actors_90d, versions_90d, \
+                 upgrading, churn_risk, events_30d, actors_30d, events_mom, events_wow) ",
+            );
+            qb.push_values(chunk, |mut row, s| {
+                row.push_bind(s.domain.as_str())
+                    .push_bind(as_of_text.as_str())
+                    .push_bind(s.stage.as_str())
+                    .push_bind(s.peak_stage.as_str())
+                    .push_bind(s.stage_since.to_string())
+                    .push_bind(s.score)
+                    .push_bind(s.first_seen.to_string())
+                    .push_bind(s.last_seen.to_string())
+                    .push_bind(s.downloads_30d as i64)
+                    .push_bind(s.views_30d as i64)
+                    .push_bind(s.community_30d as i64)
+                    .push_bind(s.telemetry_30d as i64)
+                    .push_bind(s.actors_90d as i64)
+                    .push_bind(s.versions_90d as i64)
+                    .push_bind(s.upgrading)
+                    .push_bind(s.churn_risk)
+                    .push_bind(s.events_30d as i64)
+                    .push_bind(s.actors_30d as i64)
+                    .push_bind(s.events_mom)
+                    .push_bind(s.events_wow);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        set_meta(&mut *tx, "scores_as_of", &as_of_text).await?;
+        set_meta(&mut *tx, "scores_inputs", inputs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The persisted scores, if `score` ever ran.
+    pub async fn stored_scores(&self) -> Result<Option<StoredScores>, StoreError> {
+        let (Some(as_of), Some(inputs)) = (self.meta("scores_as_of").await?, self.meta("scores_inputs").await?) else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT domain, stage, peak_stage, stage_since, score_micro, first_seen, last_seen, downloads_30d, \
+             views_30d, community_30d, telemetry_30d, actors_90d, versions_90d, upgrading, churn_risk, \
+             events_30d, actors_30d, events_mom, events_wow FROM scores",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<i64, _>(i) as u32;
+        let mut scores = Vec::with_capacity(rows.len());
+        for r in &rows {
+            scores.push(CompanyScore {
+                domain: r.get(0),
+                stage: parse_stage(r.get(1))?,
+                peak_stage: parse_stage(r.get(2))?,
+                stage_since: parse_date(r.get(3))?,
+                score: r.get(4),
+                first_seen: parse_date(r.get(5))?,
+                last_seen: parse_date(r.get(6))?,
+                downloads_30d: count(r, 7),
+                views_30d: count(r, 8),
+                community_30d: count(r, 9),
+                telemetry_30d: count(r, 10),
+                actors_90d: count(r, 11),
+                versions_90d: count(r, 12),
+                upgrading: r.get(13),
+                churn_risk: r.get(14),
+                events_30d: count(r, 15),
+                actors_30d: count(r, 16),
+                events_mom: r.get(17),
+                events_wow: r.get(18),
+            });
+        }
+        Ok(Some(StoredScores {
+            as_of: parse_date(&as_of)?,
+            inputs,
+            scores,
+        }))
+    }
+}

@@ -1,0 +1,134 @@
+//! The activity store: SQLite through sqlx, WAL mode, migrations from `migrations/`
+//! applied on open. One file per table family; queries are plain SQL next to the code
+//! that owns the table.
+
+mod activities;
+mod companies;
+mod quarantine;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub use activities::{InsertOutcome, NewActivity};
+pub use companies::StoredScores;
+pub use quarantine::QuarantinedLine;
+
+/// The migrations of `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database URL `{url}`: {source}")]
+    Url { url: String, source: sqlx::Error },
+    #[error("cannot open the store at {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot migrate the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("store holds an invalid value in {what}: `{value}`")]
+    Corrupt { what: &'static str, value: String },
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Turns a `--db` value into SQLite options: `sqlite://path`, `sqlite:path` or a plain
+/// file path.
+fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    let options = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Url {
+            url: url.to_owned(),
+            source,
+        })?
+    } else {
+        SqliteConnectOptions::new().filename(Path::new(url))
+    };
+    Ok(options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL with NORMAL is durable across application crashes; only an OS crash can
+        // lose the last transactions, never corrupt the file.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory"))
+}
+
+impl Store {
+    /// Opens (creating if missing) and migrates the store.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let options = connect_options(url)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: url.to_owned(),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// A counter bumped by every change to the activities scoring reads: persisted
+    /// scores computed at another version are stale.
+    pub async fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .meta("data_version")
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+async fn set_meta<'e, E>(executor: E, key: &str, value: &str) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(key)
+        .bind(value)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+async fn bump_data_version<'e, E>(executor: E) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ('data_version', '1') \
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
