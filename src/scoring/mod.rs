@@ -215,3 +215,99 @@ pub fn score_company(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(date: &str, kind: Kind, id: &str) -> ScoringActivity {
+        let nanos = chrono::DateTime::parse_from_rfc3339(&format!("{date}T12:00:00Z"))
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap();
+        ScoringActivity {
+            occurred_at: nanos,
+            source: "s".into(),
+            id: id.into(),
+            kind,
+            action: None,
+            tier: None,
+            actor: None,
+            package: Some("oqldb".into()),
+            version: Some("1.0.0".into()),
+            url: None,
+        }
+    }
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn score(acts: &[ScoringActivity], as_of: &str) -> CompanyScore {
+        score_company("x.com", acts, &Model::default(), d(as_of)).unwrap()
+    }
+
+    #[test]
+    fn the_score_window_includes_day_d_minus_89_and_not_d_minus_90() {
+        // 2026-06-30 minus 89 days is 2026-04-02.
+        let inside = [at("2026-04-02", Kind::Download, "1")];
+        assert_eq!(score(&inside, "2026-06-30").score, 5 * MICRO);
+        let outside = [at("2026-04-01", Kind::Download, "1")];
+        assert_eq!(score(&outside, "2026-06-30").score, 0);
+    }
+
+    #[test]
+    fn activities_after_the_as_of_date_are_ignored() {
+        let acts = [at("2026-06-01", Kind::Download, "1"), at("2026-07-01", Kind::Download, "2")];
+        let s = score(&acts, "2026-06-30");
+        assert_eq!((s.score, s.last_seen), (5 * MICRO, d("2026-06-01")));
+        assert!(score_company("x.com", &acts[1..], &Model::default(), d("2026-06-30")).is_none());
+    }
+
+    #[test]
+    fn a_company_turns_inactive_on_the_sixtieth_idle_day() {
+        let acts = [at("2026-04-01", Kind::Download, "1")];
+        // the last 60 days at 2026-05-30 are 2026-04-01..2026-05-30: still active
+        assert_eq!(score(&acts, "2026-05-30").stage, Stage::Investigation);
+        let s = score(&acts, "2026-05-31");
+        assert_eq!((s.stage, s.stage_since), (Stage::Inactive, d("2026-05-31")));
+    }
+
+    #[test]
+    fn view_weeks_need_two_consecutive_iso_weeks_across_a_year_change() {
+        // Thursday 2026-12-31 (ISO week 2026-W53) and Monday 2027-01-04 (2027-W01).
+        let consecutive = [at("2026-12-31", Kind::PageView, "1"), at("2027-01-04", Kind::PageView, "2")];
+        assert_eq!(score(&consecutive, "2027-01-05").stage, Stage::Investigation);
+        // Two views in the same ISO week (Monday 2026-12-28 and Sunday 2027-01-03) are not enough.
+        let same_week = [at("2026-12-28", Kind::PageView, "1"), at("2027-01-03", Kind::PageView, "2")];
+        assert_eq!(score(&same_week, "2027-01-05").stage, Stage::Interest);
+    }
+
+    #[test]
+    fn a_late_arriving_activity_re_awards_the_rest_of_its_month() {
+        // downloads/medium: 5 points, day cap 10, month cap 50; ten capped days in June.
+        let mut acts: Vec<ScoringActivity> = (1..=11)
+            .map(|day| at(&format!("2026-06-{day:02}"), Kind::Download, &format!("a{day}")))
+            .collect();
+        assert_eq!(score(&acts, "2026-06-30").score, 50 * MICRO);
+        // Month cap: the 11th download got nothing. Now three earlier downloads of the
+        // same month arrive late: the 1st of June is capped at 10 a day...
+        acts.push(at("2026-06-01", Kind::Download, "late1"));
+        acts.push(at("2026-06-01", Kind::Download, "late2"));
+        let s = score(&acts, "2026-06-30");
+        assert_eq!(s.score, 50 * MICRO, "the month cap still bounds the month");
+        // ...and a late activity in another month is awarded on its own.
+        acts.push(at("2026-05-31", Kind::Download, "may"));
+        assert_eq!(score(&acts, "2026-06-30").score, 55 * MICRO);
+    }
+
+    #[test]
+    fn input_order_does_not_matter() {
+        let mut acts: Vec<ScoringActivity> = (1..=20)
+            .map(|i| at(&format!("2026-06-{:02}", 1 + i % 9), if i % 3 == 0 { Kind::PageView } else { Kind::Download }, &format!("{i:02}")))
+            .collect();
+        let sorted = score(&acts, "2026-06-30");
+        acts.reverse();
+        assert_eq!(score(&acts, "2026-06-30"), sorted);
+    }
+}
