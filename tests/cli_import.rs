@@ -45,12 +45,13 @@ fn reimporting_the_same_file_changes_nothing() {
     env.ok(&["import", file.to_str().unwrap()]);
     let before = env.companies_json("2026-06-30");
     let db = env.path().join("oql.db");
-    let size_rows = |sql: &str| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", &format!("import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"{sql}\").fetchone()[0])"), db.to_str().unwrap()])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let size_rows = |sql: &'static str| -> i64 {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = oql_sync::store::Store::open(db.to_str().unwrap()).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(store.pool()).await.unwrap();
+            store.close().await;
+            n
+        })
     };
     let counts_before = (size_rows("SELECT COUNT(*) FROM activities"), size_rows("SELECT COUNT(*) FROM quarantine"));
     let again = env.ok(&["import", file.to_str().unwrap()]);
@@ -58,7 +59,7 @@ fn reimporting_the_same_file_changes_nothing() {
     assert_eq!(env.companies_json("2026-06-30"), before);
     let counts_after = (size_rows("SELECT COUNT(*) FROM activities"), size_rows("SELECT COUNT(*) FROM quarantine"));
     assert_eq!(counts_before, counts_after);
-    assert_eq!(counts_after, ("3".to_string(), "4".to_string()));
+    assert_eq!(counts_after, (3, 4));
 }
 
 #[test]
