@@ -6,8 +6,11 @@ use std::io::Write;
 use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::cli::{Cli, Command, OutputFormat};
-use crate::config::{Config, ConfigError};
+use crate::cli::{Cli, Command, OutputFormat, PlanFormat};
+use crate::config::{Config, ConfigError, Connector};
+use crate::sinks::report;
+use crate::sinks::sync::{SyncInput, SyncOptions, sync_connector};
+use crate::store::LogFilter;
 use crate::import::{FileSummary, ImportError, import_file};
 use crate::scoring::{CompanyScore, Model, day_number, score_company};
 use crate::sources::export::ExportOptions;
@@ -75,6 +78,83 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
+        Command::Sync { connector, dry_run, live, retry_dead, as_of, format } => {
+            let sinks = sink_connectors(&config, connector.as_deref())?;
+            let store = open(&db, &config).await?;
+            let (as_of, scores) = current_scores(&store, &config.model, as_of).await?;
+            let input = SyncInput { store: &store, config: &config, scores: &scores, as_of };
+            let options = SyncOptions { dry_run, live, retry_dead };
+            let mut reports = Vec::new();
+            for c in sinks {
+                let report = sync_connector(&input, c, options).await.map_err(|e| AppError::Failed(e.to_string()))?;
+                if !dry_run {
+                    print!("{}", report::summary(&report));
+                }
+                reports.push(report);
+            }
+            if dry_run {
+                let text = match format {
+                    PlanFormat::Table => report::plan_table(&reports),
+                    PlanFormat::Json => report::plan_json(&reports),
+                };
+                std::io::stdout().lock().write_all(text.as_bytes())?;
+            }
+            let failed: Vec<&str> = reports
+                .iter()
+                .filter(|r| r.error.is_some() || r.totals.failed > 0 || r.triggers_failed > 0)
+                .map(|r| r.connector.as_str())
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(AppError::Failed(format!(
+                    "sync failed for {} (see `oql-sync log --status failed`)",
+                    failed.join(", ")
+                )))
+            }
+        }
+        Command::Log { connector, status, since, limit, format } => {
+            let store = Store::open(&db).await?;
+            let filter = LogFilter {
+                connector,
+                status,
+                since: since.map(|d| (day_number(d) as i64) * 86_400 * 1_000_000_000),
+                limit,
+            };
+            let runs_only_filter = filter.status.as_deref().is_none_or(|s| matches!(s, "ok" | "failed" | "running"));
+            let runs = if runs_only_filter { store.sync_runs(&filter).await? } else { Vec::new() };
+            let records = store.sync_records(&filter).await?;
+            let text = match format {
+                PlanFormat::Table => report::log_table(&runs, &records),
+                PlanFormat::Json => report::log_json(&runs, &records),
+            };
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+/// The sink connectors a sync runs: the named one, or all.
+fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
+    let sinks: Vec<&Connector> = config.connectors.iter().filter(|c| c.is_sink()).collect();
+    let known = || {
+        let names: Vec<&str> = sinks.iter().map(|c| c.name.as_str()).collect();
+        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    };
+    match name {
+        Some(name) => match sinks.iter().find(|c| c.name == name) {
+            Some(c) => Ok(vec![*c]),
+            None => Err(AppError::Usage(format!(
+                "--connector {name}: no sink connector of that name in {} (known sinks: {})",
+                config.dir.join("connectors").display(),
+                known()
+            ))),
+        },
+        None if sinks.is_empty() => Err(AppError::Usage(format!(
+            "no sink connectors (kind hubspot, webhook or file) in {}",
+            config.dir.join("connectors").display()
+        ))),
+        None => Ok(sinks),
     }
 }
 

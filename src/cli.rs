@@ -48,6 +48,59 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// Push changed fields to sinks once.
+    Sync {
+        /// Only this sink connector.
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+        /// Print the plan; write nothing anywhere.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: diff against the CRM's current values (read calls only).
+        #[arg(long, requires = "dry_run")]
+        live: bool,
+        /// Give records parked as dead a new round of attempts.
+        #[arg(long)]
+        retry_dead: bool,
+        /// Scoring date (YYYY-MM-DD); default today, UTC.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
+        /// Format of the --dry-run plan.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
+    },
+    /// Show the sync log: runs and their records.
+    Log {
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+        /// ok or failed (runs and records), or a record outcome: accepted, created,
+        /// dead, ambiguous, not_found, trigger.
+        #[arg(long, value_parser = parse_status, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only entries from this date (YYYY-MM-DD, UTC) on.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
+        since: Option<NaiveDate>,
+        /// Most runs and records shown.
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
+    },
+}
+
+fn parse_status(s: &str) -> Result<String, String> {
+    const KNOWN: [&str; 9] = ["ok", "failed", "accepted", "created", "dead", "ambiguous", "not_found", "trigger", "running"];
+    if KNOWN.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a status (expected one of {})", KNOWN.join(", ")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -14,6 +14,10 @@ use serde::de::DeserializeOwned;
 use crate::activity::{Kind, normalize_domain};
 use crate::attribution::AttributionRules;
 use crate::scoring::model::{Model, ModelOverrides};
+use crate::sinks::file::FileConfig;
+use crate::sinks::hubspot::HubSpotConfig;
+use crate::sinks::mapping::{Action, Mapping};
+use crate::sinks::webhook::WebhookConfig;
 use crate::sources::export::{ExportFormat, ScarfSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,8 @@ pub struct Config {
     pub model: Model,
     pub attribution: AttributionRules,
     pub connectors: Vec<Connector>,
+    /// Every `mappings/*.yaml`, by path relative to the config dir.
+    pub mappings: BTreeMap<String, std::sync::Arc<Mapping>>,
 }
 
 /// Fields every connector file has, whatever its kind.
@@ -57,6 +63,36 @@ pub struct Connector {
 #[derive(Debug, Clone)]
 pub enum ConnectorKind {
     Export(ExportConnector),
+    HubSpot(HubSpotConfig),
+    File(FileConfig),
+    Webhook(WebhookConfig),
+}
+
+impl ConnectorKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ConnectorKind::Export(_) => "export",
+            ConnectorKind::HubSpot(_) => "hubspot",
+            ConnectorKind::File(_) => "file",
+            ConnectorKind::Webhook(_) => "webhook",
+        }
+    }
+}
+
+impl Connector {
+    /// The mapping of a sink; `None` for sources.
+    pub fn mapping_path(&self) -> Option<&str> {
+        match &self.kind {
+            ConnectorKind::Export(_) => None,
+            ConnectorKind::HubSpot(c) => Some(&c.mapping),
+            ConnectorKind::File(c) => Some(&c.mapping),
+            ConnectorKind::Webhook(c) => Some(&c.mapping),
+        }
+    }
+
+    pub fn is_sink(&self) -> bool {
+        self.mapping_path().is_some()
+    }
 }
 
 /// `kind: export`: export files (NDJSON, CSV, Scarf) read from a folder or glob.
@@ -142,21 +178,116 @@ impl Config {
             Some(file) => AttributionRules::from_file(file),
             None => AttributionRules::default(),
         };
+        let mappings = load_mappings(dir)?;
         let connectors = load_connectors(&dir.join("connectors"))?;
+        for c in &connectors {
+            check_sink(dir, c, &mappings)?;
+        }
         Ok(Config {
             dir: dir.to_path_buf(),
             model,
             attribution,
             connectors,
+            mappings,
         })
     }
 
     /// The export connectors, by name.
     pub fn export_connectors(&self) -> impl Iterator<Item = (&Connector, &ExportConnector)> {
-        self.connectors.iter().map(|c| match &c.kind {
-            ConnectorKind::Export(e) => (c, e),
+        self.connectors.iter().filter_map(|c| match &c.kind {
+            ConnectorKind::Export(e) => Some((c, e)),
+            _ => None,
         })
     }
+
+    /// The mapping a sink connector names (checked at load).
+    pub fn mapping_of(&self, connector: &Connector) -> Option<std::sync::Arc<Mapping>> {
+        connector.mapping_path().and_then(|p| self.mappings.get(&mapping_key(p)).cloned())
+    }
+}
+
+/// Mappings are keyed by their path relative to the config dir, `./` removed.
+fn mapping_key(path: &str) -> String {
+    path.trim_start_matches("./").to_owned()
+}
+
+fn load_mappings(dir: &Path) -> Result<BTreeMap<String, std::sync::Arc<Mapping>>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("mappings")) else {
+        return Ok(out);
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = read(&path)?;
+        let mapping: Mapping = parse_lenient(&path, &text)?;
+        if let Err((at, message)) = mapping.validate() {
+            let (line, column) = locate(&text, &at);
+            return Err(ConfigError::Invalid { path, line, column, message: format!("{at}: {message}") });
+        }
+        let key = format!("mappings/{}", path.file_name().unwrap_or_default().to_string_lossy());
+        out.insert(key, std::sync::Arc::new(mapping));
+    }
+    Ok(out)
+}
+
+/// The line and column of a dotted key path (`fields.oql_stage.values`) in a YAML text:
+/// each key is searched for after the previous one. Good enough to point at the key of a
+/// semantic error that the parser could not see.
+fn locate(text: &str, path: &str) -> (u64, u64) {
+    let mut from = 0usize;
+    for key in path.split('.') {
+        let key = key.split('[').next().unwrap_or(key);
+        let found = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
+            .iter()
+            .filter_map(|k| text[from..].find(k.as_str()).map(|i| from + i))
+            .min();
+        if let Some(i) = found {
+            from = i;
+        }
+    }
+    let line = text[..from].matches('\n').count() as u64 + 1;
+    let column = (from - text[..from].rfind('\n').map_or(0, |i| i + 1)) as u64 + 1;
+    (line, column)
+}
+
+/// A sink's mapping must exist, and its triggers must be actions the sink can run.
+fn check_sink(dir: &Path, c: &Connector, mappings: &BTreeMap<String, std::sync::Arc<Mapping>>) -> Result<(), ConfigError> {
+    let Some(path) = c.mapping_path() else {
+        return Ok(());
+    };
+    let text = read(&c.path)?;
+    let (line, column) = locate(&text, "mapping");
+    let invalid = |message: String| ConfigError::Invalid { path: c.path.clone(), line, column, message };
+    let mapping = mappings.get(&mapping_key(path)).ok_or_else(|| {
+        invalid(format!(
+            "mapping `{path}` is not a file of {} (mappings are read from the config dir's mappings/ folder)",
+            dir.join("mappings").display()
+        ))
+    })?;
+    for (i, t) in mapping.triggers.iter().enumerate() {
+        let runs = match (&c.kind, &t.action) {
+            (_, Action::Webhook(_)) => true,
+            (ConnectorKind::HubSpot(_), Action::HubspotList(_)) => true,
+            _ => false,
+        };
+        if !runs {
+            return Err(invalid(format!(
+                "mapping `{path}` triggers[{i}]: a {} connector cannot run the action {:?}",
+                c.kind.as_str(),
+                t.action
+            )));
+        }
+    }
+    if let ConnectorKind::HubSpot(_) = c.kind {
+        if mapping.match_rule.crm_field.is_none() {
+            return Err(invalid(format!("mapping `{path}`: HubSpot matches companies by `match: {{ crm_field: domain }}`")));
+        }
+    }
+    Ok(())
 }
 
 fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
@@ -186,9 +317,29 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                     kind: ConnectorKind::Export(e),
                 }
             }
-            "github" | "slack" | "hubspot" | "salesforce" | "common_room" | "webhook" | "file" => {
+            "hubspot" => {
+                let c: HubSpotConfig = parse_lenient(&path, &text)?;
+                c.validate(&path).map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::HubSpot(c) }
+            }
+            "file" => {
+                let c: FileConfig = parse_lenient(&path, &text)?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::File(c) }
+            }
+            "webhook" => {
+                let c: WebhookConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Webhook(c) }
+            }
+            "github" | "slack" | "salesforce" | "common_room" => {
                 return Err(file_error(format!(
-                    "connector kind `{kind}` is not available in this version of oql-sync (available: export)"
+                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, hubspot, webhook, file)"
                 )));
             }
             other => {

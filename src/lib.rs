@@ -3,6 +3,10 @@
 //! See `README.md` for the tour.
 
 pub mod activity;
+pub mod auth;
+pub mod http;
+pub mod sinks;
+pub mod triggers;
 pub mod attribution;
 pub mod config;
 pub mod scoring;

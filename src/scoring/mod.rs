@@ -216,6 +216,53 @@ pub fn score_company(
     })
 }
 
+/// Points of the score window by category and tier: what a score is made of.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BreakdownRow {
+    pub category: &'static str,
+    pub tier: &'static str,
+    #[serde(serialize_with = "signals::serialize_centi_points")]
+    pub points: Micro,
+    /// Activities of the bucket in the window, capped or not.
+    pub activities: u32,
+}
+
+/// The score of `as_of` split by (category, tier), buckets with activities only. The
+/// awards are those of `score_company` (same walk, same caps), so the rows add up to
+/// the score.
+pub fn score_breakdown(activities: &[ScoringActivity], model: &Model, as_of: NaiveDate) -> Vec<BreakdownRow> {
+    let end = day_number(as_of);
+    let start = end - model.windows.score + 1;
+    let mut acts: Vec<(&ScoringActivity, DayMonth)> = activities
+        .iter()
+        .map(|a| (a, DayMonth::of(date_of(a.occurred_at))))
+        .filter(|(_, dm)| dm.day <= end)
+        .collect();
+    acts.sort_by(|x, y| order_key(x.0).cmp(&order_key(y.0)));
+    let mut buckets = [[(0 as Micro, 0u32); 3]; 4];
+    let mut awarder = Awarder::new(model);
+    for (a, dm) in &acts {
+        let tier = resolve_tier(&model.tiers, a.kind, a.action, a.tier, a.url.as_deref(), a.package.as_deref(), a.version.as_deref());
+        let category = model::Category::of(a.kind);
+        let award = awarder.award(category, tier, *dm);
+        if dm.day >= start {
+            let b = &mut buckets[category.index()][tier as usize];
+            b.0 += award;
+            b.1 += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for category in model::Category::ALL {
+        for tier in [Tier::Low, Tier::Medium, Tier::High] {
+            let (points, activities) = buckets[category.index()][tier as usize];
+            if activities > 0 {
+                out.push(BreakdownRow { category: category.as_str(), tier: tier.as_str(), points, activities });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +346,19 @@ mod tests {
         // ...and a late activity in another month is awarded on its own.
         acts.push(at("2026-05-31", Kind::Download, "may"));
         assert_eq!(score(&acts, "2026-06-30").score, 55 * MICRO);
+    }
+
+    #[test]
+    fn the_breakdown_adds_up_to_the_score() {
+        let mut acts: Vec<ScoringActivity> = (1..=25)
+            .map(|i| at(&format!("2026-06-{:02}", 1 + i % 20), if i % 4 == 0 { Kind::PageView } else { Kind::Download }, &format!("{i:02}")))
+            .collect();
+        acts.push(at("2026-01-05", Kind::Download, "old"));
+        let s = score(&acts, "2026-06-30");
+        let rows = score_breakdown(&acts, &Model::default(), d("2026-06-30"));
+        assert_eq!(rows.iter().map(|r| r.points).sum::<Micro>(), s.score);
+        assert_eq!(rows.iter().map(|r| r.activities).sum::<u32>(), 25, "the January download is outside the window");
+        assert_eq!((rows[0].category, rows[0].tier), ("views", "low"));
     }
 
     #[test]

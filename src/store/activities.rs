@@ -189,6 +189,19 @@ impl Store {
         Ok(())
     }
 
+    /// One company's activities up to `until` (UTC nanoseconds, exclusive), in scoring order.
+    pub async fn company_activities(&self, domain: &str, until: i64) -> Result<Vec<ScoringActivity>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT company_domain, occurred_at, source, id, kind, action, tier, actor, package, version, url \
+             FROM activities WHERE company_domain = ? AND occurred_at < ? ORDER BY occurred_at, source, id",
+        )
+        .bind(domain)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(scoring_activity).collect()
+    }
+
     /// Totals of the store, for summaries.
     pub async fn activity_counts(&self) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(

@@ -4,7 +4,9 @@
 
 mod activities;
 mod companies;
+mod crm_state;
 mod quarantine;
+mod sync_log;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,7 +17,9 @@ use sqlx::{Row, SqlitePool};
 
 pub use activities::{InsertOutcome, NewActivity};
 pub use companies::StoredScores;
+pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
+pub use sync_log::{LogFilter, RecordRow, RunRow};
 
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

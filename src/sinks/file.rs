@@ -1,0 +1,124 @@
+//! The `file` sink: writes the desired CRM rows of every company in scope as CSV or
+//! NDJSON, for CRMs without a connector, spreadsheets, and the quickstart. The file is a
+//! full snapshot, replaced atomically (written beside, then renamed), so a reader never
+//! sees half a file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::mapping::{Desired, Mapping, as_text};
+use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord};
+use crate::config::Schedule;
+use crate::store::Firing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub name: String,
+    #[allow(dead_code)]
+    kind: String,
+    pub schedule: Schedule,
+    pub mapping: String,
+    /// Output file, relative to the config dir.
+    pub path: PathBuf,
+    /// Default: from the extension (`.ndjson`/`.jsonl`), else CSV.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+}
+
+pub struct FileSink {
+    path: PathBuf,
+    format: FileFormat,
+    columns: Vec<String>,
+}
+
+impl FileSink {
+    pub fn build(c: &FileConfig, dir: &Path, mapping: &Mapping) -> FileSink {
+        let path = dir.join(&c.path);
+        let format = c.format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
+            Some("ndjson" | "jsonl") => FileFormat::Ndjson,
+            _ => FileFormat::Csv,
+        });
+        FileSink { path, format, columns: mapping.fields.keys().cloned().collect() }
+    }
+
+    fn render(&self, rows: &[(String, Desired)]) -> Result<Vec<u8>, SinkError> {
+        let mut out = Vec::new();
+        match self.format {
+            FileFormat::Csv => {
+                let mut w = csv::Writer::from_writer(&mut out);
+                let header = std::iter::once("domain").chain(self.columns.iter().map(String::as_str));
+                let io = |e: csv::Error| SinkError::Api(format!("cannot write CSV: {e}"));
+                w.write_record(header).map_err(io)?;
+                for (domain, fields) in rows {
+                    let cells = std::iter::once(domain.clone())
+                        .chain(self.columns.iter().map(|c| fields.get(c).map(as_text).unwrap_or_default()));
+                    w.write_record(cells).map_err(io)?;
+                }
+                w.flush().map_err(|e| SinkError::Io { path: self.path.clone(), source: e })?;
+            }
+            FileFormat::Ndjson => {
+                for (domain, fields) in rows {
+                    let mut obj = serde_json::Map::new();
+                    obj.insert("domain".into(), domain.clone().into());
+                    obj.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    serde_json::to_writer(&mut out, &obj).map_err(|e| SinkError::Api(e.to_string()))?;
+                    out.push(b'\n');
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Sink for FileSink {
+    fn batch_size(&self) -> usize {
+        10_000
+    }
+
+    fn stats(&self) -> (i64, i64) {
+        (0, 0)
+    }
+
+    async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, Match>, SinkError> {
+        Ok(domains.iter().map(|d| (d.clone(), Match::Found(d.clone()))).collect())
+    }
+
+    /// The file holds what the last run wrote: that is the accepted state already.
+    async fn read(&mut self, _: &[(String, String)], _: &[String]) -> Result<HashMap<String, Desired>, SinkError> {
+        Ok(HashMap::new())
+    }
+
+    async fn snapshot(&mut self, rows: &[(String, Desired)]) -> Result<(), SinkError> {
+        let bytes = self.render(rows)?;
+        let io = |source| SinkError::Io { path: self.path.clone(), source };
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let tmp = self.path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        Ok(())
+    }
+
+    /// The snapshot already holds every record.
+    async fn write(&mut self, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
+        Ok(batch.iter().map(|r| WriteOutcome::Written { crm_id: r.domain.clone(), created: false }).collect())
+    }
+
+    async fn fire(&mut self, firing: &Firing, _: Option<&str>) -> Result<(), SinkError> {
+        Err(SinkError::Api(format!("a file connector cannot run the action {}", firing.action)))
+    }
+}

@@ -1,0 +1,390 @@
+//! One sync run of one sink: plan the changed fields of changed companies against the
+//! accepted state, match new companies to CRM records, write in batches of the API's
+//! maximum, commit each record's confirmed outcome (and the trigger firings its stage
+//! change owes) in one transaction per batch, then fire pending triggers.
+//!
+//! Nothing is taken as accepted before the CRM confirmed it, so a crash anywhere re-sends
+//! at most the unconfirmed batch; updates are idempotent, so that costs nothing but a call.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::mapping::{Desired, Mapping};
+use super::plan::{PlanItem, SyncPlan, plan_changes};
+use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
+use crate::config::{Config, Connector, ConnectorKind};
+use crate::scoring::{CompanyScore, Model, day_number, score_breakdown};
+use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
+use crate::triggers;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{connector}: {source}")]
+    Sink { connector: String, source: SinkError },
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncOptions {
+    pub dry_run: bool,
+    /// With `dry_run`: diff against the CRM's current values (read calls only).
+    pub live: bool,
+    pub retry_dead: bool,
+}
+
+/// What one run of one sink did (or, dry, would do).
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncReport {
+    pub connector: String,
+    pub kind: &'static str,
+    pub dry_run: bool,
+    pub live: bool,
+    pub plan: SyncPlan,
+    pub totals: RunTotals,
+    pub created: i64,
+    pub ambiguous: i64,
+    pub not_found: i64,
+    pub dead: Vec<String>,
+    pub triggers_fired: i64,
+    pub triggers_failed: i64,
+    pub error: Option<String>,
+}
+
+/// What a run works from.
+pub struct SyncInput<'a> {
+    pub store: &'a Store,
+    pub config: &'a Config,
+    pub scores: &'a [CompanyScore],
+    pub as_of: NaiveDate,
+}
+
+/// Runs one sink connector once.
+pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: SyncOptions) -> Result<SyncReport, SyncError> {
+    let mapping = input.config.mapping_of(connector).expect("sink mappings are checked at load");
+    let mut report = SyncReport {
+        connector: connector.name.clone(),
+        kind: connector.kind.as_str(),
+        dry_run: opts.dry_run,
+        live: opts.live,
+        plan: SyncPlan::default(),
+        totals: RunTotals::default(),
+        created: 0,
+        ambiguous: 0,
+        not_found: 0,
+        dead: Vec::new(),
+        triggers_fired: 0,
+        triggers_failed: 0,
+        error: None,
+    };
+    let run_id = if opts.dry_run { None } else { Some(input.store.start_run(&connector.name).await?) };
+    let built = build_and_run(input, connector, &mapping, opts, run_id, &mut report).await;
+    if let Err(e) = &built {
+        tracing::error!(connector = %connector.name, error = %e, "sync failed");
+        report.error = Some(e.to_string());
+    }
+    if let Some(run_id) = run_id {
+        input.store.finish_run(run_id, &report.totals, report.error.as_deref()).await?;
+        tracing::info!(
+            connector = %connector.name,
+            planned = report.totals.planned,
+            sent = report.totals.sent,
+            accepted = report.totals.accepted,
+            failed = report.totals.failed,
+            api_calls = report.totals.api_calls,
+            rate_limit_waits = report.totals.rate_limit_waits,
+            "sync run done"
+        );
+    }
+    match built {
+        Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+        _ => Ok(report),
+    }
+}
+
+async fn build_and_run(
+    input: &SyncInput<'_>,
+    connector: &Connector,
+    mapping: &Mapping,
+    opts: SyncOptions,
+    run_id: Option<i64>,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let sink_error = |source: SinkError| SyncError::Sink { connector: connector.name.clone(), source };
+    match &connector.kind {
+        ConnectorKind::HubSpot(c) => {
+            let mut sink = super::hubspot::HubSpotSink::build(c, &connector.path, mapping).map_err(sink_error)?;
+            run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
+        }
+        ConnectorKind::Webhook(c) => {
+            let mut sink = super::webhook::WebhookSink::build(c, &connector.path).map_err(sink_error)?;
+            run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
+        }
+        ConnectorKind::File(c) => {
+            let mut sink = super::file::FileSink::build(c, &input.config.dir, mapping);
+            run(&mut sink, input, connector, mapping, opts, run_id, 1, report).await
+        }
+        ConnectorKind::Export(_) => Ok(()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<S: Sink>(
+    sink: &mut S,
+    input: &SyncInput<'_>,
+    connector: &Connector,
+    mapping: &Mapping,
+    opts: SyncOptions,
+    run_id: Option<i64>,
+    dead_after: u32,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let name = connector.name.as_str();
+    let store = input.store;
+    let sink_error = |source: SinkError| SyncError::Sink { connector: name.to_owned(), source };
+    if opts.retry_dead && !opts.dry_run {
+        let revived = store.revive_dead(name).await?;
+        if revived > 0 {
+            tracing::info!(connector = name, revived, "dead records get a new round of attempts");
+        }
+    }
+    let stored = store.crm_states(name).await?;
+    let mut failures = store.sync_failures(name).await?;
+    if opts.retry_dead {
+        failures.retain(|_, f| !f.dead);
+    }
+    let scores: HashMap<&str, &CompanyScore> = input.scores.iter().map(|s| (s.domain.as_str(), s)).collect();
+
+    let live = if opts.dry_run && opts.live {
+        Some(live_state(sink, input.scores, mapping, &stored, &store.crm_ids(name).await?).await.map_err(sink_error)?)
+    } else {
+        None
+    };
+    let plan = plan_changes(input.scores, mapping, live.as_ref().unwrap_or(&stored), &failures);
+    report.totals.planned = plan.items.len() as i64;
+    let result = if opts.dry_run {
+        Ok(())
+    } else {
+        let run_id = run_id.expect("runs that write have a run id");
+        let ctx = WriteContext { input, name, mapping, scores: &scores, stored: &stored, run_id, dead_after: dead_after as i64 };
+        write_plan(sink, &ctx, &plan, report).await
+    };
+    report.plan = plan;
+    let (calls, waits) = sink.stats();
+    report.totals.api_calls = calls;
+    report.totals.rate_limit_waits = waits;
+    result
+}
+
+/// The CRM's current values as if they were the accepted state: `--dry-run --live`.
+async fn live_state<S: Sink>(
+    sink: &mut S,
+    scores: &[CompanyScore],
+    mapping: &Mapping,
+    accepted: &HashMap<String, crate::store::AcceptedState>,
+    cached: &HashMap<String, String>,
+) -> Result<HashMap<String, crate::store::AcceptedState>, SinkError> {
+    let in_scope: Vec<&CompanyScore> = scores
+        .iter()
+        .filter(|s| accepted.contains_key(&s.domain) || mapping.pushes(s.stage))
+        .collect();
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let unknown: Vec<String> = in_scope
+        .iter()
+        .filter_map(|s| match cached.get(&s.domain) {
+            Some(id) => {
+                ids.push((s.domain.clone(), id.clone()));
+                None
+            }
+            None => Some(s.domain.clone()),
+        })
+        .collect();
+    for (domain, m) in sink.resolve(&unknown).await? {
+        if let Match::Found(id) = m {
+            ids.push((domain, id));
+        }
+    }
+    let fields: Vec<String> = mapping.fields.keys().cloned().collect();
+    let current = sink.read(&ids, &fields).await?;
+    let mut out = HashMap::new();
+    for s in in_scope {
+        let Some(values) = current.get(&s.domain) else { continue };
+        // Values that mean the same in the CRM count as equal to the desired ones, so the
+        // plan shows only true differences.
+        let desired = mapping.desired(s);
+        let fields: Desired = values
+            .iter()
+            .map(|(k, v)| match desired.get(k) {
+                Some(d) if same_crm_value(d, v) => (k.clone(), d.clone()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        out.insert(s.domain.clone(), crate::store::AcceptedState { fields, stage: accepted.get(&s.domain).and_then(|a| a.stage), changes: 0 });
+    }
+    Ok(out)
+}
+
+/// What writing a plan needs besides the plan.
+struct WriteContext<'a> {
+    input: &'a SyncInput<'a>,
+    name: &'a str,
+    mapping: &'a Mapping,
+    scores: &'a HashMap<&'a str, &'a CompanyScore>,
+    /// The accepted state the run started from.
+    stored: &'a HashMap<String, crate::store::AcceptedState>,
+    run_id: i64,
+    dead_after: i64,
+}
+
+async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPlan, report: &mut SyncReport) -> Result<(), SyncError> {
+    let WriteContext { input, name, mapping, scores, run_id, dead_after, .. } = *ctx;
+    let store = input.store;
+    let sink_error = |source: SinkError| SyncError::Sink { connector: name.to_owned(), source };
+    if plan.items.is_empty() && store.pending_firings(name).await?.is_empty() {
+        return Ok(());
+    }
+    sink.prepare().await.map_err(sink_error)?;
+    let all_desired: Vec<(String, Desired)> = input
+        .scores
+        .iter()
+        .filter(|s| mapping.pushes(s.stage) || plan.items.iter().any(|i| i.domain == s.domain))
+        .map(|s| (s.domain.clone(), mapping.desired(s)))
+        .collect();
+    sink.snapshot(&all_desired).await.map_err(sink_error)?;
+
+    // Match the companies the store holds no CRM id for.
+    let mut ids = store.crm_ids(name).await?;
+    let unknown: Vec<String> = plan.items.iter().filter(|i| !ids.contains_key(&i.domain)).map(|i| i.domain.clone()).collect();
+    let matches = if unknown.is_empty() { HashMap::new() } else { sink.resolve(&unknown).await.map_err(sink_error)? };
+    let found: Vec<(String, String)> = matches
+        .iter()
+        .filter_map(|(d, m)| match m {
+            Match::Found(id) => Some((d.clone(), id.clone())),
+            _ => None,
+        })
+        .collect();
+    store.set_crm_ids(name, &found).await?;
+    ids.extend(found);
+
+    let mut unmatched: Vec<RecordResult> = Vec::new();
+    let mut stage_only: Vec<&PlanItem> = Vec::new();
+    let mut writes: Vec<(&PlanItem, WriteRecord)> = Vec::new();
+    for item in &plan.items {
+        let score = scores[item.domain.as_str()];
+        let crm_id = ids.get(&item.domain).cloned();
+        if crm_id.is_none() {
+            match matches.get(&item.domain) {
+                Some(Match::Ambiguous(found)) => {
+                    report.ambiguous += 1;
+                    unmatched.push(result(item, None, Outcome::Ambiguous { ids: found.clone() }));
+                    continue;
+                }
+                _ if !mapping.create_missing => {
+                    report.not_found += 1;
+                    unmatched.push(result(item, None, Outcome::NotFound));
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if item.after.is_empty() {
+            stage_only.push(item);
+            continue;
+        }
+        // A record being created gets every field, not only the changed ones.
+        let fields = if crm_id.is_none() { mapping.desired(score) } else { item.after.clone() };
+        writes.push((item, WriteRecord { domain: item.domain.clone(), crm_id, fields, event: signals_json(score) }));
+    }
+    store.commit_batch(run_id, name, &unmatched, &[], dead_after).await?;
+
+    // A stage change with no field to write is accepted as it is, so its triggers fire.
+    let mut results = Vec::new();
+    let mut firings = Vec::new();
+    for item in stage_only {
+        let accepted = Outcome::Accepted { created: false, stage: item.stage };
+        firings.extend(firings_for(ctx, item, ids.get(&item.domain).map(String::as_str)).await?);
+        results.push(result(item, ids.get(&item.domain).cloned(), accepted));
+    }
+    store.commit_batch(run_id, name, &results, &firings, dead_after).await?;
+
+    // Creates and updates go in separate requests; each batch is committed on its own.
+    let (creates, updates): (Vec<_>, Vec<_>) = writes.into_iter().partition(|(_, w)| w.crm_id.is_none());
+    let mut first_error: Option<SinkError> = None;
+    for group in [creates, updates] {
+        for chunk in group.chunks(sink.batch_size().max(1)) {
+            let batch: Vec<WriteRecord> = chunk.iter().map(|(_, w)| w.clone()).collect();
+            report.totals.sent += batch.len() as i64;
+            let outcomes = match sink.write(&batch).await {
+                Ok(o) => o,
+                Err(e) => {
+                    let message = e.to_string();
+                    tracing::warn!(connector = name, error = %message, records = batch.len(), "batch failed");
+                    first_error.get_or_insert(e);
+                    vec![WriteOutcome::Failed(message); batch.len()]
+                }
+            };
+            let mut results = Vec::with_capacity(chunk.len());
+            let mut firings = Vec::new();
+            for ((item, record), outcome) in chunk.iter().zip(outcomes) {
+                let outcome = match outcome {
+                    WriteOutcome::Written { crm_id, created } => {
+                        report.totals.accepted += 1;
+                        report.created += created as i64;
+                        firings.extend(firings_for(ctx, item, Some(&crm_id)).await?);
+                        let mut r = result(item, Some(crm_id), Outcome::Accepted { created, stage: item.stage });
+                        r.after = record.fields.clone();
+                        results.push(r);
+                        continue;
+                    }
+                    WriteOutcome::Failed(error) => Outcome::Failed { error },
+                    WriteOutcome::Gone(error) => {
+                        store.forget_crm_id(name, &item.domain).await?;
+                        Outcome::Failed { error }
+                    }
+                };
+                report.totals.failed += 1;
+                results.push(result(item, record.crm_id.clone(), outcome));
+            }
+            report.dead.extend(store.commit_batch(run_id, name, &results, &firings, dead_after).await?);
+        }
+    }
+
+    // Fire what accepted stage changes owe, including firings a crashed run left pending.
+    let (fired, failed) = triggers::fire_pending(sink, store, name, run_id, dead_after, &ids).await?;
+    report.triggers_fired = fired;
+    report.triggers_failed = failed;
+    match first_error {
+        Some(e) if report.totals.accepted == 0 => Err(sink_error(e)),
+        _ => Ok(()),
+    }
+}
+
+fn result(item: &PlanItem, crm_id: Option<String>, outcome: Outcome) -> RecordResult {
+    RecordResult { domain: item.domain.clone(), crm_id, before: item.before.clone(), after: item.after.clone(), outcome }
+}
+
+/// The signals of a score as the webhook event and trigger payloads carry them.
+fn signals_json(score: &CompanyScore) -> Value {
+    serde_json::to_value(score).unwrap_or(Value::Null)
+}
+
+/// The firings an accepted item owes: one per matching trigger when its stage changed.
+async fn firings_for(ctx: &WriteContext<'_>, item: &PlanItem, crm_id: Option<&str>) -> Result<Vec<Firing>, StoreError> {
+    if !item.stage_changed() || !ctx.mapping.triggers.iter().any(|t| t.matches(item.accepted_stage, item.stage)) {
+        return Ok(Vec::new());
+    }
+    let input = ctx.input;
+    let score = ctx.scores[item.domain.as_str()];
+    let breakdown = breakdown(input.store, &input.config.model, &item.domain, input.as_of).await?;
+    let changes = ctx.stored.get(&item.domain).map_or(0, |s| s.changes);
+    Ok(triggers::firings(ctx.name, ctx.mapping, item, changes, crm_id, score, breakdown, input.as_of))
+}
+
+async fn breakdown(store: &Store, model: &Model, domain: &str, as_of: NaiveDate) -> Result<Value, StoreError> {
+    let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
+    let acts = store.company_activities(domain, until).await?;
+    Ok(json!(score_breakdown(&acts, model, as_of)))
+}

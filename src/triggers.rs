@@ -1,0 +1,115 @@
+//! Stage change → nurture action. A firing is created in the same transaction that
+//! records the CRM accepting the stage change, keyed by (connector, company, change
+//! number, trigger), so each change fires each matching trigger once; the key travels
+//! as the webhook `Idempotency-Key`, so even a crash between sending and recording
+//! leaves receivers a way to drop the repeat.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::http::{HttpClient, RateLimit, RetryPolicy};
+use crate::scoring::CompanyScore;
+use crate::sinks::mapping::{Action, Mapping};
+use crate::sinks::plan::PlanItem;
+use crate::sinks::webhook::post_event;
+use crate::sinks::{Sink, SinkError};
+use crate::store::{Firing, Store, StoreError};
+
+/// The firings an accepted stage change owes. `changes` is how many stage changes the
+/// CRM accepted for the company before this one.
+#[allow(clippy::too_many_arguments)]
+pub fn firings(
+    connector: &str,
+    mapping: &Mapping,
+    item: &PlanItem,
+    changes: i64,
+    crm_id: Option<&str>,
+    score: &CompanyScore,
+    breakdown: Value,
+    as_of: NaiveDate,
+) -> Vec<Firing> {
+    let from = item.accepted_stage;
+    mapping
+        .triggers
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.matches(from, item.stage))
+        .map(|(i, t)| {
+            let seed = format!(
+                "{connector}\n{}\n{}\n{}\n{}\n{i}",
+                item.domain,
+                changes + 1,
+                from.map(|s| s.as_str()).unwrap_or(""),
+                item.stage.as_str()
+            );
+            let key: String = Sha256::digest(seed.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let event = json!({
+                "type": "oql.stage_changed",
+                "id": key,
+                "connector": connector,
+                "company": item.domain,
+                "crm_id": crm_id,
+                "from": from.map(|s| s.as_str()),
+                "to": item.stage.as_str(),
+                "score": serde_json::to_value(score).ok().and_then(|v| v.get("score").cloned()),
+                "as_of": as_of.format("%Y-%m-%d").to_string(),
+                "breakdown": breakdown,
+                "signals": score,
+            });
+            Firing {
+                key,
+                domain: item.domain.clone(),
+                trigger: i,
+                action: serde_json::to_value(&t.action).unwrap_or(Value::Null),
+                from,
+                to: item.stage,
+                event,
+            }
+        })
+        .collect()
+}
+
+/// Fires every pending firing of a connector; returns (fired, failed).
+pub async fn fire_pending<S: Sink>(
+    sink: &mut S,
+    store: &Store,
+    connector: &str,
+    run_id: i64,
+    dead_after: i64,
+    ids: &HashMap<String, String>,
+) -> Result<(i64, i64), StoreError> {
+    let pending = store.pending_firings(connector).await?;
+    if pending.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut webhooks: Option<HttpClient> = None;
+    let (mut fired, mut failed) = (0, 0);
+    for firing in &pending {
+        let outcome = match serde_json::from_value::<Action>(firing.action.clone()) {
+            Ok(Action::Webhook(target)) => {
+                if webhooks.is_none() {
+                    webhooks = HttpClient::new(&format!("{connector}/triggers"), &[("default", RateLimit::new(10, 1))], RetryPolicy::default()).ok();
+                }
+                match (&webhooks, target.resolve()) {
+                    (Some(http), Ok(url)) => post_event(http, &url, &firing.key, &firing.event).await,
+                    (None, _) => Err(SinkError::Api("cannot build an HTTP client".into())),
+                    (_, Err(e)) => Err(e),
+                }
+            }
+            Ok(_) => sink.fire(firing, ids.get(&firing.domain).map(String::as_str)).await,
+            Err(e) => Err(SinkError::Api(format!("unreadable trigger action: {e}"))),
+        };
+        let error = outcome.err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            tracing::warn!(connector, company = %firing.domain, error = %e, "trigger failed; retried next run");
+            failed += 1;
+        } else {
+            fired += 1;
+        }
+        store.firing_done(run_id, connector, firing, error.as_deref(), dead_after).await?;
+    }
+    Ok((fired, failed))
+}
