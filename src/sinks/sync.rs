@@ -113,6 +113,14 @@ async fn build_and_run(
     run_id: Option<i64>,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
+    if opts.dry_run && !opts.live {
+        // Planning against the store needs no credentials and no sink.
+        let stored = input.store.crm_states(&connector.name).await?;
+        let failures = input.store.sync_failures(&connector.name).await?;
+        report.plan = plan_changes(input.scores, mapping, &stored, &failures);
+        report.totals.planned = report.plan.items.len() as i64;
+        return Ok(());
+    }
     let sink_error = |source: SinkError| SyncError::Sink { connector: connector.name.clone(), source };
     match &connector.kind {
         ConnectorKind::HubSpot(c) => {
@@ -125,7 +133,7 @@ async fn build_and_run(
         }
         ConnectorKind::File(c) => {
             let mut sink = super::file::FileSink::build(c, &input.config.dir, mapping);
-            run(&mut sink, input, connector, mapping, opts, run_id, 1, report).await
+            run(&mut sink, input, connector, mapping, opts, run_id, super::webhook::default_dead_after(), report).await
         }
         ConnectorKind::Export(_) => Ok(()),
     }

@@ -33,11 +33,14 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        let out: Output = Command::new(env!("CARGO_BIN_EXE_oql-sync"))
-            .arg("--config-dir")
-            .arg(self.dir.path())
-            .args(args)
-            .env_remove("OQL_DB")
+        self.run_with(args, &[])
+    }
+
+    /// Runs with extra environment variables (tokens for emulated APIs).
+    pub fn run_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let out: Output = self
+            .command(args)
+            .envs(envs.iter().map(|(k, v)| (*k, *v)))
             .output()
             .unwrap();
         Run {
@@ -45,6 +48,13 @@ impl Env {
             stdout: String::from_utf8(out.stdout).unwrap(),
             stderr: String::from_utf8(out.stderr).unwrap(),
         }
+    }
+
+    /// The command line of a run, to spawn (and kill) by hand.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oql-sync"));
+        c.arg("--config-dir").arg(self.dir.path()).args(args).env_remove("OQL_DB").env_remove("RUST_LOG");
+        c
     }
 
     /// Runs and insists on success.
