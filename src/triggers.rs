@@ -45,7 +45,7 @@ pub fn firings(
                 from.map(|s| s.as_str()).unwrap_or(""),
                 item.stage.as_str()
             );
-            let key: String = Sha256::digest(seed.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let key = idempotency_key(&seed);
             let event = json!({
                 "type": "oql.stage_changed",
                 "id": key,
@@ -70,6 +70,11 @@ pub fn firings(
             }
         })
         .collect()
+}
+
+/// A stable key for one delivery: 32 hex digits of the SHA-256 of what identifies it.
+pub fn idempotency_key(seed: &str) -> String {
+    Sha256::digest(seed.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Fires every pending firing of a connector; returns (fired, failed).

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::mapping::Desired;
 use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord};
@@ -111,7 +110,7 @@ impl Sink for WebhookSink {
         for r in batch {
             let fields = serde_json::to_string(&r.fields).unwrap_or_default();
             let seed = format!("{}\n{}\n{fields}", self.name, r.domain);
-            let key: String = Sha256::digest(seed.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let key = crate::triggers::idempotency_key(&seed);
             let event = json!({
                 "type": "oql.company.updated",
                 "id": key,

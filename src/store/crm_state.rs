@@ -81,6 +81,10 @@ fn json(v: &Desired) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
 
+fn parse_fields(text: String) -> Result<Desired, StoreError> {
+    serde_json::from_str(&text).map_err(|_| StoreError::Corrupt { what: "crm_state.fields", value: text })
+}
+
 fn parse_stage(s: Option<String>) -> Result<Option<Stage>, StoreError> {
     s.map(|s| Stage::parse(&s).ok_or(StoreError::Corrupt { what: "crm_state.stage", value: s }))
         .transpose()
@@ -130,12 +134,9 @@ impl Store {
             .await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in rows {
-            let fields: String = r.get(1);
-            let fields: Desired = serde_json::from_str(&fields)
-                .map_err(|_| StoreError::Corrupt { what: "crm_state.fields", value: fields })?;
             out.insert(
                 r.get::<String, _>(0),
-                AcceptedState { fields, stage: parse_stage(r.get(2))?, changes: r.get(3) },
+                AcceptedState { fields: parse_fields(r.get(1))?, stage: parse_stage(r.get(2))?, changes: r.get(3) },
             );
         }
         Ok(out)
@@ -343,12 +344,7 @@ async fn accept(
         .fetch_optional(&mut *tx)
         .await?;
     let (mut fields, old_stage, changes) = match row {
-        Some(row) => {
-            let text: String = row.get(0);
-            let fields: Desired =
-                serde_json::from_str(&text).map_err(|_| StoreError::Corrupt { what: "crm_state.fields", value: text })?;
-            (fields, parse_stage(row.get(1))?, row.get::<i64, _>(2))
-        }
+        Some(row) => (parse_fields(row.get(0))?, parse_stage(row.get(1))?, row.get::<i64, _>(2)),
         None => (Desired::new(), None, 0),
     };
     fields.extend(r.after.iter().map(|(k, v)| (k.clone(), v.clone())));
