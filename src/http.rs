@@ -39,13 +39,16 @@ impl RateLimit {
 
     /// A GCRA quota that never lets more than `requests` through in any sliding window
     /// of `per_seconds` (the way HubSpot and others count): a burst of a tenth of the
-    /// limit, then one request every `window / (limit - burst)`. A plain "burst = limit"
-    /// quota would allow almost twice the limit in a window that starts with the burst.
+    /// limit, then one request every `window / (limit - burst + 1)`, so a window holds
+    /// the burst plus `limit - burst` more. A plain "burst = limit" quota would allow
+    /// almost twice the limit in a window that starts with the burst. Limits of 20 and
+    /// more keep one request of headroom for network jitter.
     pub fn quota(self) -> Quota {
         let n = self.requests.get();
         let burst = (n / 10).max(1);
+        let spare = u32::from(n >= 20);
         let window = Duration::from_secs(self.per_seconds.get() as u64);
-        let period = if n > burst { window / (n - burst) } else { window };
+        let period = window / (n - burst + 1 - spare);
         Quota::with_period(period)
             .expect("period is positive")
             .allow_burst(NonZeroU32::new(burst).expect("non-zero"))
@@ -527,6 +530,7 @@ mod tests {
             let after_burst = (window.as_nanos() - 1) / period.as_nanos();
             let admitted = q.burst_size().get() as u128 + after_burst;
             assert!(admitted <= n as u128, "{n}/{secs}s admits {admitted}");
+            assert!(admitted + 1 >= n as u128, "{n}/{secs}s wastes capacity: {admitted}");
         }
     }
 

@@ -66,9 +66,10 @@ triggers:
 "#;
 
 fn connector(url: &str, extra: &str) -> String {
+    let retry = if extra.contains("retry:") { "" } else { "retry: { base_delay_ms: 20, max_delay_ms: 200 }\n" };
     format!(
         "name: hubspot\nkind: hubspot\nschedule: \"0 */15 * * * *\"\nbase_url: {url}\ntoken_env: HS_TEST_TOKEN\n\
-         mapping: mappings/hubspot.yaml\nretry: {{ base_delay_ms: 20, max_delay_ms: 200 }}\n{extra}"
+         mapping: mappings/hubspot.yaml\n{retry}{extra}"
     )
 }
 
@@ -392,4 +393,59 @@ fn oauth_refresh_tokens_mint_access_tokens_and_mint_again_when_they_expire() {
     assert_eq!(token_calls.len(), 3, "one token per process, and one after the 401");
     assert!(token_calls.iter().all(|t| t.body.to_string().contains("refresh_token")));
     assert_eq!(c.hs.company(&ids[3]).unwrap()["oql_stage"], "Inactive");
+}
+
+#[test]
+fn create_missing_creates_unmatched_companies_with_every_field_once() {
+    let c = crm();
+    let ids = seed(&c.hs, 3);
+    let env = Env::new();
+    env.write("mappings/hubspot.yaml", MAPPING.replace("LIST", "1").replace("create_missing: false", "").replace("object: companies", "object: companies\ncreate_missing: true"));
+    c.hs.add_list("MANUAL");
+    env.write("connectors/hubspot.yaml", connector(&c.hs.url, ""));
+    let data = env.write("data.ndjson", activities(5));
+    env.ok(&["import", data.to_str().unwrap()]);
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("6 accepted (2 created)"), "{out}");
+    let creates = calls(&c.hs, "/crm/v3/objects/companies/batch/create");
+    assert_eq!(creates.len(), 1);
+    let created: Vec<_> = c.hs.companies().into_iter().filter(|(id, _)| !ids.contains(id) && !id.is_empty()).filter(|(_, p)| p["domain"] != "unrelated.com").collect();
+    let domains: Vec<&str> = created.iter().map(|(_, p)| p["domain"].as_str()).collect();
+    assert_eq!(domains.len(), 2);
+    assert!(domains.contains(&"c3.com") && domains.contains(&"c4.com"), "{domains:?}");
+    for (_, p) in &created {
+        assert_eq!((p["oql_stage"].as_str(), p["oql_score"].as_str(), p["name"].as_str()), ("Investigation", "5", p["domain"].as_str()));
+    }
+    c.hs.clear_requests();
+    sync_ok(&env, "2026-10-30");
+    assert_eq!(c.hs.write_calls(), 0, "created ids are cached: nothing to create twice");
+}
+
+#[test]
+fn server_errors_timeouts_and_truncated_answers_are_retried_without_losing_records() {
+    let c = crm();
+    let ids = seed(&c.hs, 150);
+    let (env, _) = setup(&c.hs, 150, "retry: { base_delay_ms: 20, max_delay_ms: 100, timeout_ms: 1000 }\n");
+    c.hs.fail_next("/crm/v3/objects/companies/search", Fault::ServerError(502), 2);
+    // Slower than the 1 s timeout: the client gives up on it and sends it again.
+    c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::Delay(Duration::from_secs(3)), 1);
+    c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::ServerError(503), 1);
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("151 accepted") && out.contains("0 failed"), "{out}");
+    assert!(ids.iter().all(|id| c.hs.company(id).unwrap()["oql_stage"] == "Investigation"));
+
+    // A truncated answer cannot be read: the record counts as failed and is sent again
+    // next run (HubSpot already applied it; the update is idempotent).
+    c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::TruncatedJson, 1);
+    c.hs.clear_requests();
+    let r = sync(&env, "2026-10-31");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("1 failed"), "{}", r.stdout);
+    let out = sync_ok(&env, "2026-10-31");
+    assert!(out.contains("1 accepted"), "{out}");
+    sync_ok(&env, "2026-10-31");
+    assert_eq!(calls(&c.hs, "/crm/v3/objects/companies/batch/update").len(), 2);
+    assert_eq!(c.hs.company(&ids[150]).unwrap()["oql_stage"], "Inactive");
+    let failed = env.ok(&["log", "--status", "failed"]);
+    assert!(failed.contains("mover.com") && failed.contains("cannot read the response"), "{failed}");
 }
