@@ -295,11 +295,10 @@ async fn current_scores(
     as_of: Option<NaiveDate>,
 ) -> Result<(NaiveDate, Vec<CompanyScore>), AppError> {
     let as_of = as_of.unwrap_or_else(today);
-    if let Some(mut stored) = store.stored_scores().await? {
-        if stored.as_of == as_of && stored.inputs == score_inputs(store, model).await? {
+    if let Some(mut stored) = store.stored_scores().await?
+        && stored.as_of == as_of && stored.inputs == score_inputs(store, model).await? {
             sort_scores(&mut stored.scores);
             return Ok((as_of, stored.scores));
         }
-    }
     Ok((as_of, compute_scores(store, model, as_of).await?))
 }

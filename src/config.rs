@@ -282,11 +282,10 @@ fn check_sink(dir: &Path, c: &Connector, mappings: &BTreeMap<String, std::sync::
             )));
         }
     }
-    if let ConnectorKind::HubSpot(_) = c.kind {
-        if mapping.match_rule.crm_field.is_none() {
+    if let ConnectorKind::HubSpot(_) = c.kind
+        && mapping.match_rule.crm_field.is_none() {
             return Err(invalid(format!("mapping `{path}`: HubSpot matches companies by `match: {{ crm_field: domain }}`")));
         }
-    }
     Ok(())
 }
 

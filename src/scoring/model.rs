@@ -317,7 +317,7 @@ impl TryFrom<f64> for Points {
     type Error = String;
     fn try_from(v: f64) -> Result<Self, String> {
         let scaled = v * MICRO as f64;
-        if !v.is_finite() || v < 0.0 || v > 1e9 {
+        if !v.is_finite() || !(0.0..=1e9).contains(&v) {
             return Err(format!("{v} is not a number of points from 0 to 1000000000"));
         }
         if (scaled - scaled.round()).abs() > 1e-6 * scaled.abs().max(1.0) {

@@ -37,11 +37,10 @@ impl WindowCounts {
             if let Some(actor) = actor {
                 actors_90.insert(actor);
             }
-            if a.kind.is_usage() {
-                if let Some(v) = a.version.as_deref().filter(|s| !s.is_empty()) {
+            if a.kind.is_usage()
+                && let Some(v) = a.version.as_deref().filter(|s| !s.is_empty()) {
                     versions_90.insert(v);
                 }
-            }
             if day <= end - 30 {
                 continue;
             }

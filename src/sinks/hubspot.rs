@@ -322,11 +322,10 @@ impl HubSpotSink {
         for (name, kind, options) in &self.wanted {
             match have.get(name.as_str()) {
                 Some(p) => {
-                    if let Some(expected) = hubspot_type(*kind).map(|(t, _)| t) {
-                        if p.kind != expected && !(expected == "string" && p.kind == "enumeration") {
+                    if let Some(expected) = hubspot_type(*kind).map(|(t, _)| t)
+                        && p.kind != expected && !(expected == "string" && p.kind == "enumeration") {
                             tracing::warn!(property = %name, has = %p.kind, expected, "HubSpot property has another type; values may be rejected");
                         }
-                    }
                 }
                 None => missing.push(property_definition(name, *kind, options, &self.config.property_group)),
             }

@@ -358,11 +358,10 @@ impl Mapping {
             }
         }
         for (i, t) in self.triggers.iter().enumerate() {
-            if let Action::Webhook(w) = &t.action {
-                if w.url.is_some() == w.url_env.is_some() {
+            if let Action::Webhook(w) = &t.action
+                && w.url.is_some() == w.url_env.is_some() {
                     return Err((format!("triggers[{i}].action.webhook"), "needs exactly one of `url` or `url_env`".into()));
                 }
-            }
         }
         Ok(())
     }

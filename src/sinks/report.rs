@@ -135,7 +135,7 @@ pub fn log_table(runs: &[RunRow], records: &[RecordRow]) -> String {
         if !out.is_empty() {
             out.push('\n');
         }
-        let _ = writeln!(out, "{:>5}  {:16}  {:24}  {:12}  {:10}  {}", "run", "connector", "company", "crm_id", "outcome", "fields / error");
+        let _ = writeln!(out, "{:>5}  {:16}  {:24}  {:12}  {:10}  fields / error", "run", "connector", "company", "crm_id", "outcome");
         for r in records {
             let mut what = changes_text(&r.before, &r.after);
             if let Some(t) = r.after.get("trigger").and_then(|t| t.as_str()) {

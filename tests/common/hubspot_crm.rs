@@ -269,13 +269,12 @@ fn url_decode_form(s: &str) -> BTreeMap<String, String> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                if let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+            if bytes[i] == b'%' && i + 2 < bytes.len()
+                && let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
                     out.push(b);
                     i += 3;
                     continue;
                 }
-            }
             out.push(bytes[i]);
             i += 1;
         }
