@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, TokenResponse, TokenUrl};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
@@ -73,80 +72,215 @@ pub fn secret_source(
     }
 }
 
-/// OAuth 2.0 refresh-token settings, secrets already read.
-pub struct RefreshSettings {
-    pub token_url: String,
-    pub client_id: String,
-    pub client_secret: SecretString,
-    pub refresh_token: SecretString,
+/// How access tokens are minted.
+pub enum Grant {
+    /// OAuth 2.0 refresh-token grant (HubSpot and Salesforce apps).
+    Refresh { token_url: String, client_id: String, client_secret: SecretString, refresh_token: SecretString },
+    /// Client-credentials grant (Salesforce: against the org's My Domain URL).
+    ClientCredentials { token_url: String, client_id: String, client_secret: SecretString },
+    /// JWT bearer grant (RFC 7523): a freshly signed assertion every time; Salesforce
+    /// returns no refresh token for it.
+    JwtBearer { token_url: String, client_id: String, username: String, audience: String, key: jsonwebtoken::EncodingKey },
+}
+
+impl Grant {
+    fn describe(&self) -> String {
+        match self {
+            Grant::Refresh { token_url, client_id, .. } => format!("refresh token at {token_url} for {client_id}"),
+            Grant::ClientCredentials { token_url, client_id, .. } => format!("client credentials at {token_url} for {client_id}"),
+            Grant::JwtBearer { token_url, client_id, username, .. } => format!("JWT bearer at {token_url} for {client_id} as {username}"),
+        }
+    }
+}
+
+/// A minted access token, and the instance it is for (Salesforce's `instance_url`).
+#[derive(Clone)]
+pub struct Session {
+    pub token: SecretString,
+    pub instance_url: Option<String>,
 }
 
 /// How requests authenticate.
 pub enum Auth {
     /// A long-lived token (HubSpot private app, Common Room API token).
     Token(SecretString),
-    /// Access tokens minted from a refresh token, cached until the API rejects one.
-    Refresh { settings: RefreshSettings, current: Mutex<Option<SecretString>> },
+    /// Access tokens minted by a grant, cached until the API rejects one.
+    Minted { grant: Grant, current: Mutex<Option<Session>> },
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Auth::Token(_) => f.write_str("Auth::Token([REDACTED])"),
-            Auth::Refresh { settings, .. } => write!(f, "Auth::Refresh {{ token_url: {}, client_id: {} }}", settings.token_url, settings.client_id),
+            Auth::Minted { grant, .. } => write!(f, "Auth::Minted({})", grant.describe()),
         }
     }
 }
 
 impl Auth {
-    pub fn refresh(settings: RefreshSettings) -> Auth {
-        Auth::Refresh { settings, current: Mutex::new(None) }
+    pub fn minted(grant: Grant) -> Auth {
+        Auth::Minted { grant, current: Mutex::new(None) }
     }
 
     pub fn refreshable(&self) -> bool {
-        matches!(self, Auth::Refresh { .. })
+        matches!(self, Auth::Minted { .. })
     }
 
     /// The bearer token to send now, minting one when none is cached.
     pub async fn bearer(&self, http: &reqwest::Client) -> Result<SecretString, AuthError> {
+        Ok(self.session(http).await?.token)
+    }
+
+    /// The current session (minting one when none is cached).
+    pub async fn session(&self, http: &reqwest::Client) -> Result<Session, AuthError> {
         match self {
-            Auth::Token(t) => Ok(t.clone()),
-            Auth::Refresh { settings, current } => {
+            Auth::Token(t) => Ok(Session { token: t.clone(), instance_url: None }),
+            Auth::Minted { grant, current } => {
                 let mut current = current.lock().await;
-                if let Some(t) = current.as_ref() {
-                    return Ok(t.clone());
+                if let Some(s) = current.as_ref() {
+                    return Ok(s.clone());
                 }
-                let token = mint(settings, http).await?;
-                *current = Some(token.clone());
-                Ok(token)
+                let session = mint(grant, http).await?;
+                *current = Some(session.clone());
+                Ok(session)
             }
         }
     }
 
     /// Drops the cached access token after the API rejected it.
     pub async fn invalidate(&self) {
-        if let Auth::Refresh { current, .. } = self {
+        if let Auth::Minted { current, .. } = self {
             *current.lock().await = None;
         }
     }
 }
 
-async fn mint(s: &RefreshSettings, http: &reqwest::Client) -> Result<SecretString, AuthError> {
-    let token_url = TokenUrl::new(s.token_url.clone()).map_err(|e| AuthError::Invalid(format!("token URL: {e}")))?;
-    // HubSpot wants client id and secret in the form body, not in Basic auth.
-    // <https://developers.hubspot.com/docs/api/oauth/tokens>
-    let client = BasicClient::new(ClientId::new(s.client_id.clone()))
-        .set_client_secret(ClientSecret::new(s.client_secret.expose_secret().to_owned()))
-        .set_token_uri(token_url)
-        .set_auth_type(AuthType::RequestBody);
-    let response = client
-        .exchange_refresh_token(&RefreshToken::new(s.refresh_token.expose_secret().to_owned()))
-        .request_async(http)
-        .await
-        .map_err(|e| AuthError::Refresh(describe_token_error(&e)))?;
-    Ok(SecretString::from(response.access_token().secret().to_owned()))
+/// Salesforce adds `instance_url` to its token answers; other servers leave it out.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+struct InstanceField {
+    #[serde(default)]
+    instance_url: Option<String>,
 }
 
+impl oauth2::ExtraTokenFields for InstanceField {}
+
+type TokenAnswer = oauth2::StandardTokenResponse<InstanceField, oauth2::basic::BasicTokenType>;
+
+type OAuthClient = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    TokenAnswer,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn oauth_client(token_url: &str, client_id: &str, secret: &SecretString) -> Result<OAuthClient, AuthError> {
+    let token_url = TokenUrl::new(token_url.to_owned()).map_err(|e| AuthError::Invalid(format!("token URL: {e}")))?;
+    // HubSpot and Salesforce both take client id and secret in the form body.
+    // <https://developers.hubspot.com/docs/api/oauth/tokens>
+    Ok(oauth2::Client::new(ClientId::new(client_id.to_owned()))
+        .set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()))
+        .set_token_uri(token_url)
+        .set_auth_type(AuthType::RequestBody))
+}
+
+fn session_of(answer: TokenAnswer) -> Session {
+    Session {
+        token: SecretString::from(answer.access_token().secret().to_owned()),
+        instance_url: answer.extra_fields().instance_url.clone(),
+    }
+}
+
+async fn mint(grant: &Grant, http: &reqwest::Client) -> Result<Session, AuthError> {
+    match grant {
+        Grant::Refresh { token_url, client_id, client_secret, refresh_token } => {
+            let answer = oauth_client(token_url, client_id, client_secret)?
+                .exchange_refresh_token(&RefreshToken::new(refresh_token.expose_secret().to_owned()))
+                .request_async(http)
+                .await
+                .map_err(|e| AuthError::Refresh(describe_token_error(&e)))?;
+            Ok(session_of(answer))
+        }
+        Grant::ClientCredentials { token_url, client_id, client_secret } => {
+            let answer = oauth_client(token_url, client_id, client_secret)?
+                .exchange_client_credentials()
+                .request_async(http)
+                .await
+                .map_err(|e| AuthError::Refresh(describe_token_error(&e)))?;
+            Ok(session_of(answer))
+        }
+        Grant::JwtBearer { token_url, client_id, username, audience, key } => {
+            jwt_bearer(http, token_url, client_id, username, audience, key).await
+        }
+    }
+}
+
+/// RFC 7523 JWT bearer grant. The `oauth2` crate has no request type for this grant, so
+/// the form POST is made here; the answer has the standard token shape.
+/// <https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm>
+async fn jwt_bearer(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    username: &str,
+    audience: &str,
+    key: &jsonwebtoken::EncodingKey,
+) -> Result<Session, AuthError> {
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        iss: &'a str,
+        sub: &'a str,
+        aud: &'a str,
+        exp: i64,
+    }
+    // Salesforce accepts assertions valid for at most three minutes.
+    let claims = Claims { iss: client_id, sub: username, aud: audience, exp: chrono::Utc::now().timestamp() + 170 };
+    let assertion = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, key)
+        .map_err(|e| AuthError::Invalid(format!("cannot sign the JWT assertion: {e}")))?;
+    let response = http
+        .post(token_url)
+        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
+        .send()
+        .await
+        .map_err(|_| AuthError::Refresh("the token endpoint could not be reached".into()))?;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|_| AuthError::Refresh("the token endpoint sent an unreadable answer".into()))?;
+    match body.get("access_token").and_then(|t| t.as_str()) {
+        Some(token) if status == 200 => Ok(Session {
+            token: SecretString::from(token.to_owned()),
+            instance_url: body.get("instance_url").and_then(|u| u.as_str()).map(str::to_owned),
+        }),
+        _ => Err(AuthError::Refresh(format!(
+            "{}{} (HTTP {status})",
+            body.get("error").and_then(|e| e.as_str()).unwrap_or("token request refused"),
+            body.get("error_description").and_then(|e| e.as_str()).map(|d| format!(": {d}")).unwrap_or_default(),
+        ))),
+    }
+}
+
+/// Reads an RSA private key (PEM) for the JWT bearer grant.
+pub fn read_private_key(file: &Path, key: &str, path: &Path) -> Result<jsonwebtoken::EncodingKey, AuthError> {
+    let bytes = std::fs::read(path).map_err(|e| AuthError::File {
+        file: file.to_path_buf(),
+        key: key.to_owned(),
+        path: path.to_path_buf(),
+        message: e.kind().to_string(),
+    })?;
+    jsonwebtoken::EncodingKey::from_rsa_pem(&bytes).map_err(|_| AuthError::File {
+        file: file.to_path_buf(),
+        key: key.to_owned(),
+        path: path.to_path_buf(),
+        message: "not an RSA private key in PEM form".into(),
+    })
+}
 /// The token endpoint's answer, without anything secret (oauth2's errors can quote the
 /// request).
 fn describe_token_error<RE: std::error::Error + 'static>(

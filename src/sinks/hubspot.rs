@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::mapping::{CrmType, Desired, Mapping, as_text};
 use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord};
 use crate::activity::normalize_domain;
-use crate::auth::{Auth, RefreshSettings, secret_source};
+use crate::auth::{Auth, Grant, secret_source};
 use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
 use crate::store::Firing;
@@ -153,7 +153,7 @@ impl HubSpotSink {
                     .map_err(SinkError::Api)?;
                 let refresh = secret_source("refresh_token", o.refresh_token_env.as_ref(), o.refresh_token_file.as_ref(), dir)
                     .map_err(SinkError::Api)?;
-                Auth::refresh(RefreshSettings {
+                Auth::minted(Grant::Refresh {
                     token_url: o.token_url.clone().unwrap_or_else(|| format!("{}/oauth/v1/token", c.base_url.trim_end_matches('/'))),
                     client_id: o.client_id.clone(),
                     client_secret: secret.read(file, "oauth.client_secret")?,
