@@ -121,7 +121,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 since: since.map(|d| (day_number(d) as i64) * 86_400 * 1_000_000_000),
                 limit,
             };
-            let runs_only_filter = filter.status.as_deref().is_none_or(|s| matches!(s, "ok" | "failed" | "running"));
+            let runs_only_filter = filter.status.as_deref().is_none_or(|s| matches!(s, "ok" | "failed" | "paused" | "running"));
             let runs = if runs_only_filter { store.sync_runs(&filter).await? } else { Vec::new() };
             let records = store.sync_records(&filter).await?;
             let text = match format {

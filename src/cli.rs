@@ -89,7 +89,7 @@ pub enum Command {
 }
 
 fn parse_status(s: &str) -> Result<String, String> {
-    const KNOWN: [&str; 9] = ["ok", "failed", "accepted", "created", "dead", "ambiguous", "not_found", "trigger", "running"];
+    const KNOWN: [&str; 10] = ["ok", "failed", "paused", "accepted", "created", "dead", "ambiguous", "not_found", "trigger", "running"];
     if KNOWN.contains(&s) {
         Ok(s.to_owned())
     } else {

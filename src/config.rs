@@ -16,6 +16,7 @@ use crate::attribution::AttributionRules;
 use crate::scoring::model::{Model, ModelOverrides};
 use crate::sinks::file::FileConfig;
 use crate::sinks::hubspot::HubSpotConfig;
+use crate::sinks::salesforce::SalesforceConfig;
 use crate::sinks::mapping::{Action, Mapping};
 use crate::sinks::webhook::WebhookConfig;
 use crate::sources::export::{ExportFormat, ScarfSettings};
@@ -64,6 +65,7 @@ pub struct Connector {
 pub enum ConnectorKind {
     Export(ExportConnector),
     HubSpot(HubSpotConfig),
+    Salesforce(SalesforceConfig),
     File(FileConfig),
     Webhook(WebhookConfig),
 }
@@ -73,6 +75,7 @@ impl ConnectorKind {
         match self {
             ConnectorKind::Export(_) => "export",
             ConnectorKind::HubSpot(_) => "hubspot",
+            ConnectorKind::Salesforce(_) => "salesforce",
             ConnectorKind::File(_) => "file",
             ConnectorKind::Webhook(_) => "webhook",
         }
@@ -85,6 +88,7 @@ impl Connector {
         match &self.kind {
             ConnectorKind::Export(_) => None,
             ConnectorKind::HubSpot(c) => Some(&c.mapping),
+            ConnectorKind::Salesforce(c) => Some(&c.mapping),
             ConnectorKind::File(c) => Some(&c.mapping),
             ConnectorKind::Webhook(c) => Some(&c.mapping),
         }
@@ -272,6 +276,7 @@ fn check_sink(dir: &Path, c: &Connector, mappings: &BTreeMap<String, std::sync::
         let runs = match (&c.kind, &t.action) {
             (_, Action::Webhook(_)) => true,
             (ConnectorKind::HubSpot(_), Action::HubspotList(_)) => true,
+            (ConnectorKind::Salesforce(_), Action::SalesforceCampaign(_) | Action::SalesforceTask(_)) => true,
             _ => false,
         };
         if !runs {
@@ -324,6 +329,14 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::HubSpot(c) }
             }
+            "salesforce" => {
+                let c: SalesforceConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Salesforce(c) }
+            }
             "file" => {
                 let c: FileConfig = parse_lenient(&path, &text)?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::File(c) }
@@ -336,9 +349,9 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Webhook(c) }
             }
-            "github" | "slack" | "salesforce" | "common_room" => {
+            "github" | "slack" | "common_room" => {
                 return Err(file_error(format!(
-                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, hubspot, webhook, file)"
+                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, hubspot, salesforce, webhook, file)"
                 )));
             }
             other => {

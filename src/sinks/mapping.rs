@@ -219,10 +219,38 @@ pub enum Action {
     /// Add the company to a HubSpot list (manual or snapshot), by list id.
     HubspotList(String),
     /// Add the account's contacts to a Salesforce campaign.
-    SalesforceCampaign(String),
+    SalesforceCampaign(CampaignTarget),
+    /// Create a task for the Salesforce account's owner.
+    SalesforceTask(TaskTarget),
     /// POST a JSON event to a URL (read from the environment variable named by `url_env`
     /// when the URL holds a secret).
     Webhook(WebhookTarget),
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignTarget {
+    /// The Campaign id (`701…`).
+    pub id: String,
+    /// The CampaignMember status to set (one the campaign defines).
+    #[serde(default = "default_member_status")]
+    pub status: String,
+}
+
+fn default_member_status() -> String {
+    "Sent".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskTarget {
+    pub subject: String,
+    #[serde(default = "default_due")]
+    pub due_in_days: u32,
+}
+
+fn default_due() -> u32 {
+    2
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

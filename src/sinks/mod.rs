@@ -7,6 +7,7 @@ pub mod hubspot;
 pub mod mapping;
 pub mod plan;
 pub mod report;
+pub mod salesforce;
 pub mod sync;
 pub mod webhook;
 
@@ -26,6 +27,10 @@ pub enum SinkError {
     Auth(#[from] crate::auth::AuthError),
     #[error("{0}")]
     Api(String),
+    /// The connector stopped for this run on purpose (e.g. the CRM's daily API
+    /// allocation); what it did not send waits for the next run.
+    #[error("paused: {0}")]
+    Paused(String),
     #[error("cannot write {path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }

@@ -108,6 +108,9 @@ pub fn summary(r: &SyncReport) -> String {
     if let Some(e) = &r.error {
         let _ = write!(line, "\n  error: {e}");
     }
+    if let Some(p) = &r.paused {
+        let _ = write!(line, "\n  paused: {p}");
+    }
     line.push('\n');
     line
 }

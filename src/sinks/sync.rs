@@ -52,6 +52,8 @@ pub struct SyncReport {
     pub triggers_fired: i64,
     pub triggers_failed: i64,
     pub error: Option<String>,
+    /// Why the connector paused (not a failure: it resumes by itself).
+    pub paused: Option<String>,
 }
 
 /// What a run works from.
@@ -79,15 +81,25 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         triggers_fired: 0,
         triggers_failed: 0,
         error: None,
+        paused: None,
     };
     let run_id = if opts.dry_run { None } else { Some(input.store.start_run(&connector.name).await?) };
     let built = build_and_run(input, connector, &mapping, opts, run_id, &mut report).await;
-    if let Err(e) = &built {
-        tracing::error!(connector = %connector.name, error = %e, "sync failed");
-        report.error = Some(e.to_string());
+    match &built {
+        Err(SyncError::Sink { source: SinkError::Paused(why), .. }) => {
+            tracing::warn!(connector = %connector.name, "sync paused: {why}");
+            report.paused = Some(why.clone());
+        }
+        Err(e) => {
+            tracing::error!(connector = %connector.name, error = %e, "sync failed");
+            report.error = Some(e.to_string());
+        }
+        Ok(()) => {}
     }
     if let Some(run_id) = run_id {
-        input.store.finish_run(run_id, &report.totals, report.error.as_deref()).await?;
+        let status = if report.paused.is_some() { Some("paused") } else { None };
+        let note = report.error.clone().or_else(|| report.paused.clone().map(|p| format!("paused: {p}")));
+        input.store.finish_run(run_id, &report.totals, note.as_deref(), status).await?;
         tracing::info!(
             connector = %connector.name,
             planned = report.totals.planned,
@@ -125,6 +137,10 @@ async fn build_and_run(
     match &connector.kind {
         ConnectorKind::HubSpot(c) => {
             let mut sink = super::hubspot::HubSpotSink::build(c, &connector.path, mapping).map_err(sink_error)?;
+            run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
+        }
+        ConnectorKind::Salesforce(c) => {
+            let mut sink = super::salesforce::SalesforceSink::build(c, &connector.path, mapping).map_err(sink_error)?;
             run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
         }
         ConnectorKind::Webhook(c) => {
@@ -321,12 +337,17 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
     // Creates and updates go in separate requests; each batch is committed on its own.
     let (creates, updates): (Vec<_>, Vec<_>) = writes.into_iter().partition(|(_, w)| w.crm_id.is_none());
     let mut first_error: Option<SinkError> = None;
-    for group in [creates, updates] {
+    'groups: for group in [creates, updates] {
         for chunk in group.chunks(sink.batch_size().max(1)) {
             let batch: Vec<WriteRecord> = chunk.iter().map(|(_, w)| w.clone()).collect();
-            report.totals.sent += batch.len() as i64;
             let outcomes = match sink.write(&batch).await {
                 Ok(o) => o,
+                // A paused connector sends nothing more this run; what it did not send
+                // is still unaccepted, so the next run sends it.
+                Err(SinkError::Paused(why)) => {
+                    first_error = Some(SinkError::Paused(why));
+                    break 'groups;
+                }
                 Err(e) => {
                     let message = e.to_string();
                     tracing::warn!(connector = name, error = %message, records = batch.len(), "batch failed");
@@ -334,6 +355,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                     vec![WriteOutcome::Failed(message); batch.len()]
                 }
             };
+            report.totals.sent += batch.len() as i64;
             let mut results = Vec::with_capacity(chunk.len());
             let mut firings = Vec::new();
             for ((item, record), outcome) in chunk.iter().zip(outcomes) {
@@ -360,6 +382,9 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         }
     }
 
+    if let Some(SinkError::Paused(why)) = first_error {
+        return Err(sink_error(SinkError::Paused(why)));
+    }
     // Fire what accepted stage changes owe, including firings a crashed run left pending.
     let (fired, failed) = triggers::fire_pending(sink, store, name, run_id, dead_after, &ids).await?;
     report.triggers_fired = fired;

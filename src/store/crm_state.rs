@@ -175,8 +175,9 @@ impl Store {
         Ok(row.get(0))
     }
 
-    pub async fn finish_run(&self, run_id: i64, totals: &RunTotals, error: Option<&str>) -> Result<(), StoreError> {
-        let status = if error.is_some() || totals.failed > 0 { "failed" } else { "ok" };
+    /// Closes a run: `ok`, `failed` (an error or a failed record), or the given status.
+    pub async fn finish_run(&self, run_id: i64, totals: &RunTotals, error: Option<&str>, status: Option<&str>) -> Result<(), StoreError> {
+        let status = status.unwrap_or(if error.is_some() || totals.failed > 0 { "failed" } else { "ok" });
         sqlx::query(
             "UPDATE sync_runs SET finished_at = ?, status = ?, planned = ?, sent = ?, accepted = ?, failed = ?, \
              api_calls = ?, rate_limit_waits = ?, error = ? WHERE id = ?",

@@ -1,0 +1,603 @@
+//! Salesforce (REST API): Accounts matched by `Website` through SOQL or by an External
+//! ID field, written with sObject Collections (200 records a request, `allOrNone:
+//! false`, one result per record), paced under the org's daily API allocation, and
+//! campaign membership or a task for the account owner as trigger actions.
+//!
+//! Reads top to bottom: config → auth → matching (SOQL) → collection requests → reading
+//! per-record results → limits → triggers.
+//!
+//! Shapes: REST API Developer Guide,
+//! <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections.htm>,
+//! <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm>,
+//! <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm>.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::mapping::{Desired, Mapping};
+use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord};
+use crate::activity::normalize_domain;
+use crate::auth::{Auth, Grant, read_private_key, secret_source};
+use crate::config::Schedule;
+use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
+use crate::store::Firing;
+
+/// sObject Collections take at most 200 records.
+const BATCH_LIMIT: usize = 200;
+/// Domains per SOQL query (each a `LIKE` term; the query stays far below SOQL's
+/// 100,000-character limit).
+const DOMAINS_PER_QUERY: usize = 100;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceConfig {
+    pub name: String,
+    #[allow(dead_code)]
+    kind: String,
+    pub schedule: Schedule,
+    pub mapping: String,
+    /// REST API version.
+    #[serde(default = "default_version")]
+    pub api_version: String,
+    pub auth: SalesforceAuth,
+    /// Salesforce has no per-second limit, only a daily allocation; this keeps bursts polite.
+    #[serde(default = "default_rate")]
+    pub rate_limit: RateLimit,
+    /// Share of the org's daily API allocation left untouched for other integrations.
+    #[serde(default = "default_reserve")]
+    pub api_reserve_percent: u8,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default = "super::webhook::default_dead_after")]
+    pub dead_after: u32,
+}
+
+/// `auth:` — one of the three OAuth flows an integration user can have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "flow", rename_all = "snake_case")]
+pub enum SalesforceAuth {
+    /// Server-to-server with a certificate: the app's consumer key, the integration
+    /// user, and the private key whose certificate the app holds.
+    JwtBearer {
+        /// `https://login.salesforce.com`, or `https://test.salesforce.com` for sandboxes.
+        #[serde(default = "default_login")]
+        login_url: String,
+        client_id: String,
+        username: String,
+        private_key_file: PathBuf,
+    },
+    /// Client credentials, against the org's My Domain URL.
+    ClientCredentials {
+        my_domain_url: String,
+        client_id: String,
+        #[serde(default)]
+        client_secret_env: Option<String>,
+        #[serde(default)]
+        client_secret_file: Option<PathBuf>,
+    },
+    RefreshToken {
+        #[serde(default = "default_login")]
+        login_url: String,
+        client_id: String,
+        #[serde(default)]
+        client_secret_env: Option<String>,
+        #[serde(default)]
+        client_secret_file: Option<PathBuf>,
+        #[serde(default)]
+        refresh_token_env: Option<String>,
+        #[serde(default)]
+        refresh_token_file: Option<PathBuf>,
+    },
+}
+
+fn default_version() -> String {
+    "v64.0".into()
+}
+fn default_rate() -> RateLimit {
+    RateLimit::new(20, 1)
+}
+fn default_reserve() -> u8 {
+    20
+}
+fn default_login() -> String {
+    "https://login.salesforce.com".into()
+}
+
+impl SalesforceConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let v = self.api_version.trim_start_matches('v');
+        if v.parse::<f32>().is_err() {
+            return Err(("api_version".into(), format!("`{}` is not an API version such as v64.0", self.api_version)));
+        }
+        if self.api_reserve_percent > 90 {
+            return Err(("api_reserve_percent".into(), "must be 0 to 90".into()));
+        }
+        let base = Path::new("");
+        let (url, secrets) = match &self.auth {
+            SalesforceAuth::JwtBearer { login_url, .. } => (login_url, Ok(())),
+            SalesforceAuth::ClientCredentials { my_domain_url, client_secret_env, client_secret_file, .. } => {
+                (my_domain_url, secret_source("client_secret", client_secret_env.as_ref(), client_secret_file.as_ref(), base).map(|_| ()))
+            }
+            SalesforceAuth::RefreshToken { login_url, client_secret_env, client_secret_file, refresh_token_env, refresh_token_file, .. } => (
+                login_url,
+                secret_source("client_secret", client_secret_env.as_ref(), client_secret_file.as_ref(), base)
+                    .and_then(|_| secret_source("refresh_token", refresh_token_env.as_ref(), refresh_token_file.as_ref(), base))
+                    .map(|_| ()),
+            ),
+        };
+        secrets.map_err(|m| ("auth".to_string(), m))?;
+        if reqwest::Url::parse(url).is_err() {
+            return Err(("auth".into(), format!("`{url}` is not a URL")));
+        }
+        Ok(())
+    }
+}
+
+pub struct SalesforceSink {
+    config: RunSettings,
+    http: HttpClient,
+    auth: Auth,
+    match_field: String,
+    external_id: Option<String>,
+    create_missing: bool,
+    /// Last `Sforce-Limit-Info` seen: (used, max).
+    usage: Option<(u64, u64)>,
+    /// Why the connector stopped for this run, once it did.
+    paused: Option<String>,
+    /// Account owners, cached for task triggers.
+    owners: HashMap<String, String>,
+}
+
+/// The parts of the config a run needs.
+struct RunSettings {
+    name: String,
+    version: String,
+    reserve: u8,
+}
+
+impl SalesforceSink {
+    pub fn build(c: &SalesforceConfig, file: &Path, mapping: &Mapping) -> Result<SalesforceSink, SinkError> {
+        let dir = file.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+        let token_url = |base: &str| format!("{}/services/oauth2/token", base.trim_end_matches('/'));
+        let grant = match &c.auth {
+            SalesforceAuth::JwtBearer { login_url, client_id, username, private_key_file } => Grant::JwtBearer {
+                token_url: token_url(login_url),
+                client_id: client_id.clone(),
+                username: username.clone(),
+                audience: login_url.trim_end_matches('/').to_owned(),
+                key: read_private_key(file, "auth.private_key_file", &dir.join(private_key_file))?,
+            },
+            SalesforceAuth::ClientCredentials { my_domain_url, client_id, client_secret_env, client_secret_file } => {
+                let secret = secret_source("client_secret", client_secret_env.as_ref(), client_secret_file.as_ref(), dir)
+                    .map_err(SinkError::Api)?;
+                Grant::ClientCredentials {
+                    token_url: token_url(my_domain_url),
+                    client_id: client_id.clone(),
+                    client_secret: secret.read(file, "auth.client_secret")?,
+                }
+            }
+            SalesforceAuth::RefreshToken { login_url, client_id, client_secret_env, client_secret_file, refresh_token_env, refresh_token_file } => {
+                let secret = secret_source("client_secret", client_secret_env.as_ref(), client_secret_file.as_ref(), dir)
+                    .map_err(SinkError::Api)?;
+                let refresh = secret_source("refresh_token", refresh_token_env.as_ref(), refresh_token_file.as_ref(), dir)
+                    .map_err(SinkError::Api)?;
+                Grant::Refresh {
+                    token_url: token_url(login_url),
+                    client_id: client_id.clone(),
+                    client_secret: secret.read(file, "auth.client_secret")?,
+                    refresh_token: refresh.read(file, "auth.refresh_token")?,
+                }
+            }
+        };
+        Ok(SalesforceSink {
+            config: RunSettings { name: c.name.clone(), version: c.api_version.clone(), reserve: c.api_reserve_percent },
+            http: HttpClient::new(&c.name, &[("default", c.rate_limit)], c.retry)?,
+            auth: Auth::minted(grant),
+            match_field: mapping.match_rule.crm_field.clone().unwrap_or_else(|| "Website".into()),
+            external_id: mapping.match_rule.external_id.clone(),
+            create_missing: mapping.create_missing,
+            usage: None,
+            paused: None,
+            owners: HashMap::new(),
+        })
+    }
+
+    /// `{instance_url}/services/data/{version}{path}`; the instance comes with the token.
+    async fn url(&self, path: &str) -> Result<String, SinkError> {
+        let session = self.auth.session(self.http.reqwest()).await?;
+        let instance = session
+            .instance_url
+            .ok_or_else(|| SinkError::Api("the Salesforce token answer had no instance_url".into()))?;
+        Ok(format!("{}/services/data/{}{path}", instance.trim_end_matches('/'), self.config.version))
+    }
+
+    async fn call(&mut self, method: Method, path: &str, body: Option<Value>) -> Result<Response, SinkError> {
+        if let Some(why) = &self.paused {
+            return Err(SinkError::Paused(why.clone()));
+        }
+        let url = if path.starts_with("/services/") {
+            let session = self.auth.session(self.http.reqwest()).await?;
+            format!("{}{path}", session.instance_url.unwrap_or_default().trim_end_matches('/'))
+        } else {
+            self.url(path).await?
+        };
+        let mut req = Request::new(method, url).auth(&self.auth);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let response = self.http.send(req).await?;
+        self.note_usage(&response);
+        if let Some(code) = first_error_code(&response) {
+            if code == "REQUEST_LIMIT_EXCEEDED" {
+                let why = format!(
+                    "Salesforce refused further API calls today (REQUEST_LIMIT_EXCEEDED: {}); paused until the allocation renews",
+                    first_error_message(&response)
+                );
+                tracing::warn!(connector = %self.config.name, "{why}");
+                self.paused = Some(why.clone());
+                return Err(SinkError::Paused(why));
+            }
+            if response.status == 401 {
+                return Err(SinkError::Api(format!("Salesforce refused the session (HTTP 401 {code}): {}", first_error_message(&response))));
+            }
+        }
+        if self.paused.is_none() {
+            if let Some((used, max)) = self.usage {
+                let allowed = max * (100 - self.config.reserve as u64) / 100;
+                if used >= allowed {
+                    let why = format!(
+                        "daily API allocation: {used} of {max} calls used; {}% is kept in reserve, so the connector pauses until it renews",
+                        self.config.reserve
+                    );
+                    tracing::warn!(connector = %self.config.name, "{why}");
+                    self.paused = Some(why);
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    /// `Sforce-Limit-Info: api-usage=18/15000` comes with every response.
+    fn note_usage(&mut self, r: &Response) {
+        let usage = r.header("sforce-limit-info").and_then(|v| {
+            let (used, max) = v.split(',').find_map(|p| p.trim().strip_prefix("api-usage="))?.split_once('/')?;
+            Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+        });
+        if usage.is_some() {
+            self.usage = usage;
+        }
+    }
+
+    /// Runs a SOQL query and follows `nextRecordsUrl` to its end.
+    async fn query(&mut self, soql: &str) -> Result<Vec<Value>, SinkError> {
+        let mut url = format!("/query?q={}", urlencode(soql));
+        let mut out = Vec::new();
+        loop {
+            let r = self.call(Method::GET, &url, None).await?;
+            if !r.ok() {
+                return Err(SinkError::Api(format!("SOQL query failed (HTTP {}): {}", r.status, describe(&r))));
+            }
+            let page: QueryPage = r.json()?;
+            out.extend(page.records);
+            match page.next_records_url {
+                Some(next) if !page.done => url = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn collection(&mut self, method: Method, path: &str, batch: &[WriteRecord], records: Vec<Value>) -> Result<Vec<WriteOutcome>, SinkError> {
+        let body = json!({ "allOrNone": false, "records": records });
+        let r = self.call(method, path, Some(body)).await?;
+        if !r.ok() {
+            // A request-level error (e.g. INVALID_FIELD for a field the org lacks) fails
+            // every record of the request alike.
+            let message = format!("HTTP {}: {}", r.status, describe(&r));
+            return Ok(vec![WriteOutcome::Failed(message); batch.len()]);
+        }
+        let results: Vec<SaveResult> = r.json()?;
+        if results.len() != batch.len() {
+            return Err(SinkError::Api(format!("Salesforce answered {} results for {} records", results.len(), batch.len())));
+        }
+        Ok(batch
+            .iter()
+            .zip(results)
+            .map(|(rec, res)| {
+                if res.success {
+                    let id = res.id.or_else(|| rec.crm_id.clone()).unwrap_or_default();
+                    return WriteOutcome::Written { crm_id: id, created: res.created.unwrap_or(rec.crm_id.is_none()) };
+                }
+                let message = res
+                    .errors
+                    .iter()
+                    .map(|e| {
+                        let fields = if e.fields.is_empty() { String::new() } else { format!(" [{}]", e.fields.join(", ")) };
+                        format!("{}: {}{fields}", e.status_code, e.message)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let gone = res.errors.iter().any(|e| matches!(e.status_code.as_str(), "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY" | "MALFORMED_ID"));
+                if gone { WriteOutcome::Gone(message) } else { WriteOutcome::Failed(message) }
+            })
+            .collect())
+    }
+
+    async fn contacts_of(&mut self, account: &str) -> Result<Vec<String>, SinkError> {
+        let rows = self.query(&format!("SELECT Id FROM Contact WHERE AccountId = '{}'", soql_escape(account))).await?;
+        Ok(rows.iter().filter_map(|r| r["Id"].as_str().map(str::to_owned)).collect())
+    }
+
+    async fn owner_of(&mut self, account: &str) -> Result<Option<String>, SinkError> {
+        if let Some(o) = self.owners.get(account) {
+            return Ok(Some(o.clone()));
+        }
+        let rows = self.query(&format!("SELECT Id, OwnerId FROM Account WHERE Id = '{}'", soql_escape(account))).await?;
+        let owner = rows.first().and_then(|r| r["OwnerId"].as_str()).map(str::to_owned);
+        if let Some(o) = &owner {
+            self.owners.insert(account.to_owned(), o.clone());
+        }
+        Ok(owner)
+    }
+}
+
+/// A record of a collection request: typed values as they are (Salesforce takes JSON
+/// numbers, booleans, `YYYY-MM-DD` dates, and `null` to clear).
+fn sobject(fields: &Desired, id: Option<&str>) -> serde_json::Map<String, Value> {
+    let mut o = serde_json::Map::new();
+    o.insert("attributes".into(), json!({ "type": "Account" }));
+    if let Some(id) = id {
+        o.insert("Id".into(), json!(id));
+    }
+    o.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+    o
+}
+
+fn soql_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// A domain as a SOQL `LIKE` pattern: `_` and `%` are wildcards there.
+fn like_escape(s: &str) -> String {
+    soql_escape(s).replace('_', "\\_").replace('%', "\\%")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Salesforce errors are arrays: `[{"message": …, "errorCode": …}]`.
+fn first_error(r: &Response) -> Option<(String, String)> {
+    let v: Value = serde_json::from_slice(&r.body).ok()?;
+    let e = v.as_array().and_then(|a| a.first()).unwrap_or(&v);
+    Some((e.get("errorCode")?.as_str()?.to_owned(), e.get("message").and_then(|m| m.as_str()).unwrap_or("").to_owned()))
+}
+
+fn first_error_code(r: &Response) -> Option<String> {
+    if r.ok() { None } else { first_error(r).map(|e| e.0) }
+}
+
+fn first_error_message(r: &Response) -> String {
+    first_error(r).map(|e| e.1).unwrap_or_else(|| r.body_text())
+}
+
+fn describe(r: &Response) -> String {
+    match first_error(r) {
+        Some((code, message)) => format!("{code}: {message}"),
+        None => r.body_text(),
+    }
+}
+
+impl Sink for SalesforceSink {
+    fn batch_size(&self) -> usize {
+        BATCH_LIMIT
+    }
+
+    fn stats(&self) -> (i64, i64) {
+        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    }
+
+    async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, Match>, SinkError> {
+        let mut out: HashMap<String, Match> = domains.iter().map(|d| (d.clone(), Match::Missing)).collect();
+        if self.external_id.is_some() && self.create_missing {
+            // Upserts by external id need no lookup: every record is "found" by its key.
+            return Ok(domains.iter().map(|d| (d.clone(), Match::Found(format!("ext:{d}")))).collect());
+        }
+        let field = self.external_id.clone().unwrap_or_else(|| self.match_field.clone());
+        for chunk in domains.chunks(DOMAINS_PER_QUERY) {
+            let filter = if self.external_id.is_some() {
+                let list: Vec<String> = chunk.iter().map(|d| format!("'{}'", soql_escape(d))).collect();
+                format!("{field} IN ({})", list.join(", "))
+            } else {
+                // Website holds anything from `acme.com` to `https://www.acme.com/en`: match
+                // loosely here and exactly after normalizing below.
+                chunk.iter().map(|d| format!("{field} LIKE '%{}%'", like_escape(d))).collect::<Vec<_>>().join(" OR ")
+            };
+            let rows = self.query(&format!("SELECT Id, {field} FROM Account WHERE {filter} ORDER BY Id")).await?;
+            for row in rows {
+                let (Some(id), Some(value)) = (row["Id"].as_str(), row[&field].as_str()) else { continue };
+                let Some(domain) = normalize_domain(value) else { continue };
+                if let Some(m) = out.get_mut(&domain) {
+                    *m = match std::mem::replace(m, Match::Missing) {
+                        Match::Missing => Match::Found(id.to_owned()),
+                        Match::Found(first) if first == id => Match::Found(first),
+                        Match::Found(first) => Match::Ambiguous(vec![first, id.to_owned()]),
+                        Match::Ambiguous(mut ids) => {
+                            ids.push(id.to_owned());
+                            Match::Ambiguous(ids)
+                        }
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read(&mut self, records: &[(String, String)], fields: &[String]) -> Result<HashMap<String, Desired>, SinkError> {
+        let mut out = HashMap::new();
+        let real: Vec<&(String, String)> = records.iter().filter(|(_, id)| !id.starts_with("ext:")).collect();
+        for chunk in real.chunks(DOMAINS_PER_QUERY) {
+            let ids: Vec<String> = chunk.iter().map(|(_, id)| format!("'{}'", soql_escape(id))).collect();
+            let rows = self.query(&format!("SELECT Id, {} FROM Account WHERE Id IN ({})", fields.join(", "), ids.join(", "))).await?;
+            let by_id: HashMap<&str, &str> = chunk.iter().map(|(d, id)| (id.as_str(), d.as_str())).collect();
+            for row in rows {
+                let Some(domain) = row["Id"].as_str().and_then(|id| by_id.get(id)) else { continue };
+                out.insert((*domain).to_owned(), fields.iter().map(|f| (f.clone(), row[f].clone())).collect());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
+        let path = "/composite/sobjects";
+        match (&self.external_id, batch.first().and_then(|r| r.crm_id.as_deref())) {
+            (Some(ext), Some(id)) if id.starts_with("ext:") => {
+                let ext = ext.clone();
+                let records = batch
+                    .iter()
+                    .map(|r| {
+                        let mut o = sobject(&r.fields, None);
+                        o.insert(ext.clone(), json!(r.domain));
+                        Value::Object(o)
+                    })
+                    .collect();
+                let outcomes = self.collection(Method::PATCH, &format!("{path}/Account/{ext}"), batch, records).await?;
+                // Upserted records are known by their key, so the next run upserts again.
+                Ok(outcomes
+                    .into_iter()
+                    .zip(batch)
+                    .map(|(o, r)| match o {
+                        WriteOutcome::Written { created, .. } => WriteOutcome::Written { crm_id: r.crm_id.clone().unwrap_or_default(), created },
+                        other => other,
+                    })
+                    .collect())
+            }
+            (_, Some(_)) => {
+                let records = batch.iter().map(|r| Value::Object(sobject(&r.fields, r.crm_id.as_deref()))).collect();
+                self.collection(Method::PATCH, path, batch, records).await
+            }
+            (_, None) => {
+                let match_field = self.external_id.clone().unwrap_or_else(|| self.match_field.clone());
+                let records = batch
+                    .iter()
+                    .map(|r| {
+                        let mut o = sobject(&r.fields, None);
+                        o.insert(match_field.clone(), json!(r.domain));
+                        o.entry("Name").or_insert_with(|| json!(r.domain));
+                        Value::Object(o)
+                    })
+                    .collect();
+                self.collection(Method::POST, path, batch, records).await
+            }
+        }
+    }
+
+    async fn fire(&mut self, firing: &Firing, crm_id: Option<&str>) -> Result<(), SinkError> {
+        let Some(account) = crm_id.filter(|id| !id.starts_with("ext:")).map(str::to_owned) else {
+            return Err(SinkError::Api(format!("{} has no Salesforce Account id to act on", firing.domain)));
+        };
+        if let Some(c) = firing.action.get("salesforce_campaign") {
+            let campaign = c["id"].as_str().unwrap_or_default().to_owned();
+            let status = c["status"].as_str().unwrap_or("Sent").to_owned();
+            let contacts = self.contacts_of(&account).await?;
+            if contacts.is_empty() {
+                tracing::info!(connector = %self.config.name, account, "no contacts to add to campaign {campaign}");
+                return Ok(());
+            }
+            // CampaignMember needs a ContactId (or LeadId) and a Status.
+            let records: Vec<Value> = contacts
+                .iter()
+                .map(|c| json!({ "attributes": { "type": "CampaignMember" }, "CampaignId": campaign, "ContactId": c, "Status": status }))
+                .collect();
+            let r = self.call(Method::POST, "/composite/sobjects", Some(json!({ "allOrNone": false, "records": records }))).await?;
+            if !r.ok() {
+                return Err(SinkError::Api(format!("cannot add contacts to campaign {campaign} (HTTP {}): {}", r.status, describe(&r))));
+            }
+            let results: Vec<SaveResult> = r.json()?;
+            // Contacts already in the campaign answer DUPLICATE_VALUE: that is the goal.
+            let failed: Vec<String> = results
+                .iter()
+                .flat_map(|r| r.errors.iter())
+                .filter(|e| e.status_code != "DUPLICATE_VALUE")
+                .map(|e| format!("{}: {}", e.status_code, e.message))
+                .collect();
+            return if failed.is_empty() { Ok(()) } else { Err(SinkError::Api(failed.join("; "))) };
+        }
+        if let Some(t) = firing.action.get("salesforce_task") {
+            let owner = self.owner_of(&account).await?;
+            let subject = t["subject"].as_str().unwrap_or("OQL stage change").to_owned();
+            let due = chrono::Utc::now().date_naive() + chrono::TimeDelta::days(t["due_in_days"].as_i64().unwrap_or(2));
+            let description = format!(
+                "{} moved from {} to {} (score {}). Sent by oql-sync.",
+                firing.domain,
+                firing.from.map(|s| s.as_str()).unwrap_or("none"),
+                firing.to.as_str(),
+                firing.event["score"]
+            );
+            let mut task = json!({
+                "WhatId": account, "Subject": subject, "ActivityDate": due.format("%Y-%m-%d").to_string(),
+                "Status": "Not Started", "Priority": "Normal", "Description": description,
+            });
+            if let Some(owner) = owner {
+                task["OwnerId"] = json!(owner);
+            }
+            let r = self.call(Method::POST, "/sobjects/Task", Some(task)).await?;
+            return if r.ok() { Ok(()) } else { Err(SinkError::Api(format!("cannot create the task (HTTP {}): {}", r.status, describe(&r)))) };
+        }
+        Err(SinkError::Api(format!("Salesforce cannot run the action {}", firing.action)))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryPage {
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    next_records_url: Option<String>,
+    #[serde(default)]
+    records: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct SaveResult {
+    #[serde(default)]
+    id: Option<String>,
+    success: bool,
+    #[serde(default)]
+    created: Option<bool>,
+    #[serde(default)]
+    errors: Vec<SaveError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SaveError {
+    #[serde(default)]
+    status_code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards_and_quotes() {
+        assert_eq!(like_escape("my_co.com"), "my\\_co.com");
+        assert_eq!(soql_escape("o'neil.io"), "o\\'neil.io");
+        assert_eq!(urlencode("SELECT Id FROM Account WHERE Website LIKE '%a.com%'"), "SELECT+Id+FROM+Account+WHERE+Website+LIKE+%27%25a.com%25%27");
+    }
+}
