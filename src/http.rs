@@ -243,20 +243,34 @@ impl Limiter {
         }
     }
 
-    async fn admit(&self) {
+    /// Waits until this class may send (GCRA, then the send log).
+    async fn ready(&self) {
         self.gcra.until_ready().await;
-        let mut sent = self.sent.lock().await;
         loop {
-            let now = Instant::now();
-            while sent.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
-                sent.pop_front();
-            }
-            match sent.front() {
-                Some(oldest) if sent.len() >= self.limit => tokio::time::sleep_until((*oldest + self.window).into()).await,
-                _ => break,
-            }
+            let wait = {
+                let mut sent = self.sent.lock().await;
+                let now = Instant::now();
+                while sent.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+                    sent.pop_front();
+                }
+                match sent.front() {
+                    Some(oldest) if sent.len() >= self.limit => *oldest + self.window,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep_until(wait.into()).await;
         }
-        sent.push_back(Instant::now());
+    }
+
+    /// Whether a send now stays inside the window.
+    async fn room(&self) -> bool {
+        let sent = self.sent.lock().await;
+        let now = Instant::now();
+        sent.iter().filter(|t| now.duration_since(**t) < self.window).count() < self.limit
+    }
+
+    async fn record(&self, at: Instant) {
+        self.sent.lock().await.push_back(at);
     }
 }
 
@@ -436,13 +450,29 @@ impl HttpClient {
         if let Some(until) = until {
             tokio::time::sleep_until(until.into()).await;
         }
-        if let Some(l) = self.limiters.get("default") {
-            l.admit().await;
+        // Every class the request belongs to must have room at the moment it is sent,
+        // and that moment is what each send log records.
+        let classes: Vec<&Limiter> = ["default", class]
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| *i == 0 || **c != "default")
+            .filter_map(|(_, c)| self.limiters.get(c))
+            .collect();
+        loop {
+            for l in &classes {
+                l.ready().await;
+            }
+            let mut all = true;
+            for l in &classes {
+                all &= l.room().await;
+            }
+            if all {
+                break;
+            }
         }
-        if class != "default"
-            && let Some(l) = self.limiters.get(class)
-        {
-            l.admit().await;
+        let now = Instant::now();
+        for l in &classes {
+            l.record(now).await;
         }
         if started.elapsed() > Duration::from_millis(50) {
             self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
