@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hubspot_crm;
+pub mod salesforce_crm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
