@@ -20,7 +20,7 @@ pub enum AuthError {
     File { file: PathBuf, key: String, path: PathBuf, message: String },
     #[error("{file}: `{key}`: the secret is empty")]
     Empty { file: PathBuf, key: String },
-    #[error("OAuth token refresh failed: {0}")]
+    #[error("OAuth token request failed: {0}")]
     Refresh(String),
     #[error("{0}")]
     Invalid(String),

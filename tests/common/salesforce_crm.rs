@@ -61,6 +61,8 @@ struct Inner {
     rejected: HashSet<String>,
     limit: (u64, u64),
     cursors: BTreeMap<String, Vec<Value>>,
+    /// Rows per query page when the client sends no batchSize (Salesforce: 2000).
+    page_size: usize,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -89,7 +91,7 @@ impl Salesforce {
     pub async fn start() -> Salesforce {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let mut inner = Inner { url: url.clone(), next: 1, limit: (15_000, 0), ..Default::default() };
+        let mut inner = Inner { url: url.clone(), next: 1, limit: (15_000, 0), page_size: 2000, ..Default::default() };
         for (f, t) in STANDARD {
             inner.fields.insert(f.into(), t.into());
         }
@@ -171,6 +173,9 @@ impl Salesforce {
     fn objects(&self, kind: &str) -> Vec<Value> {
         self.lock().records.values().filter(|(t, _)| t == kind).map(|(_, m)| Value::Object(m.clone())).collect()
     }
+    pub fn set_page_size(&self, rows: usize) {
+        self.lock().page_size = rows;
+    }
     pub fn set_daily_limit(&self, max: u64, used: u64) {
         self.lock().limit = (max, used);
     }
@@ -223,7 +228,7 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("batchSize="))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or_else(|| state.lock().unwrap().page_size);
     let parsed: Value = if path == "/services/oauth2/token" {
         json!(form(std::str::from_utf8(&body).unwrap_or_default()))
     } else {
