@@ -15,6 +15,7 @@ use crate::activity::{Kind, normalize_domain};
 use crate::attribution::AttributionRules;
 use crate::scoring::model::{Model, ModelOverrides};
 use crate::sinks::file::FileConfig;
+use crate::sinks::common_room::CommonRoomConfig;
 use crate::sinks::hubspot::HubSpotConfig;
 use crate::sinks::salesforce::SalesforceConfig;
 use crate::sinks::mapping::{Action, Mapping};
@@ -66,6 +67,7 @@ pub enum ConnectorKind {
     Export(ExportConnector),
     HubSpot(HubSpotConfig),
     Salesforce(SalesforceConfig),
+    CommonRoom(CommonRoomConfig),
     File(FileConfig),
     Webhook(WebhookConfig),
 }
@@ -76,6 +78,7 @@ impl ConnectorKind {
             ConnectorKind::Export(_) => "export",
             ConnectorKind::HubSpot(_) => "hubspot",
             ConnectorKind::Salesforce(_) => "salesforce",
+            ConnectorKind::CommonRoom(_) => "common_room",
             ConnectorKind::File(_) => "file",
             ConnectorKind::Webhook(_) => "webhook",
         }
@@ -89,6 +92,7 @@ impl Connector {
             ConnectorKind::Export(_) => None,
             ConnectorKind::HubSpot(c) => Some(&c.mapping),
             ConnectorKind::Salesforce(c) => Some(&c.mapping),
+            ConnectorKind::CommonRoom(c) => Some(&c.mapping),
             ConnectorKind::File(c) => Some(&c.mapping),
             ConnectorKind::Webhook(c) => Some(&c.mapping),
         }
@@ -337,6 +341,14 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Salesforce(c) }
             }
+            "common_room" => {
+                let c: CommonRoomConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::CommonRoom(c) }
+            }
             "file" => {
                 let c: FileConfig = parse_lenient(&path, &text)?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::File(c) }
@@ -349,9 +361,9 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Webhook(c) }
             }
-            "github" | "slack" | "common_room" => {
+            "github" | "slack" => {
                 return Err(file_error(format!(
-                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, hubspot, salesforce, webhook, file)"
+                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, hubspot, salesforce, common_room, webhook, file)"
                 )));
             }
             other => {

@@ -8,6 +8,7 @@ pub mod mapping;
 pub mod plan;
 pub mod report;
 pub mod salesforce;
+pub mod common_room;
 pub mod sync;
 pub mod webhook;
 
@@ -53,6 +54,8 @@ pub struct WriteRecord {
     pub fields: Desired,
     /// The company's full score, for sinks that send events.
     pub event: Value,
+    /// (stage the CRM last accepted, stage now) when the stage changed.
+    pub stage_change: Option<(Option<crate::scoring::Stage>, crate::scoring::Stage)>,
 }
 
 /// The CRM's word on one record of a batch, in the batch's order.

@@ -143,6 +143,10 @@ async fn build_and_run(
             let mut sink = super::salesforce::SalesforceSink::build(c, &connector.path, mapping).map_err(sink_error)?;
             run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
         }
+        ConnectorKind::CommonRoom(c) => {
+            let mut sink = super::common_room::CommonRoomSink::build(c, &connector.path, mapping).map_err(sink_error)?;
+            run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
+        }
         ConnectorKind::Webhook(c) => {
             let mut sink = super::webhook::WebhookSink::build(c, &connector.path).map_err(sink_error)?;
             run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
@@ -320,7 +324,8 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         }
         // A record being created gets every field, not only the changed ones.
         let fields = if crm_id.is_none() { mapping.desired(score) } else { item.after.clone() };
-        writes.push((item, WriteRecord { domain: item.domain.clone(), crm_id, fields, event: signals_json(score) }));
+        let stage_change = item.stage_changed().then_some((item.accepted_stage, item.stage));
+        writes.push((item, WriteRecord { domain: item.domain.clone(), crm_id, fields, event: signals_json(score), stage_change }));
     }
     store.commit_batch(run_id, name, &unmatched, &[], dead_after).await?;
 
