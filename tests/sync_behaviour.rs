@@ -36,6 +36,9 @@ trait Crm {
     fn triggered(&self) -> usize;
     /// Whether `storm` includes 429s (Salesforce signals limits otherwise).
     const STORM_HAS_429: bool;
+    /// Companies for the batch and rate tests: several batches, yet quick at the
+    /// connector's pace (Common Room writes one record a call).
+    const LARGE: usize;
 }
 
 /// One release download on 2026-09-15 per `c{i}.com` (investigation until 60 days
@@ -106,10 +109,10 @@ fn one_stage_change_sends_one_record_and_fires_once<C: Crm>() {
 }
 
 fn rate_limits_and_server_errors_lose_nothing<C: Crm>() {
-    let s = Setup::<C>::new(250, "");
+    let s = Setup::<C>::new(C::LARGE, "");
     s.crm.storm(2);
     let out = s.sync("2026-10-30");
-    assert!(out.contains("251 accepted") && out.contains("0 failed"), "{out}");
+    assert!(out.contains(&format!("{} accepted", C::LARGE + 1)) && out.contains("0 failed"), "{out}");
     assert!(s.ids.iter().all(|id| s.crm.stage_of(id).as_deref() == Some(C::INVESTIGATION)));
     if C::STORM_HAS_429 {
         let log: serde_json::Value = serde_json::from_str(&s.env.ok(&["log", "--format", "json"])).unwrap();
@@ -119,9 +122,9 @@ fn rate_limits_and_server_errors_lose_nothing<C: Crm>() {
 
 fn the_rate_is_never_exceeded<C: Crm>() {
     let crm_extra = C::start().rate_limit_extra();
-    let s = Setup::<C>::new(400, crm_extra);
+    let s = Setup::<C>::new(C::LARGE, crm_extra);
     let out = s.sync("2026-10-30");
-    assert!(out.contains("401 accepted"), "{out}");
+    assert!(out.contains(&format!("{} accepted", C::LARGE + 1)), "{out}");
     let (seen, limit) = s.crm.max_rate();
     assert!(seen <= limit, "{seen} requests in one window, limit {limit}");
 }
@@ -172,6 +175,7 @@ mod hubspot_crm {
         const INACTIVE: &'static str = "Inactive";
         const INVESTIGATION: &'static str = "Investigation";
         const STORM_HAS_429: bool = true;
+        const LARGE: usize = 250;
 
         fn start() -> Self {
             let rt = runtime();
@@ -248,6 +252,7 @@ mod salesforce_crm {
         const INACTIVE: &'static str = "Inactive";
         const INVESTIGATION: &'static str = "Investigation";
         const STORM_HAS_429: bool = false;
+        const LARGE: usize = 450;
 
         fn start() -> Self {
             let rt = runtime();
@@ -321,3 +326,85 @@ mod salesforce_crm {
 }
 
 behaviour!(salesforce, salesforce_crm::SalesforceCrm);
+
+mod common_room_crm {
+    use super::*;
+    use common::common_room_crm::{CommonRoom, Fault};
+
+    pub struct CommonRoomCrm {
+        cr: CommonRoom,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    const TOKEN: &str = "cr-behaviour-token";
+    const USER: &str = "/community/v1/source/4242/user";
+    const STAGE: u64 = 901;
+
+    impl Crm for CommonRoomCrm {
+        const INACTIVE: &'static str = "Inactive";
+        const INVESTIGATION: &'static str = "Investigation";
+        const STORM_HAS_429: bool = true;
+        const LARGE: usize = 12;
+
+        fn start() -> Self {
+            let rt = runtime();
+            let cr = rt.block_on(CommonRoom::start());
+            cr.accept_token(TOKEN);
+            cr.add_source(4242);
+            cr.add_custom_field(STAGE, "OQL Stage", "enum", &["Interest", "Investigation", "Experimentation", "Ongoing Usage", "Inactive"]);
+            cr.add_custom_field(902, "OQL Score", "number", &[]);
+            CommonRoomCrm { cr, _rt: rt }
+        }
+        fn seed(&self, domain: &str) -> String {
+            format!("oql:{domain}")
+        }
+        fn stage_of(&self, id: &str) -> Option<String> {
+            self.cr.field_of(id, STAGE)?.as_str().map(str::to_owned)
+        }
+        fn configure(&self, env: &Env, extra: &str) {
+            let origin = self.cr.url.trim_end_matches("/community/v1");
+            env.write(
+                "mappings/crm.yaml",
+                format!(
+                    "object: contacts\nmatch: {{ crm_field: companyDomain }}\nfields:\n  OQL Stage: {{ from: stage, values: {{ interest: Interest, investigation: Investigation, experimentation: Experimentation, ongoing_usage: Ongoing Usage, inactive: Inactive }} }}\n  OQL Score: {{ from: score, round: 0 }}\ntriggers:\n  - when: {{ to: inactive }}\n    action: {{ webhook: {{ url: \"{origin}/webhook\" }} }}\n"
+                ),
+            );
+            env.write(
+                "connectors/crm.yaml",
+                format!(
+                    "name: crm\nkind: common_room\nschedule: \"0 */15 * * * *\"\nbase_url: {}\ntoken_env: CR_TOKEN\ndestination_source_id: 4242\nmapping: mappings/crm.yaml\nretry: {{ base_delay_ms: 20, max_delay_ms: 200 }}\n{extra}",
+                    self.cr.url
+                ),
+            );
+        }
+        fn env(&self) -> Vec<(String, String)> {
+            vec![("CR_TOKEN".into(), TOKEN.into())]
+        }
+        fn write_calls(&self) -> usize {
+            self.cr.write_calls()
+        }
+        fn record_writes(&self) -> Vec<usize> {
+            self.cr.requests().iter().filter(|r| r.path == USER).map(|_| 1).collect()
+        }
+        fn clear_requests(&self) {
+            self.cr.clear_requests();
+        }
+        fn storm(&self, n: usize) {
+            self.cr.fail_next(USER, Fault::RateLimited { wait_ms: 300 }, n);
+            self.cr.fail_next(USER, Fault::ServerError(503), n);
+        }
+        fn rate_limit_extra(&self) -> &'static str {
+            self.cr.set_rate_limit(10, Duration::from_secs(1));
+            "rate_limit: { requests: 5, per_seconds: 1 }\n"
+        }
+        fn max_rate(&self) -> (usize, usize) {
+            assert_eq!(self.cr.rate_limited_count(), 0);
+            (self.cr.max_in_window("/community/", Duration::from_secs(1)), 5)
+        }
+        fn triggered(&self) -> usize {
+            self.cr.webhooks().len()
+        }
+    }
+}
+
+behaviour!(common_room, common_room_crm::CommonRoomCrm);

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod common_room_crm;
 pub mod hubspot_crm;
 pub mod salesforce_crm;
 
