@@ -107,6 +107,9 @@ pub fn summary(r: &SyncReport) -> String {
     }
     if let Some(e) = &r.error {
         let _ = write!(line, "\n  error: {e}");
+    } else if let Some(f) = &r.first_failure {
+        let more = if r.totals.failed > 1 { format!(" (and {} more; `oql-sync log --status failed`)", r.totals.failed - 1) } else { String::new() };
+        let _ = write!(line, "\n  failed: {f}{more}");
     }
     if let Some(p) = &r.paused {
         let _ = write!(line, "\n  paused: {p}");

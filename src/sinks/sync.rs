@@ -54,6 +54,8 @@ pub struct SyncReport {
     pub error: Option<String>,
     /// Why the connector paused (not a failure: it resumes by itself).
     pub paused: Option<String>,
+    /// The first record failure of the run, `company: error`, for the summary line.
+    pub first_failure: Option<String>,
 }
 
 /// What a run works from.
@@ -82,6 +84,7 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         triggers_failed: 0,
         error: None,
         paused: None,
+        first_failure: None,
     };
     let run_id = if opts.dry_run { None } else { Some(input.store.start_run(&connector.name).await?) };
     let built = build_and_run(input, connector, &mapping, opts, run_id, &mut report).await;
@@ -374,8 +377,12 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                         results.push(r);
                         continue;
                     }
-                    WriteOutcome::Failed(error) => Outcome::Failed { error },
+                    WriteOutcome::Failed(error) => {
+                        report.first_failure.get_or_insert_with(|| format!("{}: {error}", item.domain));
+                        Outcome::Failed { error }
+                    }
                     WriteOutcome::Gone(error) => {
+                        report.first_failure.get_or_insert_with(|| format!("{}: {error}", item.domain));
                         store.forget_crm_id(name, &item.domain).await?;
                         Outcome::Failed { error }
                     }
