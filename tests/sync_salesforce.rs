@@ -143,8 +143,9 @@ fn the_daily_allocation_reserve_pauses_the_connector_and_it_resumes_later() {
     let companies: Vec<(String, &str)> = (0..450).map(|i| (format!("c{i}.com"), "2026-10-01")).collect();
     let companies: Vec<(&str, &str)> = companies.iter().map(|(d, day)| (d.as_str(), *day)).collect();
     let env = setup(&o, MAPPING, "api_reserve_percent: 20\n", &companies);
-    // 100 calls a day, 74 used, 20 kept in reserve: 5 queries and one write fit.
-    o.sf.set_daily_limit(100, 74);
+    // 100 calls a day, 73 used, 20 kept in reserve: the limits check, 5 queries and one
+    // write fit.
+    o.sf.set_daily_limit(100, 73);
     let r = env.run(&["sync", "--as-of", "2026-10-30"]);
     assert_eq!(r.code, 0, "a pause is not a failure: {}", r.stdout);
     assert!(r.stdout.contains("paused: daily API allocation: 80 of 100 calls used; 20% is kept in reserve"), "{}", r.stdout);
@@ -167,6 +168,8 @@ fn request_limit_exceeded_pauses_instead_of_failing() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("REQUEST_LIMIT_EXCEEDED") && r.stdout.contains("paused until the allocation renews"), "{}", r.stdout);
     assert_eq!(o.sf.requests().iter().filter(|r| r.path.starts_with("/services/data/")).count(), 1, "no retry loop");
+    let runs = env.ok(&["log", "--status", "paused"]);
+    assert!(runs.contains("REQUEST_LIMIT_EXCEEDED"), "{runs}");
 }
 
 #[test]

@@ -406,6 +406,31 @@ impl Sink for SalesforceSink {
         (self.http.stats.calls(), self.http.stats.rate_limit_waits())
     }
 
+    /// Reads the org's daily allocation before writing (`GET /limits`), so a run that
+    /// would eat into the reserve does not start.
+    async fn prepare(&mut self) -> Result<(), SinkError> {
+        let r = self.call(Method::GET, "/limits", None).await?;
+        if r.ok() {
+            let limits: Value = r.json()?;
+            let daily = &limits["DailyApiRequests"];
+            if let (Some(max), Some(remaining)) = (daily["Max"].as_u64(), daily["Remaining"].as_u64()) {
+                self.usage = Some((max.saturating_sub(remaining), max));
+                let allowed = max * (100 - self.config.reserve as u64) / 100;
+                if max.saturating_sub(remaining) >= allowed {
+                    let why = format!(
+                        "daily API allocation: {} of {max} calls used; {}% is kept in reserve, so the connector pauses until it renews",
+                        max - remaining,
+                        self.config.reserve
+                    );
+                    tracing::warn!(connector = %self.config.name, "{why}");
+                    self.paused = Some(why.clone());
+                    return Err(SinkError::Paused(why));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, Match>, SinkError> {
         let mut out: HashMap<String, Match> = domains.iter().map(|d| (d.clone(), Match::Missing)).collect();
         if self.external_id.is_some() && self.create_missing {
