@@ -7,10 +7,12 @@ use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{Cli, Command, OutputFormat, PlanFormat};
-use crate::config::{Config, ConfigError, Connector};
+use crate::config::{Config, ConfigError, Connector, ConnectorKind};
+use crate::sources::folder::poll_folder;
+use crate::sources::github::GitHubSource;
 use crate::sinks::report;
 use crate::sinks::sync::{SyncInput, SyncOptions, sync_connector};
-use crate::store::LogFilter;
+use crate::store::{LogFilter, RunTotals};
 use crate::import::{FileSummary, ImportError, import_file};
 use crate::scoring::{CompanyScore, Model, day_number, score_company};
 use crate::sources::export::ExportOptions;
@@ -78,6 +80,33 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
+        Command::Poll { connector } => {
+            let sources = source_connectors(&config, connector.as_deref())?;
+            let store = open(&db, &config).await?;
+            let mut failed = Vec::new();
+            for c in sources {
+                let run_id = store.start_run(&c.name).await?;
+                let (totals, errors) = poll_source(&store, &config, c).await;
+                let error = (!errors.is_empty()).then(|| errors.join("; "));
+                store.finish_run(run_id, &totals, error.as_deref(), None).await?;
+                println!(
+                    "{}: {} fetched, {} new activities; {} API calls{}",
+                    c.name,
+                    totals.planned,
+                    totals.accepted,
+                    totals.api_calls,
+                    if errors.is_empty() { String::new() } else { format!("\n  errors: {}", errors.join("\n          ")) }
+                );
+                if !errors.is_empty() {
+                    failed.push(c.name.clone());
+                }
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
+            }
+        }
         Command::Sync { connector, dry_run, live, retry_dead, as_of, format } => {
             let sinks = sink_connectors(&config, connector.as_deref())?;
             let store = open(&db, &config).await?;
@@ -134,6 +163,67 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     }
 }
 
+/// The source connectors a poll runs: the named one, or all that poll (GitHub, export
+/// connectors with a `path`).
+fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
+    let polls = |c: &&Connector| match &c.kind {
+        ConnectorKind::GitHub(_) => true,
+        ConnectorKind::Export(e) => e.path.is_some(),
+        _ => false,
+    };
+    let sources: Vec<&Connector> = config.connectors.iter().filter(polls).collect();
+    match name {
+        Some(name) => sources.iter().find(|c| c.name == name).map(|c| vec![*c]).ok_or_else(|| {
+            let known: Vec<&str> = sources.iter().map(|c| c.name.as_str()).collect();
+            AppError::Usage(format!(
+                "--connector {name}: no source connector of that name that polls (known: {})",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            ))
+        }),
+        None if sources.is_empty() => Err(AppError::Usage(format!(
+            "no source connectors to poll (kind github, or export with a `path`) in {}",
+            config.dir.join("connectors").display()
+        ))),
+        None => Ok(sources),
+    }
+}
+
+/// Polls one source; the totals use the sync log's columns (planned = fetched,
+/// accepted = new activities).
+async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotals, Vec<String>) {
+    let mut totals = RunTotals::default();
+    match &c.kind {
+        ConnectorKind::Export(e) => match poll_folder(store, &config.dir, &c.name, e, &config.attribution).await {
+            Ok(files) => {
+                for f in &files {
+                    print!("{}", file_summary(f));
+                    totals.planned += (f.imported + f.duplicate + f.quarantined) as i64;
+                    totals.accepted += f.imported as i64;
+                }
+                let errors = files.iter().filter_map(|f| f.error.clone()).collect();
+                (totals, errors)
+            }
+            Err(e) => (totals, vec![e]),
+        },
+        ConnectorKind::GitHub(g) => {
+            let polled = match GitHubSource::build(g, &c.path, store, &config.attribution) {
+                Ok(source) => source.poll().await,
+                Err(e) => Err(e),
+            };
+            match polled {
+                Ok(s) => {
+                    totals.planned = s.fetched as i64;
+                    totals.accepted = s.inserted as i64;
+                    totals.api_calls = s.api_calls;
+                    (totals, s.errors)
+                }
+                Err(e) => (totals, vec![e.to_string()]),
+            }
+        }
+        _ => (totals, Vec::new()),
+    }
+}
+
 /// The sink connectors a sync runs: the named one, or all.
 fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let sinks: Vec<&Connector> = config.connectors.iter().filter(|c| c.is_sink()).collect();
@@ -164,8 +254,11 @@ fn today() -> NaiveDate {
 
 async fn open(db: &str, config: &Config) -> Result<Store, AppError> {
     let store = Store::open(db).await?;
-    let moved = store.sync_attribution(&config.attribution).await?;
+    let mut moved = store.sync_attribution(&config.attribution).await?;
     if moved > 0 {
+        // Rules 2 and 3 were re-run over unplaced activities: put rule 4 back on top.
+        let logins = store.github_logins().await?;
+        moved += crate::sources::github::attribute_profiles(&store, &config.attribution, &logins).await?;
         eprintln!("attribution rules changed: {moved} activities re-attributed");
     }
     Ok(store)

@@ -67,6 +67,9 @@ pub struct AttributionFile {
     /// more free-mail domains, beside the built-in list
     #[serde(default)]
     pub free_mail: Vec<Domain>,
+    /// GitHub org handle (as in a profile's `company: "@acme-inc"`) → company domain
+    #[serde(default)]
+    pub github_orgs: BTreeMap<String, Domain>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +77,7 @@ pub struct AttributionRules {
     actors: BTreeMap<String, String>,
     email_domains: BTreeMap<String, String>,
     free_mail: BTreeSet<String>,
+    github_orgs: BTreeMap<String, String>,
 }
 
 impl Default for AttributionRules {
@@ -92,7 +96,17 @@ impl AttributionRules {
                 .map(|s| s.to_string())
                 .chain(file.free_mail.into_iter().map(|d| d.0))
                 .collect(),
+            github_orgs: file
+                .github_orgs
+                .into_iter()
+                .map(|(k, v)| (k.trim_start_matches('@').to_lowercase(), v.0))
+                .collect(),
         }
+    }
+
+    /// The company of a GitHub org handle (`acme-inc` or `@acme-inc`), if configured.
+    pub fn github_org(&self, handle: &str) -> Option<&str> {
+        self.github_orgs.get(&handle.trim_start_matches('@').to_lowercase()).map(String::as_str)
     }
 
     /// The first rule that yields a domain wins.
@@ -140,6 +154,9 @@ impl AttributionRules {
         }
         for d in &self.free_mail {
             h.update(format!("f\0{d}\n"));
+        }
+        for (k, v) in &self.github_orgs {
+            h.update(format!("g\0{k}\0{v}\n"));
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }

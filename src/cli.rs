@@ -48,6 +48,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// Poll sources once (GitHub, watched export folders).
+    Poll {
+        /// Only this source connector.
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+    },
     /// Push changed fields to sinks once.
     Sync {
         /// Only this sink connector.

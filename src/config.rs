@@ -16,6 +16,7 @@ use crate::attribution::AttributionRules;
 use crate::scoring::model::{Model, ModelOverrides};
 use crate::sinks::file::FileConfig;
 use crate::sinks::common_room::CommonRoomConfig;
+use crate::sources::github::GitHubConfig;
 use crate::sinks::hubspot::HubSpotConfig;
 use crate::sinks::salesforce::SalesforceConfig;
 use crate::sinks::mapping::{Action, Mapping};
@@ -65,6 +66,7 @@ pub struct Connector {
 #[derive(Debug, Clone)]
 pub enum ConnectorKind {
     Export(ExportConnector),
+    GitHub(GitHubConfig),
     HubSpot(HubSpotConfig),
     Salesforce(SalesforceConfig),
     CommonRoom(CommonRoomConfig),
@@ -76,6 +78,7 @@ impl ConnectorKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ConnectorKind::Export(_) => "export",
+            ConnectorKind::GitHub(_) => "github",
             ConnectorKind::HubSpot(_) => "hubspot",
             ConnectorKind::Salesforce(_) => "salesforce",
             ConnectorKind::CommonRoom(_) => "common_room",
@@ -89,7 +92,7 @@ impl Connector {
     /// The mapping of a sink; `None` for sources.
     pub fn mapping_path(&self) -> Option<&str> {
         match &self.kind {
-            ConnectorKind::Export(_) => None,
+            ConnectorKind::Export(_) | ConnectorKind::GitHub(_) => None,
             ConnectorKind::HubSpot(c) => Some(&c.mapping),
             ConnectorKind::Salesforce(c) => Some(&c.mapping),
             ConnectorKind::CommonRoom(c) => Some(&c.mapping),
@@ -333,6 +336,14 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::HubSpot(c) }
             }
+            "github" => {
+                let c: GitHubConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::GitHub(c) }
+            }
             "salesforce" => {
                 let c: SalesforceConfig = parse_lenient(&path, &text)?;
                 c.validate().map_err(|(key, message)| {
@@ -361,9 +372,9 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Webhook(c) }
             }
-            "github" | "slack" => {
+            "slack" => {
                 return Err(file_error(format!(
-                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, hubspot, salesforce, common_room, webhook, file)"
+                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, github, hubspot, salesforce, common_room, webhook, file)"
                 )));
             }
             other => {

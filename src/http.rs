@@ -391,12 +391,17 @@ impl HttpClient {
                     req.auth.expect("checked").invalidate().await;
                     continue;
                 }
-                429 => {
+                // GitHub answers its secondary limits, and a spent primary limit, with 403
+                // plus `retry-after` or `x-ratelimit-remaining: 0`.
+                // <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>
+                429 | 403 if response.status == 429 || is_rate_limited_403(&response) => {
                     self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
                     if is_daily_limit(&response) {
                         return Err(response.into_error());
                     }
-                    let wait = server_wait(&response).unwrap_or_else(|| self.backoff(waits + 1));
+                    let wait = server_wait(&response)
+                        .or_else(|| response.header("x-ratelimit-reset").and_then(parse_reset))
+                        .unwrap_or_else(|| self.backoff(waits + 1));
                     if waits >= self.policy.max_rate_limited || wait > Duration::from_millis(self.policy.max_wait_ms) {
                         return Err(HttpError::RateLimited {
                             method: method.into(),
@@ -522,6 +527,10 @@ fn parse_reset(v: &str) -> Option<Duration> {
     let n: u64 = v.trim().parse().ok()?;
     let now = chrono::Utc::now().timestamp() as u64;
     Some(if n > 1_000_000_000 { Duration::from_secs(n.saturating_sub(now)) } else { Duration::from_secs(n) })
+}
+
+fn is_rate_limited_403(r: &Response) -> bool {
+    r.status == 403 && (r.header("retry-after").is_some() || r.header("x-ratelimit-remaining").map(str::trim) == Some("0"))
 }
 
 /// HubSpot's daily limit is not worth waiting for inside a run.

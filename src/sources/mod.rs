@@ -2,3 +2,5 @@
 //! values; the export files of `export` are the first.
 
 pub mod export;
+pub mod folder;
+pub mod github;

@@ -44,8 +44,22 @@ impl Store {
         activities: &[NewActivity],
         quarantined: &[QuarantinedLine],
     ) -> Result<InsertOutcome, StoreError> {
+        self.insert_with_cursor(activities, quarantined, None).await
+    }
+
+    /// Inserts activities and, in the same transaction, moves a source's cursor
+    /// `(connector, key, value)`: a crash leaves both or neither.
+    pub async fn insert_with_cursor(
+        &self,
+        activities: &[NewActivity],
+        quarantined: &[QuarantinedLine],
+        cursor: Option<(&str, &str, &str)>,
+    ) -> Result<InsertOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let now = now_nanos();
+        if let Some((connector, key, value)) = cursor {
+            super::cursors::set_cursor(&mut tx, connector, key, value, now).await?;
+        }
         let mut outcome = InsertOutcome::default();
         // Attributed and unattributed rows go in separate statements, so the affected
         // row counts say how many of the inserted rows are unattributed.

@@ -5,6 +5,7 @@
 mod activities;
 mod companies;
 mod crm_state;
+mod cursors;
 mod quarantine;
 mod sync_log;
 
@@ -17,6 +18,7 @@ use sqlx::{Row, SqlitePool};
 
 pub use activities::{InsertOutcome, NewActivity};
 pub use companies::StoredScores;
+pub use cursors::GithubProfile;
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
 pub use sync_log::{LogFilter, RecordRow, RunRow};

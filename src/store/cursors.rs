@@ -1,0 +1,164 @@
+//! Source positions (cursors), GitHub profiles and imported export files: what lets a
+//! poll resume exactly where the last one stopped.
+
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, bump_data_version, now_nanos};
+
+pub(super) async fn set_cursor(
+    tx: &mut SqliteConnection,
+    connector: &str,
+    key: &str,
+    value: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO source_cursors (connector, key, value, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (connector, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(connector)
+    .bind(key)
+    .bind(value)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// What a GitHub profile says about its owner's company.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GithubProfile {
+    pub login: String,
+    pub etag: Option<String>,
+    pub email_domain: Option<String>,
+    pub blog_domain: Option<String>,
+    pub company: Option<String>,
+}
+
+impl Store {
+    pub async fn cursor(&self, connector: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM source_cursors WHERE connector = ? AND key = ?")
+            .bind(connector)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Moves a cursor with no activity to go with it (e.g. a page that held none).
+    pub async fn set_cursor(&self, connector: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        set_cursor(&mut conn, connector, key, value, now_nanos()).await?;
+        Ok(())
+    }
+
+    pub async fn github_profile(&self, login: &str) -> Result<Option<(GithubProfile, i64)>, StoreError> {
+        let row = sqlx::query("SELECT login, etag, email_domain, blog_domain, company, fetched_at FROM github_profiles WHERE login = ?")
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| {
+            (
+                GithubProfile { login: r.get(0), etag: r.get(1), email_domain: r.get(2), blog_domain: r.get(3), company: r.get(4) },
+                r.get(5),
+            )
+        }))
+    }
+
+    pub async fn save_github_profile(&self, p: &GithubProfile) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO github_profiles (login, etag, email_domain, blog_domain, company, fetched_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (login) DO UPDATE SET etag = excluded.etag, email_domain = excluded.email_domain, \
+             blog_domain = excluded.blog_domain, company = excluded.company, fetched_at = excluded.fetched_at",
+        )
+        .bind(&p.login)
+        .bind(&p.etag)
+        .bind(&p.email_domain)
+        .bind(&p.blog_domain)
+        .bind(&p.company)
+        .bind(now_nanos())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn github_logins(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT login FROM github_profiles").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Marks a cached profile as checked now (a 304 said it did not change).
+    pub async fn touch_github_profile(&self, login: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE github_profiles SET fetched_at = ? WHERE login = ?")
+            .bind(now_nanos())
+            .bind(login)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Attribution rule 4: GitHub activities no earlier rule placed take the company of
+    /// their actor's profile, given as `(login, domain)` pairs; activities a profile no
+    /// longer places are released. Returns how many activities moved.
+    pub async fn apply_profile_attribution(&self, placements: &[(String, Option<String>)]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut moved = 0;
+        let mut companies = std::collections::BTreeMap::new();
+        for (login, domain) in placements {
+            let done = sqlx::query(
+                "UPDATE activities SET company_domain = ?, attributed_by = CASE WHEN ? IS NULL THEN NULL ELSE 'github_profile' END \
+                 WHERE source = 'github' AND actor = ? AND source_domain IS NULL \
+                 AND (attributed_by IS NULL OR attributed_by = 'github_profile') AND company_domain IS NOT ?",
+            )
+            .bind(domain)
+            .bind(domain)
+            .bind(login)
+            .bind(domain)
+            .execute(&mut *tx)
+            .await?;
+            moved += done.rows_affected();
+            if let Some(d) = domain {
+                if done.rows_affected() > 0 {
+                    companies.insert(d.as_str(), None);
+                }
+            }
+        }
+        super::companies::upsert_companies(&mut tx, &companies, now_nanos()).await?;
+        if moved > 0 {
+            bump_data_version(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Known company names (lower case) → domain, for matching a profile's `company`.
+    pub async fn company_names(&self) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT lower(name), domain FROM companies WHERE name IS NOT NULL").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The size and hash an export file had when it was last imported.
+    pub async fn export_file(&self, connector: &str, path: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT size, sha256 FROM export_files WHERE connector = ? AND path = ?")
+            .bind(connector)
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub async fn export_file_done(&self, connector: &str, path: &str, size: i64, sha256: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO export_files (connector, path, size, sha256, imported_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (connector, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, imported_at = excluded.imported_at",
+        )
+        .bind(connector)
+        .bind(path)
+        .bind(size)
+        .bind(sha256)
+        .bind(now_nanos())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
