@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command, OutputFormat, PlanFormat};
 use crate::config::{Config, ConfigError, Connector, ConnectorKind};
 use crate::sources::folder::poll_folder;
 use crate::sources::github::GitHubSource;
+use crate::sources::slack::SlackSource;
 use crate::sinks::report;
 use crate::sinks::sync::{SyncInput, SyncOptions, sync_connector};
 use crate::store::{LogFilter, RunTotals};
@@ -167,7 +168,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 /// connectors with a `path`).
 fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let polls = |c: &&Connector| match &c.kind {
-        ConnectorKind::GitHub(_) => true,
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
         _ => false,
     };
@@ -181,7 +182,7 @@ fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&
             ))
         }),
         None if sources.is_empty() => Err(AppError::Usage(format!(
-            "no source connectors to poll (kind github, or export with a `path`) in {}",
+            "no source connectors to poll (kind github or slack, or export with a `path`) in {}",
             config.dir.join("connectors").display()
         ))),
         None => Ok(sources),
@@ -205,10 +206,17 @@ async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotal
             }
             Err(e) => (totals, vec![e]),
         },
-        ConnectorKind::GitHub(g) => {
-            let polled = match GitHubSource::build(g, &c.path, store, &config.attribution) {
-                Ok(source) => source.poll().await,
-                Err(e) => Err(e),
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => {
+            let polled = match &c.kind {
+                ConnectorKind::GitHub(g) => match GitHubSource::build(g, &c.path, store, &config.attribution) {
+                    Ok(source) => source.poll().await,
+                    Err(e) => Err(e),
+                },
+                ConnectorKind::Slack(sl) => match SlackSource::build(sl, &c.path, store, &config.attribution) {
+                    Ok(source) => source.poll().await,
+                    Err(e) => Err(e),
+                },
+                _ => unreachable!("matched above"),
             };
             match polled {
                 Ok(s) => {

@@ -17,6 +17,7 @@ use crate::scoring::model::{Model, ModelOverrides};
 use crate::sinks::file::FileConfig;
 use crate::sinks::common_room::CommonRoomConfig;
 use crate::sources::github::GitHubConfig;
+use crate::sources::slack::SlackConfig;
 use crate::sinks::hubspot::HubSpotConfig;
 use crate::sinks::salesforce::SalesforceConfig;
 use crate::sinks::mapping::{Action, Mapping};
@@ -67,6 +68,7 @@ pub struct Connector {
 pub enum ConnectorKind {
     Export(ExportConnector),
     GitHub(GitHubConfig),
+    Slack(SlackConfig),
     HubSpot(HubSpotConfig),
     Salesforce(SalesforceConfig),
     CommonRoom(CommonRoomConfig),
@@ -79,6 +81,7 @@ impl ConnectorKind {
         match self {
             ConnectorKind::Export(_) => "export",
             ConnectorKind::GitHub(_) => "github",
+            ConnectorKind::Slack(_) => "slack",
             ConnectorKind::HubSpot(_) => "hubspot",
             ConnectorKind::Salesforce(_) => "salesforce",
             ConnectorKind::CommonRoom(_) => "common_room",
@@ -92,7 +95,7 @@ impl Connector {
     /// The mapping of a sink; `None` for sources.
     pub fn mapping_path(&self) -> Option<&str> {
         match &self.kind {
-            ConnectorKind::Export(_) | ConnectorKind::GitHub(_) => None,
+            ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => None,
             ConnectorKind::HubSpot(c) => Some(&c.mapping),
             ConnectorKind::Salesforce(c) => Some(&c.mapping),
             ConnectorKind::CommonRoom(c) => Some(&c.mapping),
@@ -373,9 +376,12 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Webhook(c) }
             }
             "slack" => {
-                return Err(file_error(format!(
-                    "connector kind `{kind}` is not available in this version of oql-sync (available: export, github, hubspot, salesforce, common_room, webhook, file)"
-                )));
+                let c: SlackConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Slack(c) }
             }
             other => {
                 return Err(file_error(format!(

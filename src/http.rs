@@ -118,6 +118,8 @@ pub struct HttpStats {
     pub calls: AtomicI64,
     pub rate_limit_waits: AtomicI64,
     pub retries: AtomicI64,
+    /// Answers that said "rate limited" (429, or GitHub's 403 limits).
+    pub throttled: AtomicI64,
 }
 
 impl HttpStats {
@@ -396,6 +398,7 @@ impl HttpClient {
                 // <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>
                 429 | 403 if response.status == 429 || is_rate_limited_403(&response) => {
                     self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
+                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     if is_daily_limit(&response) {
                         return Err(response.into_error());
                     }

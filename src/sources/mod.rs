@@ -4,3 +4,4 @@
 pub mod export;
 pub mod folder;
 pub mod github;
+pub mod slack;
