@@ -245,7 +245,8 @@ async fn rate_limit_answers_429_with_date_time_retry_after_and_wait_ms() {
     assert_eq!(r.status, 202, "a new interval");
     assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("2"));
     assert_eq!(cr.max_in_window("/source/", Duration::from_millis(1000)), 4, "the 429 was sent too");
-    assert_eq!(cr.max_in_window("/community/v1/source/", Duration::from_millis(1)), 1);
+    assert_eq!(cr.max_in_window("/community/v1/source/", Duration::from_millis(1000)), 4, "full paths match too");
+    assert_eq!(cr.max_in_window("/members", Duration::from_millis(1000)), 0);
 
     // An injected 429, in each Retry-After format.
     for format in [RetryAfterFormat::Rfc3339, RetryAfterFormat::HttpDate, RetryAfterFormat::Seconds] {

@@ -62,8 +62,15 @@ pub struct SlackConfig {
     pub backfill_days: Option<u32>,
     #[serde(default = "default_rate")]
     pub rate_limit: RateLimit,
+    /// The `conversations.history` pace of apps outside the Marketplace.
+    #[serde(default = "default_restricted")]
+    pub restricted_rate_limit: RateLimit,
     #[serde(default)]
     pub retry: RetryPolicy,
+}
+
+fn default_restricted() -> RateLimit {
+    RateLimit::new(1, 60)
 }
 
 fn default_base_url() -> String {
@@ -232,7 +239,7 @@ impl<'a> SlackSource<'a> {
             if members.pacing == Pacing::Restricted && self.history_limit != 1 {
                 // One call a minute from here on.
                 self.summary.api_calls += self.history.stats.calls();
-                self.history = HttpClient::new(&name, &[("default", RateLimit::new(1, 60))], self.config.retry)?;
+                self.history = HttpClient::new(&name, &[("default", self.config.restricted_rate_limit)], self.config.retry)?;
                 self.history_limit = 1;
             }
             let query = format!("channel={channel}&oldest={oldest}&limit={limit}&cursor={cursor}");
@@ -248,13 +255,15 @@ impl<'a> SlackSource<'a> {
             let mut acts = Vec::new();
             for m in v["messages"].as_array().cloned().unwrap_or_default() {
                 let (Some(ts), Some(user)) = (m["ts"].as_str(), m["user"].as_str()) else { continue };
-                if m.get("subtype").is_some() {
-                    continue;
-                }
-                self.summary.fetched += 1;
                 if ts > newest.as_str() {
                     newest = ts.to_owned();
                 }
+                // Joins, bot posts and other subtypes are not a person talking; neither is
+                // a user `users.list` did not list as a member (bots, apps).
+                if m.get("subtype").is_some() || m.get("bot_id").is_some() || !members.known.contains_key(user) {
+                    continue;
+                }
+                self.summary.fetched += 1;
                 let at = ts.parse::<f64>().map(|s| (s * 1e9) as i64).unwrap_or(0);
                 let domain = members.known.get(user).cloned().flatten();
                 acts.push(self.activity(format!("msg:{channel}:{ts}"), Action::SlackMessage, user, domain, at, None));

@@ -6,6 +6,7 @@ pub mod common_room_crm;
 pub mod github_api;
 pub mod hubspot_crm;
 pub mod salesforce_crm;
+pub mod slack_api;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
