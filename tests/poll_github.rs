@@ -205,3 +205,26 @@ fn a_watched_export_folder_imports_new_and_changed_files_once() {
     assert!(r.contains("drops: 3 fetched, 2 new activities"), "a grown file and a new one: {r}");
     assert_eq!(activity_count(&env), 3);
 }
+
+#[test]
+fn a_changed_profile_moves_its_activities() {
+    let h = hub();
+    h.gh.add_repo("acme/db");
+    h.gh.star("acme/db", "mover", "2026-10-01T10:00:00Z");
+    h.gh.user("mover", Some("mover@initech.io"), "", None);
+    let env = setup(&h, "acme/db", "profile_refresh_days: 0\n");
+    assert_eq!(poll(&env).code, 0);
+    let domains = |env: &Env| -> Vec<String> {
+        env.companies_json("2026-10-30").as_array().unwrap().iter().map(|c| c["domain"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(domains(&env), ["initech.io"]);
+    // The same profile again: a conditional request, answered 304.
+    h.gh.clear_requests();
+    assert_eq!(poll(&env).code, 0);
+    let profile = h.gh.requests().into_iter().find(|q| q.path == "/users/mover").unwrap();
+    assert!(profile.conditional && profile.status == 304);
+    // The user moves to another company: the next poll re-attributes the star.
+    h.gh.user("mover", Some("mover@hooli.com"), "", None);
+    assert_eq!(poll(&env).code, 0);
+    assert_eq!(domains(&env), ["hooli.com"]);
+}

@@ -356,10 +356,13 @@ impl<'a> GitHubSource<'a> {
     async fn refresh_profiles(&mut self) -> Result<(), PollError> {
         let due = chrono::TimeDelta::days(self.config.profile_refresh_days as i64).num_nanoseconds().unwrap_or(i64::MAX);
         let now = self.now.timestamp_nanos_opt().unwrap_or(0);
+        // New logins, and known ones due for a (conditional, so free when unchanged)
+        // revalidation: a profile that changed moves its activities.
+        self.logins.extend(self.store.github_logins_checked_before(now.saturating_sub(due).saturating_add(1)).await?);
         let logins: Vec<String> = self.logins.iter().cloned().collect();
         for login in logins {
             let cached = self.store.github_profile(&login).await?;
-            if cached.as_ref().is_some_and(|(_, at)| now - at < due) {
+            if cached.as_ref().is_some_and(|(_, at)| now - at < due && due > 0) {
                 continue;
             }
             let url = format!("{}/users/{login}", self.base);

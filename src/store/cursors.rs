@@ -87,6 +87,12 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
+    /// Profiles last checked before `before` (nanoseconds): due for revalidation.
+    pub async fn github_logins_checked_before(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT login FROM github_profiles WHERE fetched_at < ?").bind(before).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
     /// Marks a cached profile as checked now (a 304 said it did not change).
     pub async fn touch_github_profile(&self, login: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE github_profiles SET fetched_at = ? WHERE login = ?")

@@ -755,7 +755,7 @@ fn valid_tags(v: Option<&Value>) -> bool {
 /// The `ApiUser` schema (required `id`; nullable strings; handle objects; tags; customFields).
 fn valid_user(u: &Value) -> bool {
     let Some(o) = u.as_object() else { return false };
-    if !o.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()) {
+    if o.get("id").and_then(Value::as_str).is_none_or(str::is_empty) {
         return false;
     }
     if !USER_STRINGS.iter().all(|k| nullable(o.get(*k), Value::is_string)) {
@@ -828,8 +828,10 @@ fn value_fits(f: &Field, v: &Value) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("custom field {} ({}) of type {} cannot hold {}", f.id, f.name, f.kind, inner)) }
 }
 
-/// Checks what processing would drop: (custom field changes to make, tag names, errors).
-fn plan_user(s: &Inner, u: &Value) -> (Vec<(u64, Option<Value>)>, Vec<String>, Vec<String>) {
+/// Custom field changes to make (`None` clears), tag names to add, and what processing drops.
+type UserPlan = (Vec<(u64, Option<Value>)>, Vec<String>, Vec<String>);
+
+fn plan_user(s: &Inner, u: &Value) -> UserPlan {
     let id = u["id"].as_str().unwrap_or_default();
     let (mut changes, mut tags, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     for cf in u["customFields"].as_array().into_iter().flatten() {
