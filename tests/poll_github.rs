@@ -32,7 +32,8 @@ fn seed(h: &Hub) {
         h.gh.star("acme/db", &format!("user{i}"), &day(i));
     }
     h.gh.fork("acme/db", "forker", "2026-07-01T10:00:00Z");
-    h.gh.issue("acme/db", "reporter", "2026-07-02T10:00:00Z", false);
+    let issue = h.gh.issue("acme/db", "reporter", "2026-07-02T10:00:00Z", false);
+    h.gh.react("acme/db", issue, "fan", "2026-07-05T10:00:00Z");
     h.gh.issue("acme/db", "contributor", "2026-07-03T10:00:00Z", true);
     h.gh.comment("acme/db", "reporter", "2026-07-04T10:00:00Z");
     h.gh.user("user1", Some("user1@initech.io"), "", None);
@@ -73,8 +74,8 @@ fn a_first_poll_pages_through_every_endpoint_and_attributes_by_profile() {
     let env = setup(&h, "acme/db", "");
     let r = poll(&env);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("github: 255 fetched, 254 new activities"), "{}", r.stdout);
-    assert_eq!(activity_count(&env), 254, "250 stars, a fork, an issue, a pull request, a comment");
+    assert!(r.stdout.contains("github: 256 fetched, 255 new activities"), "{}", r.stdout);
+    assert_eq!(activity_count(&env), 255, "250 stars, a fork, an issue, a pull request, a comment, a reaction");
     let stars = h.gh.requests().iter().filter(|q| q.path.ends_with("/stargazers")).count();
     assert_eq!(stars, 3, "250 stars are three pages of 100");
     let companies = env.companies_json("2026-10-30");
@@ -106,7 +107,7 @@ fn a_re_poll_with_nothing_new_costs_one_free_conditional_request_per_endpoint() 
     h.gh.comment("acme/db", "latecomer", "2026-10-21T10:00:00Z");
     let r = poll(&env);
     assert!(r.stdout.contains("2 new activities"), "{}", r.stdout);
-    assert_eq!(activity_count(&env), 256);
+    assert_eq!(activity_count(&env), 257);
 }
 
 #[test]
@@ -136,7 +137,7 @@ fn a_poll_killed_in_the_middle_resumes_exactly() {
     h.gh.clear_requests();
     let r = poll(&env);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    assert_eq!(activity_count(&env), 254);
+    assert_eq!(activity_count(&env), 255);
     let pages: Vec<String> = h.gh.requests().iter().filter(|q| q.path.ends_with("/stargazers")).map(|q| q.query.clone()).collect();
     assert!(pages[0].contains("page=2"), "resumed at the page it was reading: {pages:?}");
     assert_eq!(pages.len(), 2, "pages 2 and 3 only: {pages:?}");
@@ -150,7 +151,7 @@ fn a_missing_repo_or_a_token_without_scope_is_reported_and_the_rest_goes_on() {
     let r = poll(&env);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains("acme/gone stars: Not Found (HTTP 404)"), "{}", r.stdout);
-    assert_eq!(activity_count(&env), 254, "acme/db was polled all the same");
+    assert_eq!(activity_count(&env), 255, "acme/db was polled all the same");
     let log = env.ok(&["log", "--status", "failed"]);
     assert!(log.contains("acme/gone"), "{log}");
 
@@ -172,7 +173,7 @@ fn secondary_rate_limits_wait_for_retry_after() {
     let r = poll(&env);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert!(started.elapsed() >= Duration::from_secs(1));
-    assert_eq!(activity_count(&env), 254);
+    assert_eq!(activity_count(&env), 255);
 }
 
 #[test]

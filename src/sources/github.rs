@@ -12,7 +12,9 @@
 //!   (pull requests appear there too and are skipped: the pulls endpoint has them);
 //! - pulls: `GET /repos/{repo}/pulls?state=all&sort=updated&direction=desc`: no `since`,
 //!   so pages are read until an item older than the checkpoint;
-//! - comments: `GET /repos/{repo}/issues/comments?sort=updated&direction=asc&since=`.
+//! - comments: `GET /repos/{repo}/issues/comments?sort=updated&direction=asc&since=`;
+//! - reactions: `GET /repos/{repo}/issues/{number}/reactions` for issues and pull
+//!   requests of the issues pages whose `reactions.total_count` is not zero.
 //!
 //! Paging follows the `Link` header. Profiles (`GET /users/{login}`) are cached with
 //! their ETag and give attribution rule 4: public email domain, then `blog` domain, then
@@ -332,6 +334,9 @@ impl<'a> GitHubSource<'a> {
                 .collect();
             let outcome = self.store.insert_with_cursor(&news, &[], Some((&self.config.name, &key, &value))).await?;
             self.summary.inserted += outcome.inserted;
+            if matches!(endpoint, Endpoint::Issues) {
+                self.poll_reactions(repo, &items, backfill).await?;
+            }
             if done {
                 break;
             }
@@ -346,6 +351,55 @@ impl<'a> GitHubSource<'a> {
             if let Some(etag) = r.as_ref().and_then(|r| r.header("etag")).map(str::to_owned) {
                 cursor.etag = Some(etag);
                 self.store.set_cursor(&self.config.name, &key, &serde_json::to_string(&cursor).unwrap_or_default()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reactions to the issues and pull requests of a page that have any (the issue's
+    /// `reactions.total_count` says so, which saves a call per issue without them). The
+    /// reactions endpoint gives each reaction's time. Stored by reaction id, so reading
+    /// them again adds nothing.
+    async fn poll_reactions(&mut self, repo: &str, items: &[Value], backfill: Option<DateTime<Utc>>) -> Result<(), PollError> {
+        for item in items.iter().filter(|i| i["reactions"]["total_count"].as_u64().unwrap_or(0) > 0) {
+            let Some(number) = item["number"].as_u64() else { continue };
+            let mut url = Some(format!("{}/repos/{repo}/issues/{number}/reactions?per_page=100", self.base));
+            while let Some(u) = url {
+                let r = self.get(&u, None, "application/vnd.github+json").await?;
+                let list: Vec<Value> = r.json().map_err(|e| PollError::Api(format!("unreadable reactions: {e}")))?;
+                url = next_link(r.header("link"));
+                let mut news = Vec::new();
+                for reaction in &list {
+                    self.summary.fetched += 1;
+                    let (Some(id), Some(login), Some(at)) =
+                        (reaction["id"].as_u64(), reaction["user"]["login"].as_str(), reaction["created_at"].as_str().and_then(nanos))
+                    else {
+                        continue;
+                    };
+                    if backfill.is_some_and(|b| at < b.timestamp_nanos_opt().unwrap_or(0)) {
+                        continue;
+                    }
+                    self.logins.insert(login.to_owned());
+                    let activity = Activity {
+                        id: format!("reaction:{repo}:{id}"),
+                        source: "github".into(),
+                        kind: Kind::Community,
+                        action: Some(Action::Reaction),
+                        occurred_at: at,
+                        tier: None,
+                        company_domain: None,
+                        company_name: None,
+                        actor: Some(login.to_owned()),
+                        email_domain: None,
+                        package: Some(repo.to_owned()),
+                        version: None,
+                        url: item["html_url"].as_str().map(str::to_owned),
+                        properties: None,
+                    };
+                    let company = self.rules.attribute(None, activity.actor.as_deref(), None);
+                    news.push(NewActivity { activity, company });
+                }
+                self.summary.inserted += self.store.insert_batch(&news, &[]).await?.inserted;
             }
         }
         Ok(())

@@ -46,6 +46,8 @@ struct Repo {
     issues: Vec<(u64, String, String, String, bool)>,
     /// (id, login, created_at, updated_at)
     comments: Vec<(u64, String, String, String)>,
+    /// issue number → (reaction id, login, created_at)
+    reactions: BTreeMap<u64, Vec<(u64, String, String)>>,
 }
 
 #[derive(Default)]
@@ -104,6 +106,17 @@ impl GitHub {
         let number = r.issues.len() as u64 + 1;
         r.issues.push((number, login.into(), at.into(), at.into(), is_pr));
         number
+    }
+    /// A reaction to an issue or pull request; GitHub bumps the issue's `updated_at`.
+    pub fn react(&self, repo: &str, number: u64, login: &str, at: &str) {
+        let mut s = self.lock();
+        s.next_id += 1;
+        let id = s.next_id;
+        let r = s.repos.get_mut(repo).unwrap();
+        r.reactions.entry(number).or_default().push((id, login.into(), at.into()));
+        if let Some(issue) = r.issues.iter_mut().find(|i| i.0 == number) {
+            issue.3 = at.into();
+        }
     }
     pub fn comment(&self, repo: &str, login: &str, at: &str) {
         let mut s = self.lock();
@@ -280,8 +293,10 @@ fn respond(
     }
     let since = params.get("since").cloned().unwrap_or_default();
     let issue_json = |(n, login, created, updated, is_pr): &(u64, String, String, String, bool)| {
+        let reactions = repo.reactions.get(n).map_or(0, Vec::len);
         let mut v = json!({"id": 9000 + n, "number": n, "title": format!("Item {n}"), "user": user_json(login), "state": "open",
-            "created_at": created, "updated_at": updated, "html_url": format!("https://github.com/{full}/issues/{n}")});
+            "created_at": created, "updated_at": updated, "html_url": format!("https://github.com/{full}/issues/{n}"),
+            "reactions": {"total_count": reactions, "+1": reactions}});
         if *is_pr {
             v["pull_request"] = json!({"url": format!("https://api.github.com/repos/{full}/pulls/{n}")});
         }
@@ -315,6 +330,17 @@ fn respond(
                     j
                 })
                 .collect()
+        }
+        ["issues", number, "reactions"] => {
+            let n: u64 = number.parse().unwrap_or(0);
+            repo.reactions
+                .get(&n)
+                .map(|list| {
+                    list.iter()
+                        .map(|(id, login, at)| json!({"id": id, "node_id": "REA_emul", "user": user_json(login), "content": "+1", "created_at": at}))
+                        .collect()
+                })
+                .unwrap_or_default()
         }
         ["issues", "comments"] => {
             let mut v: Vec<&(u64, String, String, String)> = repo.comments.iter().filter(|c| c.3 >= since).collect();
