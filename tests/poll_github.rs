@@ -229,3 +229,18 @@ fn a_changed_profile_moves_its_activities() {
     assert_eq!(poll(&env).code, 0);
     assert_eq!(domains(&env), ["hooli.com"]);
 }
+
+#[test]
+fn a_malformed_page_is_reported_and_read_again_next_time() {
+    let h = hub();
+    seed(&h);
+    let env = setup(&h, "acme/db", "");
+    h.gh.fail_next("/repos/acme/db/forks", Fault::Malformed, 1);
+    let r = poll(&env);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("acme/db forks: unreadable page"), "{}", r.stdout);
+    assert_eq!(activity_count(&env), 254, "everything but the fork");
+    let r = poll(&env);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(activity_count(&env), 255);
+}

@@ -27,6 +27,8 @@ pub enum Fault {
     SecondaryLimit { retry_after_secs: u64 },
     ServerError(u16),
     Delay(Duration),
+    /// 200 with a body cut short.
+    Malformed,
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +195,7 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
             (st, b, None)
         }
         Some(Fault::ServerError(code)) => (*code, json!({"message": "Server Error"}), None),
+        Some(Fault::Malformed) => (200, Value::String("MALFORMED".into()), None),
         _ if !auth_ok && !read_only => {
             let (st, b) = github_error(401, "Bad credentials", "https://docs.github.com/rest");
             (st, b, None)
@@ -203,7 +206,7 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         }
     };
     // Strong ETag of the body; a matching If-None-Match gets 304 with no body.
-    let text = body.to_string();
+    let text = if body == Value::String("MALFORMED".into()) { "[{\"id\": 1, \"own".to_owned() } else { body.to_string() };
     let etag = format!("\"{}\"", Sha256::digest(text.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
     let not_modified = status == 200 && header("if-none-match").as_deref() == Some(etag.as_str());
     let final_status = if not_modified { 304 } else { status };
