@@ -6,6 +6,8 @@
 //! company's stage changed (ids cached), it reports API calls, API calls per 1,000
 //! changed companies, and records per second, using the binary cargo builds for the bench.
 
+#[path = "../tests/common/emulator.rs"]
+mod emulator;
 #[path = "../tests/common/common_room_crm.rs"]
 mod common_room_crm;
 #[path = "../tests/common/hubspot_crm.rs"]

@@ -9,7 +9,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use super::emulator::{Faults, max_in_window, take_fault};
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,7 +50,7 @@ struct Inner {
     fields: Vec<Value>,
     activity_types: Vec<String>,
     requests: Vec<Recorded>,
-    faults: VecDeque<(String, Fault, usize)>,
+    faults: Faults<Fault>,
     rejected: HashSet<String>,
     limit: Option<(usize, Duration)>,
     limited: usize,
@@ -130,15 +132,7 @@ impl CommonRoom {
         self.lock().limited
     }
     pub fn max_in_window(&self, path_prefix: &str, window: Duration) -> usize {
-        let times: Vec<Instant> = self.lock().requests.iter().filter(|r| r.path.starts_with(path_prefix)).map(|r| r.at).collect();
-        let (mut best, mut lo) = (0, 0);
-        for hi in 0..times.len() {
-            while times[hi].duration_since(times[lo]) >= window {
-                lo += 1;
-            }
-            best = best.max(hi - lo + 1);
-        }
-        best
+        max_in_window(self.lock().requests.iter().filter(|r| r.path.starts_with(path_prefix)).map(|r| r.at), window)
     }
 }
 
@@ -156,18 +150,7 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     let query = uri.query().unwrap_or_default().to_owned();
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let fault = {
-        let mut s = state.lock().unwrap();
-        let i = s.faults.iter().position(|(p, _, n)| *n > 0 && path.starts_with(p.as_str()));
-        i.map(|i| {
-            let f = s.faults[i].1.clone();
-            s.faults[i].2 -= 1;
-            if s.faults[i].2 == 0 {
-                s.faults.remove(i);
-            }
-            f
-        })
-    };
+    let fault = take_fault(&mut state.lock().unwrap().faults, &path);
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }

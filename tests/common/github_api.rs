@@ -10,7 +10,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, VecDeque};
+use super::emulator::{Faults, take_fault};
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,7 +62,7 @@ struct Inner {
     repos: BTreeMap<String, Repo>,
     users: BTreeMap<String, Value>,
     requests: Vec<Recorded>,
-    faults: VecDeque<(String, Fault, usize)>,
+    faults: Faults<Fault>,
     counted: u64,
     next_id: u64,
 }
@@ -169,18 +171,7 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         .map(|(k, v)| (k.to_owned(), v.replace("%3A", ":")))
         .collect();
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let fault = {
-        let mut s = state.lock().unwrap();
-        let i = s.faults.iter().position(|(p, _, n)| *n > 0 && path.starts_with(p.as_str()));
-        i.map(|i| {
-            let f = s.faults[i].1.clone();
-            s.faults[i].2 -= 1;
-            if s.faults[i].2 == 0 {
-                s.faults.remove(i);
-            }
-            f
-        })
-    };
+    let fault = take_fault(&mut state.lock().unwrap().faults, &path);
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }

@@ -18,7 +18,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use super::emulator::{Faults, form_decode, max_in_window, take_fault};
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +66,7 @@ struct Inner {
     groups: BTreeSet<String>,
     lists: BTreeMap<String, (String, Vec<String>)>,
     requests: Vec<Recorded>,
-    faults: VecDeque<(String, Fault, usize)>,
+    faults: Faults<Fault>,
     rejected: HashSet<String>,
     limits: Option<(usize, usize)>,
     limited: usize,
@@ -177,17 +179,7 @@ impl HubSpot {
     }
     /// The most requests (whose path starts with the prefix) seen inside any window.
     pub fn max_in_window(&self, path_prefix: &str, window: Duration) -> usize {
-        let times: Vec<Instant> =
-            self.lock().requests.iter().filter(|r| r.path.starts_with(path_prefix)).map(|r| r.at).collect();
-        let mut best = 0;
-        let mut lo = 0;
-        for hi in 0..times.len() {
-            while times[hi].duration_since(times[lo]) >= window {
-                lo += 1;
-            }
-            best = best.max(hi - lo + 1);
-        }
-        best
+        max_in_window(self.lock().requests.iter().filter(|r| r.path.starts_with(path_prefix)).map(|r| r.at), window)
     }
 }
 
@@ -205,23 +197,12 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     let query = uri.query().unwrap_or_default().to_owned();
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let parsed: Value = if path == "/oauth/v1/token" {
-        let form: BTreeMap<String, String> = serde_urlencoded_pairs(&body);
+        let form = form_decode(std::str::from_utf8(&body).unwrap_or_default());
         json!(form)
     } else {
         serde_json::from_slice(&body).unwrap_or(Value::Null)
     };
-    let fault = {
-        let mut s = state.lock().unwrap();
-        let i = s.faults.iter().position(|(p, _, n)| *n > 0 && path.starts_with(p.as_str()));
-        i.map(|i| {
-            let f = s.faults[i].1.clone();
-            s.faults[i].2 -= 1;
-            if s.faults[i].2 == 0 {
-                s.faults.remove(i);
-            }
-            f
-        })
-    };
+    let fault = take_fault(&mut state.lock().unwrap().faults, &path);
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }
@@ -256,34 +237,6 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         response.headers_mut().insert(k, HeaderValue::from_str(&v).unwrap());
     }
     response
-}
-
-fn serde_urlencoded_pairs(body: &[u8]) -> BTreeMap<String, String> {
-    url_decode_form(std::str::from_utf8(body).unwrap_or_default())
-}
-
-fn url_decode_form(s: &str) -> BTreeMap<String, String> {
-    let decode = |v: &str| {
-        let v = v.replace('+', " ");
-        let bytes = v.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len()
-                && let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    s.split('&').filter(|p| !p.is_empty()).map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (decode(k), decode(v))
-    }).collect()
 }
 
 fn rate_limit_body(policy: &str) -> Value {

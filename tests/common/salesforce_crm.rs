@@ -14,7 +14,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use super::emulator::{Faults, form_decode, max_in_window, take_fault};
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -57,7 +59,7 @@ struct Inner {
     fields: BTreeMap<String, String>,
     next: u64,
     requests: Vec<Recorded>,
-    faults: VecDeque<(String, Fault, usize)>,
+    faults: Faults<Fault>,
     rejected: HashSet<String>,
     limit: (u64, u64),
     cursors: BTreeMap<String, Vec<Value>>,
@@ -196,16 +198,7 @@ impl Salesforce {
         self.lock().rejected = ids.iter().map(|s| s.to_string()).collect();
     }
     pub fn max_in_window(&self, path_prefix: &str, window: Duration) -> usize {
-        let times: Vec<Instant> =
-            self.lock().requests.iter().filter(|r| r.path.starts_with(path_prefix)).map(|r| r.at).collect();
-        let (mut best, mut lo) = (0, 0);
-        for hi in 0..times.len() {
-            while times[hi].duration_since(times[lo]) >= window {
-                lo += 1;
-            }
-            best = best.max(hi - lo + 1);
-        }
-        best
+        max_in_window(self.lock().requests.iter().filter(|r| r.path.starts_with(path_prefix)).map(|r| r.at), window)
     }
 }
 
@@ -230,22 +223,11 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| state.lock().unwrap().page_size);
     let parsed: Value = if path == "/services/oauth2/token" {
-        json!(form(std::str::from_utf8(&body).unwrap_or_default()))
+        json!(form_decode(std::str::from_utf8(&body).unwrap_or_default()))
     } else {
         serde_json::from_slice(&body).unwrap_or(Value::Null)
     };
-    let fault = {
-        let mut s = state.lock().unwrap();
-        let i = s.faults.iter().position(|(p, _, n)| *n > 0 && path.starts_with(p.as_str()));
-        i.map(|i| {
-            let f = s.faults[i].1.clone();
-            s.faults[i].2 -= 1;
-            if s.faults[i].2 == 0 {
-                s.faults.remove(i);
-            }
-            f
-        })
-    };
+    let fault = take_fault(&mut state.lock().unwrap().faults, &path);
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }
@@ -274,33 +256,6 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     response
 }
 
-fn form(s: &str) -> BTreeMap<String, String> {
-    let decode = |v: &str| {
-        let v = v.replace('+', " ");
-        let b = v.as_bytes();
-        let (mut out, mut i) = (Vec::new(), 0);
-        while i < b.len() {
-            if b[i] == b'%' && i + 2 < b.len() {
-                if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                    out.push(x);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(b[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
 fn respond(s: &mut Inner, method: &Method, path: &str, query: &str, auth: &Option<String>, body: &Value, batch: usize) -> (u16, Value) {
     if path == "/services/oauth2/token" {
         return token(s, body);
@@ -319,7 +274,7 @@ fn respond(s: &mut Inner, method: &Method, path: &str, query: &str, auth: &Optio
             (200, json!({"DailyApiRequests": {"Max": s.limit.0, "Remaining": s.limit.0 - s.limit.1}}))
         }
         ("GET", ["services", "data", v, "query"]) => {
-            let q = form(query).get("q").cloned().unwrap_or_default();
+            let q = form_decode(query).get("q").cloned().unwrap_or_default();
             soql(s, v, &q, batch)
         }
         ("GET", ["services", "data", v, "query", cursor]) => {
