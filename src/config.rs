@@ -129,6 +129,16 @@ pub struct ExportConnector {
     pub scarf: ScarfSettings,
 }
 
+/// Checks a connector's `base_url`-like key: (key, message) on failure.
+pub fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
+    reqwest::Url::parse(url).map(|_| ()).map_err(|_| (key.to_owned(), format!("`{url}` is not a URL")))
+}
+
+/// Checks that a connector names its token once, as `token_env` or `token_file`.
+pub fn check_token(env: Option<&String>, file: Option<&std::path::PathBuf>) -> Result<(), (String, String)> {
+    crate::auth::secret_source("token", env, file, Path::new("")).map(|_| ()).map_err(|m| ("name".to_owned(), m))
+}
+
 /// A cron expression with a seconds field (`sec min hour day month weekday [year]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]

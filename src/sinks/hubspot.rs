@@ -108,9 +108,7 @@ fn yes() -> bool {
 impl HubSpotConfig {
     /// Checks what types cannot; returns (key, message).
     pub fn validate(&self, _file: &Path) -> Result<(), (String, String)> {
-        if reqwest::Url::parse(&self.base_url).is_err() {
-            return Err(("base_url".into(), format!("`{}` is not a URL", self.base_url)));
-        }
+        crate::config::check_url("base_url", &self.base_url)?;
         let ways = self.token_env.is_some() as u8 + self.token_file.is_some() as u8 + self.oauth.is_some() as u8;
         if ways != 1 {
             return Err(("name".into(), "give exactly one of `token_env`, `token_file` or `oauth`".into()));

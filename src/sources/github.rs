@@ -74,15 +74,11 @@ fn default_rate() -> RateLimit {
 
 impl GitHubConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if reqwest::Url::parse(&self.base_url).is_err() {
-            return Err(("base_url".into(), format!("`{}` is not a URL", self.base_url)));
-        }
+        crate::config::check_url("base_url", &self.base_url)?;
         if let Some(bad) = self.repos.iter().find(|r| r.split('/').count() != 2 || r.split('/').any(str::is_empty)) {
             return Err(("repos".into(), format!("`{bad}` is not `owner/name`")));
         }
-        secret_source("token", self.token_env.as_ref(), self.token_file.as_ref(), Path::new(""))
-            .map(|_| ())
-            .map_err(|m| ("name".to_string(), m))
+        crate::config::check_token(self.token_env.as_ref(), self.token_file.as_ref())
     }
 }
 

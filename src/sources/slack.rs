@@ -83,12 +83,8 @@ fn default_rate() -> RateLimit {
 
 impl SlackConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if reqwest::Url::parse(&self.base_url).is_err() {
-            return Err(("base_url".into(), format!("`{}` is not a URL", self.base_url)));
-        }
-        secret_source("token", self.token_env.as_ref(), self.token_file.as_ref(), Path::new(""))
-            .map(|_| ())
-            .map_err(|m| ("name".to_string(), m))
+        crate::config::check_url("base_url", &self.base_url)?;
+        crate::config::check_token(self.token_env.as_ref(), self.token_file.as_ref())
     }
 }
 
