@@ -47,6 +47,13 @@ impl AppError {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
+    if let Command::Init { dir } = &cli.command {
+        return crate::init::write_starter(dir).map(|written| {
+            for p in written {
+                println!("wrote {}", p.display());
+            }
+        });
+    }
     let config = Config::load(&cli.config_dir)?;
     let db = cli
         .db
@@ -61,9 +68,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Score { as_of } => {
             let store = open(&db, &config).await?;
             let as_of = as_of.unwrap_or_else(today);
-            let scores = compute_scores(&store, &config.model, as_of).await?;
-            let inputs = score_inputs(&store, &config.model).await?;
-            store.replace_scores(as_of, &inputs, &scores).await?;
+            let scores = score_and_persist(&store, &config.model, as_of).await?;
             println!("scored {}", output::stage_summary(&scores, as_of));
             Ok(())
         }
@@ -81,24 +86,34 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
+        Command::Init { .. } => Ok(()),
+        Command::Check => {
+            print!("{}", crate::init::check_report(&config, chrono::Utc::now()));
+            Ok(())
+        }
+        Command::Run { once, as_of, listen } => {
+            let listen = match listen.as_str() {
+                "none" => None,
+                addr => Some(addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                    AppError::Usage(format!("--listen {addr}: not an address such as 127.0.0.1:9464 (or `none`)"))
+                })?),
+            };
+            let store = open(&db, &config).await?;
+            if once {
+                let (text, ok) = crate::daemon::run_once(&store, &config, as_of).await?;
+                print!("{text}");
+                return if ok { Ok(()) } else { Err(AppError::Failed("some connectors failed (see `oql-sync log --status failed`)".into())) };
+            }
+            crate::daemon::run_daemon(store, std::sync::Arc::new(config), listen, as_of).await
+        }
         Command::Poll { connector } => {
             let sources = source_connectors(&config, connector.as_deref())?;
             let store = open(&db, &config).await?;
             let mut failed = Vec::new();
             for c in sources {
-                let run_id = store.start_run(&c.name).await?;
-                let (totals, errors) = poll_source(&store, &config, c).await;
-                let error = (!errors.is_empty()).then(|| errors.join("; "));
-                store.finish_run(run_id, &totals, error.as_deref(), None).await?;
-                println!(
-                    "{}: {} fetched, {} new activities; {} API calls{}",
-                    c.name,
-                    totals.planned,
-                    totals.accepted,
-                    totals.api_calls,
-                    if errors.is_empty() { String::new() } else { format!("\n  errors: {}", errors.join("\n          ")) }
-                );
-                if !errors.is_empty() {
+                let (line, ok) = poll_and_record(&store, &config, c).await?;
+                print!("{line}");
+                if !ok {
                     failed.push(c.name.clone());
                 }
             }
@@ -166,7 +181,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 
 /// The source connectors a poll runs: the named one, or all that poll (GitHub, export
 /// connectors with a `path`).
-fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
+pub fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let polls = |c: &&Connector| match &c.kind {
         ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
@@ -187,6 +202,33 @@ fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&
         ))),
         None => Ok(sources),
     }
+}
+
+/// Recomputes every score at `as_of` and persists them.
+pub async fn score_and_persist(store: &Store, model: &Model, as_of: NaiveDate) -> Result<Vec<CompanyScore>, AppError> {
+    let scores = compute_scores(store, model, as_of).await?;
+    let inputs = score_inputs(store, model).await?;
+    store.replace_scores(as_of, &inputs, &scores).await?;
+    Ok(scores)
+}
+
+/// Polls one source and records the run in the sync log; returns its summary line and
+/// whether it went without error.
+pub async fn poll_and_record(store: &Store, config: &Config, c: &Connector) -> Result<(String, bool), AppError> {
+    let run_id = store.start_run(&c.name).await?;
+    let (totals, errors) = poll_source(store, config, c).await;
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    store.finish_run(run_id, &totals, error.as_deref(), None).await?;
+    tracing::info!(connector = %c.name, fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = errors.len(), "poll run done");
+    let line = format!(
+        "{}: {} fetched, {} new activities; {} API calls{}\n",
+        c.name,
+        totals.planned,
+        totals.accepted,
+        totals.api_calls,
+        if errors.is_empty() { String::new() } else { format!("\n  errors: {}", errors.join("\n          ")) }
+    );
+    Ok((line, errors.is_empty()))
 }
 
 /// Polls one source; the totals use the sync log's columns (planned = fetched,
@@ -233,7 +275,7 @@ async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotal
 }
 
 /// The sink connectors a sync runs: the named one, or all.
-fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
+pub fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let sinks: Vec<&Connector> = config.connectors.iter().filter(|c| c.is_sink()).collect();
     let known = || {
         let names: Vec<&str> = sinks.iter().map(|c| c.name.as_str()).collect();
@@ -256,11 +298,11 @@ fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c
     }
 }
 
-fn today() -> NaiveDate {
+pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-async fn open(db: &str, config: &Config) -> Result<Store, AppError> {
+pub async fn open(db: &str, config: &Config) -> Result<Store, AppError> {
     let store = Store::open(db).await?;
     let mut moved = store.sync_attribution(&config.attribution).await?;
     if moved > 0 {
@@ -390,7 +432,7 @@ fn sort_scores(scores: &mut [CompanyScore]) {
 }
 
 /// Persisted scores when they are for that date and still current; computed otherwise.
-async fn current_scores(
+pub async fn current_scores(
     store: &Store,
     model: &Model,
     as_of: Option<NaiveDate>,

@@ -16,8 +16,17 @@ pub struct Cli {
     /// Store URL; default: sqlite://oql.db inside the config dir.
     #[arg(long, global = true, env = "OQL_DB", value_name = "URL")]
     pub db: Option<String>,
+    /// Log format on stderr: human, or one JSON object a line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,7 +57,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
-    /// Poll sources once (GitHub, watched export folders).
+    /// Write a commented starter config into DIR.
+    Init {
+        #[arg(default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Validate the config; list connectors, their schedules and next runs.
+    Check,
+    /// The daemon: every connector on its schedule; --once: poll, score, sync, exit.
+    Run {
+        /// One full cycle, then exit (non-zero if any connector failed).
+        #[arg(long)]
+        once: bool,
+        /// Scoring date (YYYY-MM-DD); default today, UTC.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
+        /// Health and metrics endpoint address, or `none`.
+        #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+        listen: String,
+    },
+    /// Poll sources once (GitHub, Slack, watched export folders).
     Poll {
         /// Only this source connector.
         #[arg(long, value_name = "NAME")]

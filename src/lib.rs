@@ -4,6 +4,9 @@
 
 pub mod activity;
 pub mod auth;
+pub mod daemon;
+pub mod health;
+pub mod init;
 pub mod http;
 pub mod sinks;
 pub mod triggers;

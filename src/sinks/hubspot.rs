@@ -290,7 +290,7 @@ impl HubSpotSink {
         &'a self,
         batch: &'a [WriteRecord],
         create: bool,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<WriteOutcome>, SinkError>> + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<WriteOutcome>, SinkError>> + Send + 'a>> {
         Box::pin(async move {
             let result = if create { self.create(batch).await } else { self.update(batch).await };
             match result {

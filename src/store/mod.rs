@@ -6,6 +6,7 @@ mod activities;
 mod companies;
 mod crm_state;
 mod cursors;
+mod metrics;
 mod quarantine;
 mod sync_log;
 
@@ -19,6 +20,7 @@ use sqlx::{Row, SqlitePool};
 pub use activities::{InsertOutcome, NewActivity};
 pub use companies::StoredScores;
 pub use cursors::GithubProfile;
+pub use metrics::StoreFigures;
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
 pub use sync_log::{LogFilter, RecordRow, RunRow};
