@@ -87,6 +87,21 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Command::Init { .. } => Ok(()),
+        Command::Explain { domain, as_of, format } => {
+            let store = open(&db, &config).await?;
+            let as_of = as_of.unwrap_or_else(today);
+            let domain = crate::activity::normalize_domain(&domain).ok_or_else(|| AppError::Usage(format!("`{domain}` is not a domain")))?;
+            let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
+            let acts = store.company_activities(&domain, until).await?;
+            let explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
+                .ok_or_else(|| AppError::Failed(format!("{domain} has no attributed activity on or before {as_of}")))?;
+            let text = match format {
+                PlanFormat::Table => crate::scoring::explain::render(&explanation, as_of),
+                PlanFormat::Json => serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n",
+            };
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
         Command::Check => {
             print!("{}", crate::init::check_report(&config, chrono::Utc::now()));
             Ok(())

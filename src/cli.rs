@@ -76,6 +76,16 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
     },
+    /// Why a company has its stage and score.
+    Explain {
+        /// The company's domain.
+        domain: String,
+        /// Scoring date (YYYY-MM-DD); default today, UTC.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
+    },
     /// Poll sources once (GitHub, Slack, watched export folders).
     Poll {
         /// Only this source connector.

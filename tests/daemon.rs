@@ -33,6 +33,19 @@ fn run_once_on_the_quickstart_polls_scores_and_syncs() {
     assert!(out.contains("scored 36 companies as of 2026-10-31: 18 ongoing_usage, 6 experimentation, 9 investigation, 3 interest, 0 inactive"), "{out}");
     let csv = std::fs::read_to_string(env.path().join("out/crm.csv")).unwrap();
     assert_eq!(csv.lines().count(), 34);
+    // Why a company is where it is: the numbers add up to the score and the stage.
+    let e: serde_json::Value = serde_json::from_str(&env.ok(&["explain", "atlas-systems.com", "--as-of", "2026-10-31", "--format", "json"])).unwrap();
+    let total: f64 = e["points"].as_array().unwrap().iter().map(|b| b["points"].as_f64().unwrap()).sum();
+    assert!((total - e["score"]["score"].as_f64().unwrap()).abs() < 0.02, "{e}");
+    assert_eq!(e["gates"][0]["stage"], "ongoing_usage");
+    assert_eq!(e["gates"][0]["held"], true);
+    assert_eq!(e["timeline"].as_array().unwrap().last().unwrap()["stage"], e["score"]["stage"]);
+    assert!(e["points"].as_array().unwrap().iter().any(|b| b["capped"].as_f64().unwrap() > 0.0), "a cap bit: {e}");
+    let text = env.ok(&["explain", "atlas-systems.com", "--as-of", "2026-10-31"]);
+    assert!(text.contains("is in ongoing_usage since") && text.contains("[x] ongoing_usage") && text.contains("held back by the caps"), "{text}");
+    let missing = env.run(&["explain", "nobody.example", "--as-of", "2026-10-31"]);
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("nobody.example has no attributed activity"), "{}", missing.stderr);
     // A second cycle finds nothing new and writes nothing.
     let again = env.ok(&["run", "--once", "--as-of", "2026-10-31"]);
     assert!(again.contains("scarf: 0 fetched, 0 new activities") && again.contains("crm-file: 0 planned"), "{again}");

@@ -8,6 +8,7 @@
 //! time, which is what makes the daily stage timeline (needed by `inactive`, `peak_stage`
 //! and `stage_since`) affordable.
 
+pub mod explain;
 pub mod model;
 pub mod points;
 pub mod signals;
@@ -126,14 +127,9 @@ fn order_key(a: &ScoringActivity) -> (i64, &str, &str) {
     (a.occurred_at, a.source.as_str(), a.id.as_str())
 }
 
-/// Scores one company at `as_of`. `None` when it has no activity on or before that date.
-pub fn score_company(
-    domain: &str,
-    activities: &[ScoringActivity],
-    model: &Model,
-    as_of: NaiveDate,
-) -> Option<CompanyScore> {
-    let end = day_number(as_of);
+/// A company's activities up to `end` in scoring order, with their days, laid out as
+/// a daily series, and the day of its last activity.
+fn daily<'a>(activities: &'a [ScoringActivity], model: &Model, end: i32) -> Option<(Vec<(&'a ScoringActivity, DayMonth)>, DailySeries, i32)> {
     let mut acts: Vec<(&ScoringActivity, DayMonth)> = activities
         .iter()
         .filter_map(|a| {
@@ -180,6 +176,28 @@ pub fn score_company(
         usage: prefix(&usage),
         events: prefix(&events),
     };
+    Some((acts, series, last_day))
+}
+
+/// Every stage change from the first activity to `as_of`, with its date.
+pub fn stage_changes(activities: &[ScoringActivity], model: &Model, as_of: NaiveDate) -> Vec<(NaiveDate, Stage)> {
+    let end = day_number(as_of);
+    match daily(activities, model, end) {
+        Some((_, series, _)) => stages::StageTimeline::build(&series, model, end).changes().into_iter().map(|(d, s)| (date_of_day(d), s)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Scores one company at `as_of`. `None` when it has no activity on or before that date.
+pub fn score_company(
+    domain: &str,
+    activities: &[ScoringActivity],
+    model: &Model,
+    as_of: NaiveDate,
+) -> Option<CompanyScore> {
+    let end = day_number(as_of);
+    let (acts, series, last_day) = daily(activities, model, end)?;
+    let first_day = series.first_day;
     let timeline = stages::StageTimeline::build(&series, model, end);
     let counts = signals::WindowCounts::of(acts.iter().map(|(a, dm)| (*a, dm.day)), end);
     let score = series.points(end - model.windows.score + 1, end);
@@ -231,29 +249,16 @@ pub struct BreakdownRow {
 /// awards are those of `score_company` (same walk, same caps), so the rows add up to
 /// the score.
 pub fn score_breakdown(activities: &[ScoringActivity], model: &Model, as_of: NaiveDate) -> Vec<BreakdownRow> {
-    let end = day_number(as_of);
-    let start = end - model.windows.score + 1;
-    let mut acts: Vec<(&ScoringActivity, DayMonth)> = activities
-        .iter()
-        .map(|a| (a, DayMonth::of(date_of(a.occurred_at))))
-        .filter(|(_, dm)| dm.day <= end)
-        .collect();
-    acts.sort_by(|x, y| order_key(x.0).cmp(&order_key(y.0)));
+    let start = day_number(as_of) - model.windows.score + 1;
     let mut buckets = [[(0 as Micro, 0u32); 3]; 4];
-    let mut awarder = Awarder::new(model);
-    for (a, dm) in &acts {
-        let tier = resolve_tier(&model.tiers, a.kind, a.action, a.tier, a.url.as_deref(), a.package.as_deref(), a.version.as_deref());
-        let category = model::Category::of(a.kind);
-        let award = awarder.award(category, tier, *dm);
-        if dm.day >= start {
-            let b = &mut buckets[category.index()][tier as usize];
-            b.0 += award;
-            b.1 += 1;
-        }
+    for a in award_walk(activities, model, as_of).iter().filter(|a| a.day >= start) {
+        let b = &mut buckets[a.category.index()][a.tier as usize];
+        b.0 += a.award;
+        b.1 += 1;
     }
     let mut out = Vec::new();
     for category in model::Category::ALL {
-        for tier in [Tier::Low, Tier::Medium, Tier::High] {
+        for tier in Tier::ALL {
             let (points, activities) = buckets[category.index()][tier as usize];
             if activities > 0 {
                 out.push(BreakdownRow { category: category.as_str(), tier: tier.as_str(), points, activities });
@@ -261,6 +266,39 @@ pub fn score_breakdown(activities: &[ScoringActivity], model: &Model, as_of: Nai
         }
     }
     out
+}
+
+/// One activity's award in the scoring walk.
+#[derive(Clone, Debug)]
+pub struct Awarded<'a> {
+    pub activity: &'a ScoringActivity,
+    pub day: i32,
+    pub category: model::Category,
+    pub tier: Tier,
+    /// What the bucket pays before caps, and what the caps left.
+    pub points: Micro,
+    pub award: Micro,
+}
+
+/// Every activity up to `as_of` with its award, in scoring order (the walk of
+/// `score_company`, same caps).
+pub fn award_walk<'a>(activities: &'a [ScoringActivity], model: &Model, as_of: NaiveDate) -> Vec<Awarded<'a>> {
+    let end = day_number(as_of);
+    let mut acts: Vec<(&ScoringActivity, DayMonth)> = activities
+        .iter()
+        .map(|a| (a, DayMonth::of(date_of(a.occurred_at))))
+        .filter(|(_, dm)| dm.day <= end)
+        .collect();
+    acts.sort_by(|x, y| order_key(x.0).cmp(&order_key(y.0)));
+    let mut awarder = Awarder::new(model);
+    acts.into_iter()
+        .map(|(a, dm)| {
+            let tier = resolve_tier(&model.tiers, a.kind, a.action, a.tier, a.url.as_deref(), a.package.as_deref(), a.version.as_deref());
+            let category = model::Category::of(a.kind);
+            let award = awarder.award(category, tier, dm);
+            Awarded { activity: a, day: dm.day, category, tier, points: model.tier_points(category, tier).points, award }
+        })
+        .collect()
 }
 
 #[cfg(test)]
