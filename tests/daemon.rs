@@ -138,3 +138,40 @@ fn the_daemon_runs_connectors_on_schedule_reports_metrics_and_stops_on_sigterm()
     assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("sync run done")), "JSON logs with a sync summary: {logs}");
     assert!(logs.contains("stopped cleanly"), "{logs}");
 }
+
+#[test]
+fn a_shutdown_in_the_middle_of_a_sync_lets_the_batch_finish_and_loses_nothing() {
+    use common::hubspot_crm::{Fault, HubSpot};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let hs = rt.block_on(HubSpot::start());
+    hs.accept_token("daemon-token");
+    let id = hs.add_company(&[("domain", "acme.com")]);
+    let env = Env::new();
+    env.write("mappings/hs.yaml", "object: companies\nmatch: { crm_field: domain }\nfields:\n  oql_stage: { from: stage }\n");
+    env.write(
+        "connectors/hs.yaml",
+        format!("name: hs\nkind: hubspot\nschedule: \"* * * * * *\"\nbase_url: {}\ntoken_env: HS_TOKEN\nmapping: mappings/hs.yaml\n", hs.url),
+    );
+    let today = chrono::Utc::now().date_naive();
+    let data = env.write(
+        "data.ndjson",
+        format!("{{\"source\":\"web\",\"id\":\"1\",\"kind\":\"download\",\"occurred_at\":\"{today}T00:00:00Z\",\"company_domain\":\"acme.com\",\"version\":\"1.0\"}}\n"),
+    );
+    env.ok(&["import", data.to_str().unwrap()]);
+    // HubSpot takes 2 s to answer the write; SIGTERM arrives while it is in flight.
+    hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::Delay(Duration::from_secs(2)), 1);
+    let mut child = env.command(&["run", "--listen", "none"]).env("HS_TOKEN", "daemon-token").stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while !hs.requests().iter().any(|r| r.path == "/crm/v3/objects/companies/search") {
+        assert!(started.elapsed() < Duration::from_secs(20), "the sync never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(hs.company(&id).unwrap()["oql_stage"], "investigation");
+    // The confirmed write was recorded before exiting: nothing is left to send.
+    let plan = env.run_with(&["sync", "--dry-run"], &[]);
+    assert!(plan.stdout.contains("0 companies"), "{}", plan.stdout);
+}
