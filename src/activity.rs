@@ -153,6 +153,28 @@ pub struct Activity {
     pub properties: Option<String>,
 }
 
+impl Activity {
+    /// A `community` activity as the pollers make them: an action by a login or member.
+    pub fn community(source: &str, id: String, action: Action, actor: &str, occurred_at: i64) -> Activity {
+        Activity {
+            source: source.to_owned(),
+            id,
+            kind: Kind::Community,
+            action: Some(action),
+            occurred_at,
+            tier: None,
+            company_domain: None,
+            company_name: None,
+            actor: Some(actor.to_owned()),
+            email_domain: None,
+            package: None,
+            version: None,
+            url: None,
+            properties: None,
+        }
+    }
+}
+
 /// Why a line is not a valid activity. The text is shown to the operator as is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invalid(pub String);

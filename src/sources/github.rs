@@ -28,7 +28,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::activity::{Action, Activity, Kind, normalize_domain};
+use crate::activity::{Action, Activity, normalize_domain};
 use crate::attribution::AttributionRules;
 use crate::auth::{Auth, secret_source};
 use crate::config::Schedule;
@@ -376,22 +376,9 @@ impl<'a> GitHubSource<'a> {
                         continue;
                     }
                     self.logins.insert(login.to_owned());
-                    let activity = Activity {
-                        id: format!("reaction:{repo}:{id}"),
-                        source: "github".into(),
-                        kind: Kind::Community,
-                        action: Some(Action::Reaction),
-                        occurred_at: at,
-                        tier: None,
-                        company_domain: None,
-                        company_name: None,
-                        actor: Some(login.to_owned()),
-                        email_domain: None,
-                        package: Some(repo.to_owned()),
-                        version: None,
-                        url: item["html_url"].as_str().map(str::to_owned),
-                        properties: None,
-                    };
+                    let mut activity = Activity::community("github", format!("reaction:{repo}:{id}"), Action::Reaction, login, at);
+                    activity.package = Some(repo.to_owned());
+                    activity.url = item["html_url"].as_str().map(str::to_owned);
                     let company = self.rules.attribute(None, activity.actor.as_deref(), None);
                     news.push(NewActivity { activity, company });
                 }
@@ -527,22 +514,10 @@ fn activity(repo: &str, endpoint: Endpoint, item: &Value) -> Option<Activity> {
             item["html_url"].as_str(),
         ),
     };
-    Some(Activity {
-        id,
-        source: "github".into(),
-        kind: Kind::Community,
-        action: Some(action),
-        occurred_at: nanos(at)?,
-        tier: None,
-        company_domain: None,
-        company_name: None,
-        actor: Some(login.to_owned()),
-        email_domain: None,
-        package: Some(repo.to_owned()),
-        version: None,
-        url: url.map(str::to_owned),
-        properties: None,
-    })
+    let mut a = Activity::community("github", id, action, login, nanos(at)?);
+    a.package = Some(repo.to_owned());
+    a.url = url.map(str::to_owned);
+    Some(a)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::github::{PollError, PollSummary};
-use crate::activity::{Action, Activity, Kind, normalize_domain};
+use crate::activity::{Action, Activity, normalize_domain};
 use crate::attribution::AttributionRules;
 use crate::auth::{Auth, secret_source};
 use crate::config::Schedule;
@@ -197,22 +197,9 @@ impl<'a> SlackSource<'a> {
     }
 
     fn activity(&self, id: String, action: Action, user: &str, domain: Option<String>, at: i64, url: Option<String>) -> NewActivity {
-        let activity = Activity {
-            id,
-            source: "slack".into(),
-            kind: Kind::Community,
-            action: Some(action),
-            occurred_at: at,
-            tier: None,
-            company_domain: None,
-            company_name: None,
-            actor: Some(user.to_owned()),
-            email_domain: domain,
-            package: None,
-            version: None,
-            url,
-            properties: None,
-        };
+        let mut activity = Activity::community("slack", id, action, user, at);
+        activity.email_domain = domain;
+        activity.url = url;
         let company = self.rules.attribute(None, activity.actor.as_deref(), activity.email_domain.as_deref());
         NewActivity { activity, company }
     }

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub use super::emulator::Recorded;
 use super::emulator::{Faults, max_in_window, take_fault};
 
 use std::collections::{BTreeMap, HashSet};
@@ -30,16 +31,6 @@ pub enum Fault {
     TruncatedJson,
 }
 
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub authorization: Option<String>,
-    pub body: Value,
-    pub status: u16,
-    pub at: Instant,
-}
 
 #[derive(Default)]
 struct Inner {

@@ -6,6 +6,19 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+/// One request an emulator answered.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    /// The JSON body (form bodies as an object; `null` when there was none).
+    pub body: serde_json::Value,
+    pub status: u16,
+    pub at: Instant,
+}
+
 /// Faults queued for requests whose path starts with a prefix ("" = any), each good for
 /// a number of requests.
 pub type Faults<F> = VecDeque<(String, F, usize)>;

@@ -18,6 +18,7 @@
 
 #![allow(dead_code)]
 
+pub use super::emulator::Recorded;
 use super::emulator::{Faults, form_decode, max_in_window, take_fault};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -44,16 +45,6 @@ pub enum Fault {
     TruncatedJson,
 }
 
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub authorization: Option<String>,
-    pub body: Value,
-    pub status: u16,
-    pub at: Instant,
-}
 
 #[derive(Default)]
 struct Inner {
