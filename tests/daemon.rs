@@ -31,6 +31,12 @@ fn run_once_on_the_quickstart_polls_scores_and_syncs() {
     assert!(out.contains("scarf: 3111 fetched, 3108 new activities"), "{out}");
     assert!(out.contains("crm-file: 33 planned, 33 sent, 33 accepted"), "{out}");
     assert!(out.contains("scored 36 companies as of 2026-10-31: 18 ongoing_usage, 6 experimentation, 9 investigation, 3 interest, 0 inactive"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.path().join("oql.db")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the store is readable by its owner only");
+    }
     let csv = std::fs::read_to_string(env.path().join("out/crm.csv")).unwrap();
     assert_eq!(csv.lines().count(), 34);
     // Why a company is where it is: the numbers add up to the score and the stage.

@@ -82,6 +82,7 @@ impl Store {
                 source,
             })?;
         MIGRATOR.run(&pool).await?;
+        restrict_files(&options_filename(url));
         Ok(Store { pool })
     }
 
@@ -109,6 +110,27 @@ impl Store {
 
     pub async fn close(self) {
         self.pool.close().await;
+    }
+}
+
+/// The store's file, for a `sqlite://path`, `sqlite:path` or plain path URL.
+fn options_filename(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// The store holds company names and activity details: readable by its owner only.
+fn restrict_files(path: &Option<std::path::PathBuf>) {
+    #[cfg(unix)]
+    if let Some(path) = path {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+            }
+        }
     }
 }
 
