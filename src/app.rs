@@ -47,6 +47,18 @@ impl AppError {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
+    if let Command::Generate { activities, companies, end, seed, out } = &cli.command {
+        let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, w);
+            crate::generate::generate(&mut w, *activities, *companies, *end, *seed)?;
+            w.flush()
+        };
+        return if out.as_os_str() == "-" {
+            write(&mut std::io::stdout().lock()).map_err(AppError::Output)
+        } else {
+            write(&mut std::fs::File::create(out)?).map_err(AppError::Output)
+        };
+    }
     if let Command::Init { dir } = &cli.command {
         return crate::init::write_starter(dir).map(|written| {
             for p in written {
@@ -86,7 +98,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Init { .. } => Ok(()),
+        Command::Init { .. } | Command::Generate { .. } => Ok(()),
         Command::Explain { domain, as_of, format } => {
             let store = open(&db, &config).await?;
             let as_of = as_of.unwrap_or_else(today);

@@ -76,6 +76,22 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
     },
+    /// Write benchmark activities as NDJSON (deterministic; for `benches/`).
+    #[command(hide = true)]
+    Generate {
+        #[arg(long, default_value_t = 1_000_000)]
+        activities: u64,
+        #[arg(long, default_value_t = 20_000)]
+        companies: u32,
+        /// Last day of the 180 days.
+        #[arg(long, value_parser = parse_date, default_value = "2026-10-31")]
+        end: NaiveDate,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Output file; `-` for stdout.
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
     /// Why a company has its stage and score.
     Explain {
         /// The company's domain.

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod auth;
 pub mod daemon;
+pub mod generate;
 pub mod health;
 pub mod init;
 pub mod http;
