@@ -233,10 +233,47 @@ pub fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<V
 
 /// Recomputes every score at `as_of` and persists them.
 pub async fn score_and_persist(store: &Store, model: &Model, as_of: NaiveDate) -> Result<Vec<CompanyScore>, AppError> {
-    let scores = compute_scores(store, model, as_of).await?;
+    // The inputs are read first: a change landing while scores are computed moves the
+    // data version past them, so the next rescore sees it.
     let inputs = score_inputs(store, model).await?;
+    let scores = compute_scores(store, model, as_of).await?;
     store.replace_scores(as_of, &inputs, &scores).await?;
     Ok(scores)
+}
+
+/// Brings the persisted scores up to date at `as_of`: when they are for that date and
+/// model, only the companies whose activities changed since are recomputed; otherwise
+/// everything is. Returns how many companies were recomputed.
+pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<usize, AppError> {
+    let now = score_inputs(store, model).await?;
+    let stored = store.scores_meta().await?;
+    let incremental = stored.as_ref().and_then(|(stored_as_of, stored_inputs)| {
+        if *stored_as_of != as_of.to_string() {
+            return None;
+        }
+        let (version, model_hash) = stored_inputs.strip_prefix("data-v")?.split_once("-model-")?;
+        let (_, now_hash) = now.split_once("-model-")?;
+        (model_hash == now_hash).then(|| version.parse::<i64>().ok()).flatten()
+    });
+    if stored.as_ref().is_some_and(|(a, i)| *a == as_of.to_string() && *i == now) {
+        return Ok(0);
+    }
+    let Some(version) = incremental else {
+        return Ok(score_and_persist(store, model, as_of).await?.len());
+    };
+    let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
+    let changed = store.companies_changed_since(version).await?;
+    let mut scores = Vec::new();
+    let mut removed = Vec::new();
+    for domain in &changed {
+        let acts = store.company_activities(domain, until).await?;
+        match score_company(domain, &acts, model, as_of) {
+            Some(s) => scores.push(s),
+            None => removed.push(domain.clone()),
+        }
+    }
+    store.update_scores(as_of, &now, &scores, &removed).await?;
+    Ok(changed.len())
 }
 
 /// Polls one source and records the run in the sync log; returns its summary line and

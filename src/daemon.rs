@@ -4,8 +4,8 @@
 //!
 //! Each connector is one task that sleeps until its next time and then runs; a task runs
 //! one thing at a time, so a connector never runs twice at once, and a slow connector
-//! only delays itself. A source run is followed by a rescore, so the next sink run
-//! pushes what changed. On SIGINT/SIGTERM no new run starts, runs in flight get
+//! only delays itself. A source run is followed by a rescore of the companies it
+//! touched, so the next sink run pushes what changed. On SIGINT/SIGTERM no new run starts, runs in flight get
 //! `SHUTDOWN_GRACE` to finish (everything they commit is transactional), and the process
 //! exits 0; a second signal exits at once, which the store survives (WAL, transactions).
 
@@ -58,7 +58,9 @@ pub async fn run_once(store: &Store, config: &Config, as_of: Option<NaiveDate>) 
         ok &= good;
     }
     let as_of = as_of.unwrap_or_else(today);
-    let scores = app::score_and_persist(store, &config.model, as_of).await?;
+    let rescored = app::rescore(store, &config.model, as_of).await?;
+    tracing::info!(rescored, "scores up to date");
+    let (_, scores) = app::current_scores(store, &config.model, Some(as_of)).await?;
     for c in config.connectors.iter().filter(|c| c.is_sink()) {
         let input = SyncInput { store, config, scores: &scores, as_of };
         let report = sync_connector(&input, c, SyncOptions::default()).await.map_err(|e| AppError::Failed(e.to_string()))?;
@@ -197,7 +199,8 @@ async fn connector_loop(
 async fn run_connector(c: &Connector, store: &Store, config: &Config, as_of: Option<NaiveDate>) -> Result<bool, AppError> {
     if polls(c) {
         let (_, ok) = app::poll_and_record(store, config, c).await?;
-        app::score_and_persist(store, &config.model, as_of.unwrap_or_else(today)).await?;
+        // Only the companies this poll touched are recomputed (all, on a new day).
+        app::rescore(store, &config.model, as_of.unwrap_or_else(today)).await?;
         return Ok(ok);
     }
     let (as_of, scores) = app::current_scores(store, &config.model, as_of).await?;

@@ -181,3 +181,30 @@ fn a_shutdown_in_the_middle_of_a_sync_lets_the_batch_finish_and_loses_nothing() 
     let plan = env.run_with(&["sync", "--dry-run"], &[]);
     assert!(plan.stdout.contains("0 companies"), "{}", plan.stdout);
 }
+
+#[test]
+fn a_cycle_after_new_activity_rescores_only_the_companies_it_touched_and_matches_a_full_rescore() {
+    let env = Env::new();
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"), env.path());
+    let _ = std::fs::remove_dir_all(env.path().join("out"));
+    env.ok(&["run", "--once", "--as-of", "2026-10-31"]);
+    // A new drop touches one company (a quiet one that wakes up).
+    env.write(
+        "data/late.ndjson",
+        "{\"source\":\"web\",\"id\":\"late-1\",\"kind\":\"download\",\"occurred_at\":\"2026-10-30T09:00:00Z\",\"company_domain\":\"delta-systems.com\",\"version\":\"2.5.0\"}\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oql-sync"))
+        .args(["--config-dir", env.path().to_str().unwrap(), "run", "--once", "--as-of", "2026-10-31"])
+        .env("RUST_LOG", "oql_sync::daemon=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("rescored=1"), "one company recomputed: {logs}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("crm-file: 1 planned"), "{stdout}");
+    // The persisted scores equal a full recomputation.
+    let incremental = env.companies_json("2026-10-31");
+    env.ok(&["score", "--as-of", "2026-10-31"]);
+    assert_eq!(env.companies_json("2026-10-31"), incremental);
+}

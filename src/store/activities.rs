@@ -115,6 +115,8 @@ impl Store {
         outcome.quarantined = insert_quarantined(&mut tx, quarantined, now).await?;
         if outcome.inserted > 0 {
             bump_data_version(&mut *tx).await?;
+            let touched: Vec<&str> = companies.keys().copied().collect();
+            super::mark_changed(&mut tx, &touched).await?;
         }
         tx.commit().await?;
         Ok(outcome)
@@ -136,12 +138,14 @@ impl Store {
         .await?;
         let mut moved = 0u64;
         let mut companies: BTreeMap<String, Option<&str>> = BTreeMap::new();
+        let mut left: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for row in &rows {
             let actor: Option<String> = row.get(2);
             let email: Option<String> = row.get(3);
             let current: Option<String> = row.get(4);
+            let current_ref = current.clone();
             let placed = rules.attribute(None, actor.as_deref(), email.as_deref());
-            if placed.as_ref().map(|(d, _)| d) == current.as_ref() {
+            if placed.as_ref().map(|(d, _)| d) == current_ref.as_ref() {
                 continue;
             }
             let (domain, rule) = match &placed {
@@ -158,12 +162,17 @@ impl Store {
             if let Some(d) = domain {
                 companies.entry(d.to_owned()).or_default();
             }
+            if let Some(old) = current {
+                left.insert(old);
+            }
             moved += 1;
         }
         let names: BTreeMap<&str, Option<&str>> = companies.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         super::companies::upsert_companies(&mut tx, &names, now_nanos()).await?;
         if moved > 0 {
             bump_data_version(&mut *tx).await?;
+            let touched: Vec<&str> = companies.keys().map(String::as_str).chain(left.iter().map(String::as_str)).collect();
+            super::mark_changed(&mut tx, &touched).await?;
         }
         set_meta(&mut *tx, "attribution_rules", &fingerprint).await?;
         tx.commit().await?;

@@ -59,36 +59,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM scores").execute(&mut *tx).await?;
         let as_of_text = as_of.to_string();
-        for chunk in scores.chunks(400) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO scores (domain, as_of, stage, peak_stage, stage_since, score_micro, first_seen, \
-                 last_seen, downloads_30d, views_30d, community_30d, telemetry_30d, actors_90d, versions_90d, \
-                 upgrading, churn_risk, events_30d, actors_30d, events_mom, events_wow) ",
-            );
-            qb.push_values(chunk, |mut row, s| {
-                row.push_bind(s.domain.as_str())
-                    .push_bind(as_of_text.as_str())
-                    .push_bind(s.stage.as_str())
-                    .push_bind(s.peak_stage.as_str())
-                    .push_bind(s.stage_since.to_string())
-                    .push_bind(s.score)
-                    .push_bind(s.first_seen.to_string())
-                    .push_bind(s.last_seen.to_string())
-                    .push_bind(s.downloads_30d as i64)
-                    .push_bind(s.views_30d as i64)
-                    .push_bind(s.community_30d as i64)
-                    .push_bind(s.telemetry_30d as i64)
-                    .push_bind(s.actors_90d as i64)
-                    .push_bind(s.versions_90d as i64)
-                    .push_bind(s.upgrading)
-                    .push_bind(s.churn_risk)
-                    .push_bind(s.events_30d as i64)
-                    .push_bind(s.actors_30d as i64)
-                    .push_bind(s.events_mom)
-                    .push_bind(s.events_wow);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
+        insert_score_rows(&mut tx, &as_of_text, scores).await?;
         set_meta(&mut *tx, "scores_as_of", &as_of_text).await?;
         set_meta(&mut *tx, "scores_inputs", inputs).await?;
         tx.commit().await?;
@@ -137,5 +108,70 @@ impl Store {
             inputs,
             scores,
         }))
+    }
+}
+
+async fn insert_score_rows(tx: &mut SqliteConnection, as_of_text: &str, scores: &[CompanyScore]) -> Result<(), StoreError> {
+    for chunk in scores.chunks(400) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO scores (domain, as_of, stage, peak_stage, stage_since, score_micro, first_seen, \
+             last_seen, downloads_30d, views_30d, community_30d, telemetry_30d, actors_90d, versions_90d, \
+             upgrading, churn_risk, events_30d, actors_30d, events_mom, events_wow) ",
+        );
+        qb.push_values(chunk, |mut row, s| {
+            row.push_bind(s.domain.as_str())
+                .push_bind(as_of_text)
+                .push_bind(s.stage.as_str())
+                .push_bind(s.peak_stage.as_str())
+                .push_bind(s.stage_since.to_string())
+                .push_bind(s.score)
+                .push_bind(s.first_seen.to_string())
+                .push_bind(s.last_seen.to_string())
+                .push_bind(s.downloads_30d as i64)
+                .push_bind(s.views_30d as i64)
+                .push_bind(s.community_30d as i64)
+                .push_bind(s.telemetry_30d as i64)
+                .push_bind(s.actors_90d as i64)
+                .push_bind(s.versions_90d as i64)
+                .push_bind(s.upgrading)
+                .push_bind(s.churn_risk)
+                .push_bind(s.events_30d as i64)
+                .push_bind(s.actors_30d as i64)
+                .push_bind(s.events_mom)
+                .push_bind(s.events_wow);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The as-of date and inputs fingerprint of the persisted scores, without reading them.
+    pub async fn scores_meta(&self) -> Result<Option<(String, String)>, StoreError> {
+        Ok(match (self.meta("scores_as_of").await?, self.meta("scores_inputs").await?) {
+            (Some(a), Some(i)) => Some((a, i)),
+            _ => None,
+        })
+    }
+
+    /// Companies whose activities changed after data version `version`.
+    pub async fn companies_changed_since(&self, version: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT domain FROM companies WHERE changed_version > ? ORDER BY domain").bind(version).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Replaces the persisted scores of some companies (and drops those with none),
+    /// leaving the others, in one transaction.
+    pub async fn update_scores(&self, as_of: NaiveDate, inputs: &str, scores: &[CompanyScore], removed: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for d in scores.iter().map(|s| &s.domain).chain(removed) {
+            sqlx::query("DELETE FROM scores WHERE domain = ?").bind(d).execute(&mut *tx).await?;
+        }
+        let as_of_text = as_of.to_string();
+        insert_score_rows(&mut tx, &as_of_text, scores).await?;
+        set_meta(&mut *tx, "scores_as_of", &as_of_text).await?;
+        set_meta(&mut *tx, "scores_inputs", inputs).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

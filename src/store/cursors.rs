@@ -110,7 +110,16 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut moved = 0;
         let mut companies = std::collections::BTreeMap::new();
+        let mut left: Vec<String> = Vec::new();
         for (login, domain) in placements {
+            let before = sqlx::query(
+                "SELECT DISTINCT company_domain FROM activities WHERE source = 'github' AND actor = ? AND company_domain IS NOT NULL \
+                 AND (attributed_by IS NULL OR attributed_by = 'github_profile')",
+            )
+            .bind(login)
+            .fetch_all(&mut *tx)
+            .await?;
+            left.extend(before.into_iter().map(|r| r.get::<String, _>(0)).filter(|d| Some(d) != domain.as_ref()));
             let done = sqlx::query(
                 "UPDATE activities SET company_domain = ?, attributed_by = CASE WHEN ? IS NULL THEN NULL ELSE 'github_profile' END \
                  WHERE source = 'github' AND actor = ? AND source_domain IS NULL \
@@ -132,6 +141,8 @@ impl Store {
         super::companies::upsert_companies(&mut tx, &companies, now_nanos()).await?;
         if moved > 0 {
             bump_data_version(&mut *tx).await?;
+            let touched: Vec<&str> = companies.keys().copied().chain(left.iter().map(String::as_str)).collect();
+            super::mark_changed(&mut tx, &touched).await?;
         }
         tx.commit().await?;
         Ok(moved)

@@ -159,6 +159,22 @@ where
     Ok(())
 }
 
+/// Marks companies as changed at the current data version (after `bump_data_version`).
+async fn mark_changed(conn: &mut sqlx::SqliteConnection, domains: &[&str]) -> Result<(), sqlx::Error> {
+    for chunk in domains.chunks(500) {
+        let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
+            "UPDATE companies SET changed_version = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version') WHERE domain IN (",
+        );
+        let mut sep = qb.separated(", ");
+        for d in chunk {
+            sep.push_bind(*d);
+        }
+        qb.push(")");
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
