@@ -232,7 +232,10 @@ impl SalesforceSink {
         let response = self.http.send(req).await?;
         self.note_usage(&response);
         if let Some(code) = first_error_code(&response) {
-            if code == "REQUEST_LIMIT_EXCEEDED" {
+            // The daily allocation ("TotalRequests Limit exceeded.") pauses until it
+            // renews; other limits of that code (concurrent long requests) pass, so the
+            // request fails for this run only.
+            if code == "REQUEST_LIMIT_EXCEEDED" && !first_error_message(&response).contains("ConcurrentPerOrg") {
                 let why = format!(
                     "Salesforce refused further API calls today (REQUEST_LIMIT_EXCEEDED: {}); paused until the allocation renews",
                     first_error_message(&response)
@@ -261,10 +264,11 @@ impl SalesforceSink {
         Ok(response)
     }
 
-    /// `Sforce-Limit-Info: api-usage=18/15000` comes with every response.
+    /// `Sforce-Limit-Info: api-usage=18/15000` comes with every response, possibly with
+    /// more parts after a `;` (`per-app-api-usage=…`).
     fn note_usage(&mut self, r: &Response) {
         let usage = r.header("sforce-limit-info").and_then(|v| {
-            let (used, max) = v.split(',').find_map(|p| p.trim().strip_prefix("api-usage="))?.split_once('/')?;
+            let (used, max) = v.split([';', ',']).find_map(|p| p.trim().strip_prefix("api-usage="))?.split_once('/')?;
             Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
         });
         if usage.is_some() {

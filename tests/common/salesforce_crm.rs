@@ -230,7 +230,8 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
             _ => respond(&mut s, &method, &path, &query, &authorization, &parsed, batch_size),
         };
         s.requests.push(Recorded { method: method.to_string(), path: path.clone(), query, authorization, body: parsed, status, at });
-        let usage = format!("api-usage={}/{}", s.limit.1, s.limit.0);
+        // As Salesforce sends it: more parts may follow after `; `.
+        let usage = format!("api-usage={}/{}; per-app-api-usage=3/250(appName=oql-sync)", s.limit.1, s.limit.0);
         (status, value.to_string(), usage)
     };
     if let Some(Fault::DelayAfterApply(d)) = &fault {
