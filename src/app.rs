@@ -312,29 +312,34 @@ async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotal
             }
             Err(e) => (totals, vec![e]),
         },
-        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => {
-            let polled = match &c.kind {
-                ConnectorKind::GitHub(g) => match GitHubSource::build(g, &c.path, store, &config.attribution) {
-                    Ok(source) => source.poll().await,
-                    Err(e) => Err(e),
-                },
-                ConnectorKind::Slack(sl) => match SlackSource::build(sl, &c.path, store, &config.attribution) {
-                    Ok(source) => source.poll().await,
-                    Err(e) => Err(e),
-                },
-                _ => unreachable!("matched above"),
+        ConnectorKind::GitHub(g) => {
+            let polled = match GitHubSource::build(g, &c.path, store, &config.attribution) {
+                Ok(source) => source.poll().await,
+                Err(e) => Err(e),
             };
-            match polled {
-                Ok(s) => {
-                    totals.planned = s.fetched as i64;
-                    totals.accepted = s.inserted as i64;
-                    totals.api_calls = s.api_calls;
-                    (totals, s.errors)
-                }
-                Err(e) => (totals, vec![e.to_string()]),
-            }
+            api_totals(totals, polled)
+        }
+        ConnectorKind::Slack(sl) => {
+            let polled = match SlackSource::build(sl, &c.path, store, &config.attribution) {
+                Ok(source) => source.poll().await,
+                Err(e) => Err(e),
+            };
+            api_totals(totals, polled)
         }
         _ => (totals, Vec::new()),
+    }
+}
+
+/// The totals and errors of an API source's poll.
+fn api_totals(mut totals: RunTotals, polled: Result<crate::sources::github::PollSummary, crate::sources::github::PollError>) -> (RunTotals, Vec<String>) {
+    match polled {
+        Ok(s) => {
+            totals.planned = s.fetched as i64;
+            totals.accepted = s.inserted as i64;
+            totals.api_calls = s.api_calls;
+            (totals, s.errors)
+        }
+        Err(e) => (totals, vec![e.to_string()]),
     }
 }
 
