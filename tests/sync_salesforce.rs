@@ -232,3 +232,18 @@ fn a_missing_or_broken_key_file_is_a_clear_error() {
     let r = env.run(&["sync", "--as-of", "2026-10-30"]);
     assert!(r.stdout.contains("keys/sf.key") && r.stdout.contains("not found"), "{}", r.stdout);
 }
+
+#[test]
+fn a_request_level_error_is_bisected_so_the_good_records_land() {
+    let o = org();
+    let ids: Vec<String> = (0..10).map(|i| o.sf.add_account(&[("Website", &format!("c{i}.com"))])).collect();
+    let companies: Vec<(String, &str)> = (0..10).map(|i| (format!("c{i}.com"), "2026-10-01")).collect();
+    let companies: Vec<(&str, &str)> = companies.iter().map(|(d, day)| (d.as_str(), *day)).collect();
+    let env = setup(&o, MAPPING, "", &companies);
+    o.sf.poison_ids(&[&ids[6]]);
+    let r = env.run(&["sync", "--as-of", "2026-10-30"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("9 accepted") && r.stdout.contains("1 failed"), "{}", r.stdout);
+    assert!(r.stdout.contains("c6.com: HTTP 400: JSON_PARSER_ERROR"), "{}", r.stdout);
+    assert!(ids.iter().enumerate().all(|(i, id)| (i == 6) == o.sf.account(id).unwrap().get("OQL_Stage__c").is_none()));
+}

@@ -294,15 +294,37 @@ impl SalesforceSink {
         }
     }
 
-    async fn collection(&mut self, method: Method, path: &str, batch: &[WriteRecord], records: Vec<Value>) -> Result<Vec<WriteOutcome>, SinkError> {
-        let body = json!({ "allOrNone": false, "records": records });
-        let r = self.call(method, path, Some(body)).await?;
-        if !r.ok() {
-            // A request-level error (e.g. INVALID_FIELD for a field the org lacks) fails
-            // every record of the request alike.
-            let message = format!("HTTP {}: {}", r.status, describe(&r));
-            return Ok(vec![WriteOutcome::Failed(message); batch.len()]);
-        }
+    /// Sends one collection request. A request-level 400 (a field the org lacks, one
+    /// value Salesforce cannot parse) fails the whole request, so the batch is split in
+    /// halves until the bad records stand alone and the good ones land.
+    fn collection<'a>(
+        &'a mut self,
+        method: Method,
+        path: &'a str,
+        batch: &'a [WriteRecord],
+        records: Vec<Value>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<WriteOutcome>, SinkError>> + Send + 'a>> {
+        Box::pin(async move {
+            let body = json!({ "allOrNone": false, "records": records });
+            let r = self.call(method.clone(), path, Some(body)).await?;
+            if r.status == 400 && batch.len() > 1 {
+                let half = batch.len() / 2;
+                let (left, right) = records.split_at(half);
+                let (left, right) = (left.to_vec(), right.to_vec());
+                let mut out = self.collection(method.clone(), path, &batch[..half], left).await?;
+                out.extend(self.collection(method, path, &batch[half..], right).await?);
+                return Ok(out);
+            }
+            if !r.ok() {
+                let message = format!("HTTP {}: {}", r.status, describe(&r));
+                return Ok(vec![WriteOutcome::Failed(message); batch.len()]);
+            }
+            self.read_results(&r, batch)
+        })
+    }
+
+    /// One `{id, success, errors}` per record, in request order.
+    fn read_results(&self, r: &Response, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
         let results: Vec<SaveResult> = r.json()?;
         if results.len() != batch.len() {
             return Err(SinkError::Api(format!("Salesforce answered {} results for {} records", results.len(), batch.len())));

@@ -54,6 +54,7 @@ struct Inner {
     rejected: HashSet<String>,
     limit: (u64, u64),
     cursors: BTreeMap<String, Vec<Value>>,
+    poisoned: HashSet<String>,
     /// Rows per query page when the client sends no batchSize (Salesforce: 2000).
     page_size: usize,
 }
@@ -184,6 +185,10 @@ impl Salesforce {
     }
     pub fn fail_next(&self, path_prefix: &str, fault: Fault, times: usize) {
         self.lock().faults.push_back((path_prefix.into(), fault, times));
+    }
+    /// Any collection request carrying one of these records fails whole with 400.
+    pub fn poison_ids(&self, ids: &[&str]) {
+        self.lock().poisoned = ids.iter().map(|s| s.to_string()).collect();
     }
     pub fn reject_ids(&self, ids: &[&str]) {
         self.lock().rejected = ids.iter().map(|s| s.to_string()).collect();
@@ -411,6 +416,19 @@ fn collection(s: &mut Inner, body: &Value, mode: Mode) -> (u16, Value) {
     }
     if body["allOrNone"] != json!(false) {
         return errors(400, "INVALID_FIELD", "this emulator expects allOrNone: false, as oql-sync sends");
+    }
+    // Request-level errors fail the whole request before anything is written: a field
+    // the org lacks (INVALID_FIELD), or a value Salesforce cannot parse (here: a
+    // "poisoned" record id, standing for a JSON_PARSER_ERROR).
+    for r in &records {
+        if r["attributes"]["type"] == "Account" {
+            if let Some(f) = r.as_object().into_iter().flatten().map(|(k, _)| k).find(|k| *k != "attributes" && !s.fields.contains_key(*k)) {
+                return errors(400, "INVALID_FIELD", &format!("No such column '{f}' on sobject of type Account"));
+            }
+        }
+        if r["Id"].as_str().is_some_and(|id| s.poisoned.contains(id)) {
+            return errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of double from VALUE_STRING value abc");
+        }
     }
     let mut results = Vec::new();
     for r in records {
