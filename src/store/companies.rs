@@ -58,10 +58,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM scores").execute(&mut *tx).await?;
-        let as_of_text = as_of.to_string();
-        insert_score_rows(&mut tx, &as_of_text, scores).await?;
-        set_meta(&mut *tx, "scores_as_of", &as_of_text).await?;
-        set_meta(&mut *tx, "scores_inputs", inputs).await?;
+        write_scores(&mut tx, as_of, inputs, scores).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -111,7 +108,11 @@ impl Store {
     }
 }
 
-async fn insert_score_rows(tx: &mut SqliteConnection, as_of_text: &str, scores: &[CompanyScore]) -> Result<(), StoreError> {
+/// Inserts score rows (their old rows already deleted) and records the as-of date and
+/// inputs fingerprint they were computed at.
+async fn write_scores(tx: &mut SqliteConnection, as_of: NaiveDate, inputs: &str, scores: &[CompanyScore]) -> Result<(), StoreError> {
+    let as_of_text = as_of.to_string();
+    let as_of_text = as_of_text.as_str();
     for chunk in scores.chunks(400) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO scores (domain, as_of, stage, peak_stage, stage_since, score_micro, first_seen, \
@@ -142,6 +143,8 @@ async fn insert_score_rows(tx: &mut SqliteConnection, as_of_text: &str, scores: 
         });
         qb.build().execute(&mut *tx).await?;
     }
+    set_meta(&mut *tx, "scores_as_of", as_of_text).await?;
+    set_meta(&mut *tx, "scores_inputs", inputs).await?;
     Ok(())
 }
 
@@ -167,10 +170,7 @@ impl Store {
         for d in scores.iter().map(|s| &s.domain).chain(removed) {
             sqlx::query("DELETE FROM scores WHERE domain = ?").bind(d).execute(&mut *tx).await?;
         }
-        let as_of_text = as_of.to_string();
-        insert_score_rows(&mut tx, &as_of_text, scores).await?;
-        set_meta(&mut *tx, "scores_as_of", &as_of_text).await?;
-        set_meta(&mut *tx, "scores_inputs", inputs).await?;
+        write_scores(&mut tx, as_of, inputs, scores).await?;
         tx.commit().await?;
         Ok(())
     }
