@@ -5,6 +5,7 @@
 //! format can produce its own precise reason (the quarantine shows it to the operator),
 //! and so that unknown fields can be kept in `properties` instead of being dropped.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -223,7 +224,7 @@ impl Activity {
         let source = required_str(&mut obj, "source")?;
         let id = match hash_id {
             Some(h) => h,
-            None => required_str(&mut obj, "id")?,
+            None => redact_owned(required_str(&mut obj, "id")?),
         };
         let kind_text = required_str(&mut obj, "kind")?;
         let kind = Kind::parse(&kind_text).ok_or_else(|| {
@@ -254,7 +255,7 @@ impl Activity {
             })?),
             None => None,
         };
-        let company_name = optional_str(&mut obj, "company_name")?;
+        let company_name = optional_str(&mut obj, "company_name")?.map(redact_owned);
         let actor = optional_str(&mut obj, "actor")?.map(|a| pseudonymize_actor(&a));
         let email_domain = match optional_str(&mut obj, "actor_email")? {
             Some(e) => Some(email_domain(&e).ok_or_else(|| {
@@ -264,7 +265,7 @@ impl Activity {
         };
         let package = optional_str(&mut obj, "package")?;
         let version = optional_str(&mut obj, "version")?;
-        let url = optional_str(&mut obj, "url")?;
+        let url = optional_str(&mut obj, "url")?.map(redact_owned);
         let mut properties = match obj.remove("properties") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m,
@@ -281,8 +282,10 @@ impl Activity {
                 properties.entry(k).or_insert(v);
             }
         }
-        let properties = (!properties.is_empty())
-            .then(|| serde_json::to_string(&Value::Object(properties)).expect("JSON map serializes"));
+        let properties = (!properties.is_empty()).then(|| {
+            let properties = redact_json(Value::Object(properties));
+            serde_json::to_string(&properties).expect("JSON map serializes")
+        });
         Ok(Activity {
             source,
             id,
@@ -388,19 +391,172 @@ fn content_hash(obj: &Map<String, Value>) -> String {
     id
 }
 
-/// An actor is an opaque identity; a raw IP address is personal data and is replaced
-/// by a stable hash so that distinct-actor counts still work.
+/// An actor is an opaque identity; a raw IP address (or an email address) is personal
+/// data and is replaced by a stable hash so that distinct-actor counts still work.
 fn pseudonymize_actor(actor: &str) -> String {
     if actor.parse::<IpAddr>().is_ok() {
-        let digest = Sha256::digest(actor.as_bytes());
-        let mut out = String::from("ip-hash:");
-        for b in &digest[..8] {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        hashed("ip-hash:", actor)
     } else {
-        actor.to_owned()
+        redact_owned(actor.to_owned())
     }
+}
+
+fn hashed(prefix: &str, text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(prefix.len() + 16);
+    out.push_str(prefix);
+    for b in &digest[..8] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn redact_owned(text: String) -> String {
+    match redact_personal_data(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(redacted) => redacted,
+    }
+}
+
+/// Every string (and key) of a JSON value, redacted.
+fn redact_json(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(redact_owned(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (redact_owned(k), redact_json(v))).collect()),
+        other => other,
+    }
+}
+
+/// Replaces every email address (also URL-encoded, `jane%40acme.com`) and every IP
+/// address in free text by a stable hash (`email-hash:…`, `ip-hash:…`): the store and
+/// the quarantine never keep either (`spec/activity-format.md`). Applied to ids, actors,
+/// company names, URLs, properties and the raw text and reasons of quarantined lines;
+/// not to `package` and `version`, where `1.2.3.4` is a version.
+pub fn redact_personal_data(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    // Fast path: text with no `@`, no `%40`, no `:` and fewer than three dots holds
+    // neither an email nor an IP address.
+    let maybe = bytes.iter().any(|&b| b == b'@' || b == b':' || b == b'%')
+        || bytes.iter().filter(|&&b| b == b'.').count() >= 3;
+    if !maybe {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if let Some((start, end)) = email_at(bytes, i) {
+            if start >= copied {
+                out.push_str(&text[copied..start]);
+                out.push_str(&hashed("email-hash:", &text[start..end].to_ascii_lowercase()));
+                copied = end;
+                i = end;
+                changed = true;
+                continue;
+            }
+        }
+        if let Some(end) = ip_at(bytes, i) {
+            out.push_str(&text[copied..i]);
+            out.push_str(&hashed("ip-hash:", &text[i..end]));
+            copied = end;
+            i = end;
+            changed = true;
+            continue;
+        }
+        i += 1;
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+fn is_local_byte(b: u8) -> bool {
+    // The characters addresses use in practice (RFC 5321 allows more, which would
+    // swallow the quotes and brackets around an address in a sentence).
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+fn is_domain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
+}
+
+/// An email address whose `@` (or `%40`) is at `i`: its (start, end) byte range.
+fn email_at(bytes: &[u8], i: usize) -> Option<(usize, usize)> {
+    let after = if bytes[i] == b'@' {
+        i + 1
+    } else if bytes[i] == b'%' && bytes.get(i + 1) == Some(&b'4') && bytes.get(i + 2) == Some(&b'0') {
+        i + 3
+    } else {
+        return None;
+    };
+    // Bounded scans keep the redaction linear on hostile input (no local part is longer
+    // than 64 bytes, no domain longer than 253).
+    let mut start = i;
+    while start > 0 && i - start < 256 && is_local_byte(bytes[start - 1]) {
+        start -= 1;
+    }
+    if start == i {
+        return None;
+    }
+    let mut end = after;
+    while end < bytes.len() && end - after < 256 && is_domain_byte(bytes[end]) {
+        end += 1;
+    }
+    // A trailing dot or dash ends the sentence, not the domain.
+    while end > after && matches!(bytes[end - 1], b'.' | b'-') {
+        end -= 1;
+    }
+    let domain = std::str::from_utf8(&bytes[after..end]).ok()?;
+    let tld = domain.rsplit('.').next()?;
+    let looks_like_domain = domain.contains('.')
+        && domain.split('.').all(|l| !l.is_empty())
+        && tld.len() >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic());
+    looks_like_domain.then_some((start, end))
+}
+
+/// An IP address starting at `i` (not inside a longer word or number): its end.
+fn ip_at(bytes: &[u8], i: usize) -> Option<usize> {
+    let b = bytes[i];
+    if !(b.is_ascii_hexdigit() || b == b':') {
+        return None;
+    }
+    if let Some(&prev) = i.checked_sub(1).and_then(|p| bytes.get(p)) {
+        // `Chrome/120.0.0.0` is a version; `//203.0.113.7` and `=203.0.113.7` are hosts.
+        let single_slash = prev == b'/' && (i < 2 || bytes[i - 2] != b'/');
+        if prev.is_ascii_alphanumeric() || matches!(prev, b'.' | b'_' | b'-' | b':') || single_slash {
+            return None;
+        }
+    }
+    let mut end = i;
+    while end < bytes.len() && (bytes[end].is_ascii_hexdigit() || matches!(bytes[end], b'.' | b':')) {
+        end += 1;
+    }
+    // Try the longest candidate first, then drop trailing punctuation.
+    while end > i {
+        let next_ok = bytes.get(end).is_none_or(|n| !n.is_ascii_alphanumeric() && *n != b'_' && *n != b'-');
+        if next_ok {
+            let candidate = std::str::from_utf8(&bytes[i..end]).ok()?;
+            let colons = candidate.matches(':').count();
+            let ok = match candidate.parse::<IpAddr>() {
+                Ok(IpAddr::V4(_)) => true,
+                Ok(IpAddr::V6(_)) => colons >= 2 && candidate.bytes().any(|c| c.is_ascii_digit()),
+                Err(_) => false,
+            };
+            if ok {
+                return Some(end);
+            }
+        }
+        if !matches!(bytes[end - 1], b'.' | b':') {
+            break;
+        }
+        end -= 1;
+    }
+    None
 }
 
 /// The domain part of an email address, normalized; `None` when it is not one.
@@ -435,6 +591,7 @@ pub fn normalize_domain(input: &str) -> Option<String> {
     }
     let valid = !domain.is_empty()
         && domain.len() <= 253
+        && domain.parse::<IpAddr>().is_err()
         && domain.contains('.')
         && domain
             .split('.')
@@ -516,6 +673,26 @@ mod tests {
             let err = Activity::from_object(obj(line.clone())).unwrap_err();
             assert!(err.0.contains(reason), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn emails_and_ips_in_free_text_are_replaced_by_hashes() {
+        let cases = [
+            ("mail jane.doe+x@Acme.com now", "mail email-hash:"),
+            ("/docs?u=jane%40acme.com&x=1", "/docs?u=email-hash:"),
+            ("from 203.0.113.7.", "from ip-hash:"),
+            ("http://[2001:db8::1]:443/x", "http://[ip-hash:"),
+            ("ip=2001:db8::42&y", "ip=ip-hash:"),
+        ];
+        for (text, starts) in cases {
+            let out = redact_personal_data(text);
+            assert!(out.starts_with(starts), "{text} → {out}");
+            assert!(!out.contains('@') && !out.contains("%40") && !out.contains("203.0") && !out.contains("db8"), "{text} → {out}");
+        }
+        for kept in ["Chrome/120.0.0.0 Safari", "v1.2.3.4", "2026-03-01T12:00:00Z", "a@b", "x@localhost", "std::fmt", "10:30"] {
+            assert_eq!(redact_personal_data(kept), kept);
+        }
+        assert_eq!(normalize_domain("203.0.113.7"), None, "an IP address is not a company domain");
     }
 
     #[test]

@@ -57,6 +57,19 @@ impl SecretSource {
     }
 }
 
+/// Why a `*_env` value is refused; the value is not echoed, as it is most likely the
+/// secret itself.
+pub fn env_name_message(key: &str) -> String {
+    format!("`{key}` must name an environment variable (letters, digits and `_`), not hold the secret itself")
+}
+
+/// An environment variable's name: letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(var: &str) -> bool {
+    !var.is_empty()
+        && !var.starts_with(|c: char| c.is_ascii_digit())
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Picks `<key>_env` or `<key>_file`; exactly one must be given.
 pub fn secret_source(
     key: &str,
@@ -65,6 +78,8 @@ pub fn secret_source(
     base: &Path,
 ) -> Result<SecretSource, String> {
     match (env, file) {
+        // Not echoed: a value that is no variable name is most likely the secret itself.
+        (Some(var), None) if !is_env_name(var) => Err(env_name_message(&format!("{key}_env"))),
         (Some(var), None) => Ok(SecretSource::Env(var.clone())),
         (None, Some(path)) => Ok(SecretSource::File(base.join(path))),
         (Some(_), Some(_)) => Err(format!("give `{key}_env` or `{key}_file`, not both")),

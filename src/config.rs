@@ -136,7 +136,10 @@ pub fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
 
 /// Checks that a connector names its token once, as `token_env` or `token_file`.
 pub fn check_token(env: Option<&String>, file: Option<&std::path::PathBuf>) -> Result<(), (String, String)> {
-    crate::auth::secret_source("token", env, file, Path::new("")).map(|_| ()).map_err(|m| ("name".to_owned(), m))
+    crate::auth::secret_source("token", env, file, Path::new("")).map(|_| ()).map_err(|m| {
+        let key = if m.starts_with("`token_env` must") { "token_env" } else { "name" };
+        (key.to_owned(), m)
+    })
 }
 
 /// A cron expression with a seconds field (`sec min hour day month weekday [year]`).
@@ -148,9 +151,28 @@ impl TryFrom<String> for Schedule {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         use std::str::FromStr;
-        cron::Schedule::from_str(&s)
-            .map(|_| Schedule(s.clone()))
-            .map_err(|e| format!("`{s}` is not a cron expression with seconds ({e})"))
+        const SHAPE: &str = "sec min hour day month weekday [year], e.g. `0 */15 * * * *`";
+        let fields = s.split_whitespace().count();
+        if !s.trim_start().starts_with('@') && !(6..=7).contains(&fields) {
+            return Err(format!(
+                "`{s}` is not a cron expression with seconds: it has {fields} field{}, expected 6 or 7 ({SHAPE})",
+                if fields == 1 { "" } else { "s" }
+            ));
+        }
+        let schedule = cron::Schedule::from_str(&s).map_err(|e| {
+            // The cron crate's message repeats the expression with a caret under it;
+            // only its last line says what is wrong.
+            let text = e.to_string();
+            let why = text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != s.trim() && !l.chars().all(|c| c == '^' || c == ' ')).last().map(str::to_owned);
+            match why {
+                Some(why) => format!("`{s}` is not a cron expression with seconds: {why} ({SHAPE})"),
+                None => format!("`{s}` is not a cron expression with seconds ({SHAPE})"),
+            }
+        })?;
+        if schedule.upcoming(chrono::Utc).next().is_none() {
+            return Err(format!("`{s}` never fires (no date matches it)"));
+        }
+        Ok(Schedule(s))
     }
 }
 
@@ -188,24 +210,74 @@ struct ConnectorHeader {
     kind: Option<String>,
 }
 
-impl Config {
-    /// Loads the config dir. A dir with none of the files is valid: defaults apply.
-    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+/// The bytes of a config dir's files, read before anything is parsed: `Config::load`
+/// reads them from disk, and `Config::from_files` (pure, also the fuzz target's entry
+/// point) parses and checks them.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFiles {
+    pub dir: PathBuf,
+    pub scoring: Option<Vec<u8>>,
+    pub attribution: Option<Vec<u8>>,
+    /// `mappings/*.yaml` and `connectors/*.yaml`, by path, sorted.
+    pub mappings: Vec<(PathBuf, Vec<u8>)>,
+    pub connectors: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl ConfigFiles {
+    pub fn read(dir: &Path) -> Result<ConfigFiles, ConfigError> {
         if !dir.is_dir() {
             return Err(ConfigError::MissingDir(dir.to_path_buf()));
         }
+        let optional = |name: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+            let path = dir.join(name);
+            if path.exists() { read_bytes(&path).map(Some) } else { Ok(None) }
+        };
+        let yaml_files = |sub: &str| -> Result<Vec<(PathBuf, Vec<u8>)>, ConfigError> {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                return Ok(Vec::new());
+            };
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            paths.sort();
+            paths.into_iter().map(|p| read_bytes(&p).map(|b| (p, b))).collect()
+        };
+        Ok(ConfigFiles {
+            dir: dir.to_path_buf(),
+            scoring: optional("scoring.yaml")?,
+            attribution: optional("attribution.yaml")?,
+            mappings: yaml_files("mappings")?,
+            connectors: yaml_files("connectors")?,
+        })
+    }
+}
+
+impl Config {
+    /// Loads the config dir. A dir with none of the files is valid: defaults apply.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        Config::from_files(ConfigFiles::read(dir)?)
+    }
+
+    /// Parses and checks the files of a config dir (no I/O).
+    pub fn from_files(files: ConfigFiles) -> Result<Config, ConfigError> {
+        let dir = files.dir.as_path();
         let mut model = Model::default();
-        if let Some(overrides) = load_optional::<ModelOverrides>(&dir.join("scoring.yaml"))? {
-            model.apply(overrides);
+        if let Some(bytes) = &files.scoring {
+            let path = dir.join("scoring.yaml");
+            model.apply(parse::<ModelOverrides>(&path, &decode(&path, bytes)?)?);
         }
-        let attribution = match load_optional::<crate::attribution::AttributionFile>(&dir.join("attribution.yaml"))? {
-            Some(file) => AttributionRules::from_file(file),
+        let attribution = match &files.attribution {
+            Some(bytes) => {
+                let path = dir.join("attribution.yaml");
+                AttributionRules::from_file(parse(&path, &decode(&path, bytes)?)?)
+            }
             None => AttributionRules::default(),
         };
-        let mappings = load_mappings(dir)?;
-        let connectors = load_connectors(&dir.join("connectors"))?;
-        for c in &connectors {
-            check_sink(dir, c, &mappings)?;
+        let mappings = load_mappings(&files.mappings)?;
+        let connectors = load_connectors(&files.connectors)?;
+        for (c, (_, text)) in connectors.iter().zip(&files.connectors) {
+            check_sink(dir, c, &decode(&c.path, text)?, &mappings)?;
         }
         Ok(Config {
             dir: dir.to_path_buf(),
@@ -235,18 +307,11 @@ fn mapping_key(path: &str) -> String {
     path.trim_start_matches("./").to_owned()
 }
 
-fn load_mappings(dir: &Path) -> Result<BTreeMap<String, std::sync::Arc<Mapping>>, ConfigError> {
+fn load_mappings(files: &[(PathBuf, Vec<u8>)]) -> Result<BTreeMap<String, std::sync::Arc<Mapping>>, ConfigError> {
     let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir.join("mappings")) else {
-        return Ok(out);
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let text = read(&path)?;
+    for (path, bytes) in files {
+        let path = path.clone();
+        let text = decode(&path, bytes)?;
         let mapping: Mapping = parse_lenient(&path, &text)?;
         if let Err((at, message)) = mapping.validate() {
             let (line, column) = locate(&text, &at);
@@ -279,12 +344,11 @@ fn locate(text: &str, path: &str) -> (u64, u64) {
 }
 
 /// A sink's mapping must exist, and its triggers must be actions the sink can run.
-fn check_sink(dir: &Path, c: &Connector, mappings: &BTreeMap<String, std::sync::Arc<Mapping>>) -> Result<(), ConfigError> {
+fn check_sink(dir: &Path, c: &Connector, text: &str, mappings: &BTreeMap<String, std::sync::Arc<Mapping>>) -> Result<(), ConfigError> {
     let Some(path) = c.mapping_path() else {
         return Ok(());
     };
-    let text = read(&c.path)?;
-    let (line, column) = locate(&text, "mapping");
+    let (line, column) = locate(text, "mapping");
     let invalid = |message: String| ConfigError::Invalid { path: c.path.clone(), line, column, message };
     let mapping = mappings.get(&mapping_key(path)).ok_or_else(|| {
         invalid(format!(
@@ -314,21 +378,15 @@ fn check_sink(dir: &Path, c: &Connector, mappings: &BTreeMap<String, std::sync::
     Ok(())
 }
 
-fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    paths.sort();
+fn load_connectors(files: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Connector>, ConfigError> {
     let mut out: Vec<Connector> = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for path in paths {
-        let text = read(&path)?;
+    for (path, bytes) in files {
+        let path = path.clone();
+        let text = decode(&path, bytes)?;
         let header: ConnectorHeader = parse_lenient(&path, &text)?;
         let file_error = |message: String| ConfigError::File { path: path.clone(), message };
+        check_env_names(&path, &text)?;
         let kind = header.kind.ok_or_else(|| file_error("missing required key `kind`".into()))?;
         let name = header.name.ok_or_else(|| file_error("missing required key `name`".into()))?;
         let connector = match kind.as_str() {
@@ -410,19 +468,69 @@ fn load_connectors(dir: &Path) -> Result<Vec<Connector>, ConfigError> {
     Ok(out)
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// Every `*_env` key, at any depth, must name an environment variable: a value that is
+/// not a name is most likely the secret itself, and is refused without being echoed.
+fn check_env_names(path: &Path, text: &str) -> Result<(), ConfigError> {
+    fn walk(value: &serde_json::Value, at: &str) -> Option<String> {
+        let serde_json::Value::Object(map) = value else {
+            return None;
+        };
+        map.iter().find_map(|(key, v)| {
+            let here = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+            match v {
+                serde_json::Value::String(var) if key.ends_with("_env") && !crate::auth::is_env_name(var) => Some(here),
+                _ => walk(v, &here),
+            }
+        })
+    }
+    let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(text) else {
+        return Ok(()); // the typed parse that follows reports it
+    };
+    match walk(&value, "") {
+        None => Ok(()),
+        Some(at) => {
+            let (line, column) = locate(text, &at);
+            let key = at.rsplit('.').next().unwrap_or(&at);
+            Err(ConfigError::Invalid { path: path.to_path_buf(), line, column, message: crate::auth::env_name_message(key) })
+        }
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn load_optional<T: DeserializeOwned + Default>(path: &Path) -> Result<Option<T>, ConfigError> {
-    if !path.exists() {
-        return Ok(None);
+/// Config files are UTF-8 (a leading byte-order mark is fine): anything else is
+/// reported with the line and column of the first byte that is not.
+fn decode(path: &Path, bytes: &[u8]) -> Result<String, ConfigError> {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(ConfigError::File {
+            path: path.to_path_buf(),
+            message: "the file is UTF-16; config files must be UTF-8 (convert it with `iconv -f utf-16 -t utf-8`)".into(),
+        });
     }
-    let text = read(path)?;
-    parse(path, &text).map(Some)
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    match std::str::from_utf8(text) {
+        Ok(t) => Ok(t.to_owned()),
+        Err(e) => {
+            let good = &text[..e.valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&good[line_start..]).chars().count() as u64 + 1;
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: format!(
+                    "byte 0x{:02X} is not valid UTF-8; config files must be UTF-8 (convert e.g. Latin-1 with `iconv -f latin1 -t utf-8`)",
+                    text[e.valid_up_to()]
+                ),
+            })
+        }
+    }
 }
 
 /// Parses one YAML file strictly; an empty file (or one holding only comments) is the
@@ -453,6 +561,7 @@ fn located(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
         Some((loc, rest)) if loc.starts_with("line ") => rest.to_owned(),
         _ => first.to_owned(),
     };
+    let message = plain_message(message);
     match e.location() {
         Some(loc) => ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -465,6 +574,30 @@ fn located(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
             message,
         },
     }
+}
+
+/// Keys that would hold a secret inline; secrets come from `*_env` or `*_file` only.
+const INLINE_SECRET_KEYS: [&str; 9] =
+    ["token", "api_key", "apikey", "access_token", "client_secret", "refresh_token", "password", "secret", "private_key"];
+
+/// The parser's messages, in the operator's words: no parser options, and a secret
+/// written inline gets told where secrets go (the value itself is never echoed).
+fn plain_message(message: String) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        return format!("duplicate key `{key}` (each key may appear once)");
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or_default();
+        let expected = rest.split_once("expected one of ").map_or("", |(_, e)| e);
+        let has_env_key = expected.split(", ").any(|k| k.trim_matches('`') == format!("{key}_env"));
+        if INLINE_SECRET_KEYS.contains(&key) && has_env_key {
+            return format!(
+                "`{key}` holds a secret inline; secrets are never written in config: name an environment variable with `{key}_env` or a file with `{key}_file`"
+            );
+        }
+    }
+    message
 }
 
 impl Default for ExportConnector {

@@ -142,14 +142,36 @@ impl ExportFile {
         if meta.is_dir() {
             return Err(io(std::io::Error::other("is a directory, not an export file")));
         }
+        ExportFile::from_reader(path, file, meta.len(), options)
+    }
+
+    /// Reads an export from any reader; `path` names it in reasons and errors and its
+    /// extension picks the format under `auto`. The one parsing entry point: `open`
+    /// and the fuzz targets (`fuzz/`) both go through it.
+    pub fn from_reader<R: Read + 'static>(
+        path: &Path,
+        inner: R,
+        size: u64,
+        options: &ExportOptions,
+    ) -> Result<ExportFile, ExportError> {
+        let io = |source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let bytes_read = BytesRead::default();
-        let mut reader = BufReader::with_capacity(
+        let mut raw = BufReader::with_capacity(
             256 * 1024,
             CountingReader {
-                inner: file,
+                inner,
                 count: bytes_read.clone(),
             },
         );
+        // UTF-16 (as some spreadsheet tools save "Unicode text") is read through a
+        // transcoder, so the file imports instead of failing on every line.
+        let mut reader: Box<dyn BufRead> = match utf16_bom(&mut raw).map_err(io)? {
+            Some(big_endian) => Box::new(BufReader::with_capacity(256 * 1024, Utf16Reader::new(raw, big_endian))),
+            None => Box::new(raw),
+        };
         let format = match options.format {
             ExportFormat::Auto => detect_format(path, &mut reader).map_err(io)?,
             f => f,
@@ -170,11 +192,111 @@ impl ExportFile {
         Ok(ExportFile {
             path: path.to_path_buf(),
             format,
-            size: meta.len(),
+            size,
             bytes_read,
             records,
         })
     }
+}
+
+/// Consumes a UTF-16 byte-order mark: `Some(big_endian)` when the text is UTF-16.
+fn utf16_bom<R: BufRead>(reader: &mut R) -> std::io::Result<Option<bool>> {
+    let bom = match reader.fill_buf()? {
+        [0xFF, 0xFE, ..] => Some(false),
+        [0xFE, 0xFF, ..] => Some(true),
+        _ => None,
+    };
+    if bom.is_some() {
+        reader.consume(2);
+    }
+    Ok(bom)
+}
+
+/// Turns UTF-16 (after its byte-order mark) into UTF-8; unpaired surrogates become
+/// U+FFFD, so a damaged line is quarantined like any other.
+struct Utf16Reader<R> {
+    inner: R,
+    big_endian: bool,
+    /// Bytes of an incomplete code unit and an unpaired high surrogate, kept for the
+    /// next read.
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: Read> Utf16Reader<R> {
+    fn new(inner: R, big_endian: bool) -> Self {
+        Utf16Reader { inner, big_endian, pending: Vec::new(), out: Vec::new(), pos: 0 }
+    }
+
+    fn refill(&mut self) -> std::io::Result<()> {
+        self.out.clear();
+        self.pos = 0;
+        let mut chunk = [0u8; 64 * 1024];
+        while self.out.is_empty() {
+            let n = self.inner.read(&mut chunk)?;
+            let eof = n == 0;
+            self.pending.extend_from_slice(&chunk[..n]);
+            let whole = self.pending.len() / 2 * 2;
+            let mut units: Vec<u16> = self.pending[..whole]
+                .chunks_exact(2)
+                .map(|p| if self.big_endian { u16::from_be_bytes([p[0], p[1]]) } else { u16::from_le_bytes([p[0], p[1]]) })
+                .collect();
+            let mut keep = self.pending[whole..].to_vec();
+            // A high surrogate at the end may pair with the next read's first unit.
+            if !eof && units.last().is_some_and(|u| (0xD800..0xDC00).contains(u)) {
+                let last = units.pop().expect("checked");
+                let bytes = if self.big_endian { last.to_be_bytes() } else { last.to_le_bytes() };
+                keep.splice(0..0, bytes);
+            }
+            for c in char::decode_utf16(units) {
+                let mut buf = [0u8; 4];
+                self.out.extend_from_slice(c.unwrap_or(char::REPLACEMENT_CHARACTER).encode_utf8(&mut buf).as_bytes());
+            }
+            self.pending = keep;
+            if eof {
+                if !self.pending.is_empty() {
+                    self.pending.clear();
+                    self.out.extend_from_slice(char::REPLACEMENT_CHARACTER.to_string().as_bytes());
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Utf16Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.out.len() {
+            self.refill()?;
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// An invalid line as the store keeps it: reason and raw text with emails and IP
+/// addresses replaced by hashes (the quarantine holds no personal data either).
+fn invalid_record(line: u64, reason: &str, raw: &str) -> Record {
+    Record::Invalid {
+        line,
+        // One line per reason in the summary: line breaks a value carried are escaped.
+        reason: crate::activity::redact_personal_data(reason).replace('\r', "\\r").replace('\n', "\\n"),
+        raw: crate::activity::redact_personal_data(raw).into_owned(),
+    }
+}
+
+/// Why bytes are not UTF-8, with the offending byte and where it is (1-based column).
+fn not_utf8(what: &str, bytes: &[u8], e: std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    let byte = bytes.get(at).copied().unwrap_or_default();
+    format!(
+        "{what} is not valid UTF-8 (byte 0x{byte:02X} at column {}; export files must be UTF-8: convert e.g. Latin-1 with `iconv -f latin1 -t utf-8`)",
+        at + 1
+    )
 }
 
 impl Iterator for ExportFile {
@@ -269,11 +391,11 @@ impl<R: BufRead> Iterator for NdjsonRecords<R> {
             self.line += 1;
             let line = self.line;
             if too_long {
-                return Some(Ok(Record::Invalid {
+                return Some(Ok(invalid_record(
                     line,
-                    reason: format!("line is longer than {} bytes", MAX_LINE_BYTES),
-                    raw: String::from_utf8_lossy(&buf[..buf.len().min(1024)]).into_owned(),
-                }));
+                    &format!("line is longer than {} bytes ({seen} bytes)", MAX_LINE_BYTES),
+                    &String::from_utf8_lossy(&buf[..buf.len().min(1024)]),
+                )));
             }
             let mut bytes = buf.as_slice();
             if line == 1 {
@@ -282,11 +404,11 @@ impl<R: BufRead> Iterator for NdjsonRecords<R> {
             let text = match std::str::from_utf8(bytes) {
                 Ok(t) => t.trim(),
                 Err(e) => {
-                    return Some(Ok(Record::Invalid {
+                    return Some(Ok(invalid_record(
                         line,
-                        reason: format!("line is not valid UTF-8 (at byte {})", e.valid_up_to()),
-                        raw: String::from_utf8_lossy(bytes).trim().to_owned(),
-                    }));
+                        &not_utf8("line", bytes, e),
+                        String::from_utf8_lossy(bytes).trim(),
+                    )));
                 }
             };
             if text.is_empty() {
@@ -313,11 +435,7 @@ impl<R: BufRead> Iterator for NdjsonRecords<R> {
             };
             return Some(Ok(match result {
                 Ok(activity) => Record::Valid { line, activity },
-                Err(reason) => Record::Invalid {
-                    line,
-                    reason: reason.0,
-                    raw: text.to_owned(),
-                },
+                Err(reason) => invalid_record(line, &reason.0, text),
             }));
         }
         None
@@ -374,12 +492,13 @@ impl<R: Read> CsvRecords<R> {
             return Err(ExportError::Header {
                 path: path.to_path_buf(),
                 line: 1,
-                message: format!(
+                message: crate::activity::redact_personal_data(&format!(
                     "{what} is missing column{} {} (header has: {})",
                     if missing.len() > 1 { "s" } else { "" },
                     missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
                     headers.join(", ")
-                ),
+                ))
+                .into_owned(),
             });
         }
         Ok(CsvRecords {
@@ -403,8 +522,7 @@ impl<R: Read> CsvRecords<R> {
         }
         let mut row = BTreeMap::new();
         for (name, field) in self.headers.iter().zip(self.record.iter()) {
-            let value = std::str::from_utf8(field)
-                .map_err(|_| Invalid(format!("column `{name}` is not valid UTF-8")))?;
+            let value = std::str::from_utf8(field).map_err(|e| Invalid(not_utf8(&format!("column `{name}`"), field, e)))?;
             let value = value.trim();
             if !value.is_empty() {
                 row.insert(name.as_str(), value.to_owned());
@@ -444,11 +562,7 @@ impl<R: Read> Iterator for CsvRecords<R> {
                     };
                     return Some(Err(ExportError::Io { path: self.path.clone(), source }));
                 }
-                Some(Ok(Record::Invalid {
-                    line,
-                    reason: format!("unreadable CSV row: {e}"),
-                    raw: String::new(),
-                }))
+                Some(Ok(invalid_record(line, &format!("unreadable CSV row: {e}"), "")))
             }
             Ok(true) => {
                 let line = self.record.position().map(|p| p.line()).unwrap_or(0);
@@ -458,11 +572,21 @@ impl<R: Read> Iterator for CsvRecords<R> {
                 });
                 Some(Ok(match result {
                     Ok(activity) => Record::Valid { line, activity },
-                    Err(reason) => Record::Invalid {
-                        line,
-                        reason: reason.0,
-                        raw: self.raw(),
-                    },
+                    Err(reason) => {
+                        // A quoted field may hold line breaks; when the row is invalid, an
+                        // unbalanced `"` is the likely cause, and the lines it swallowed
+                        // are in this row's raw text, not lost: say so.
+                        let last = self.reader.position().line().saturating_sub(1);
+                        let reason = if last > line {
+                            format!(
+                                "{} (the row runs from line {line} to line {last} inside a quoted field: is a `\"` unbalanced?)",
+                                reason.0
+                            )
+                        } else {
+                            reason.0
+                        };
+                        invalid_record(line, &reason, &self.raw())
+                    }
                 }))
             }
         }
