@@ -15,7 +15,7 @@ use crate::sinks::report;
 use crate::sinks::sync::{SyncInput, SyncOptions, sync_connector};
 use crate::store::{LogFilter, RunTotals};
 use crate::import::{FileSummary, ImportError, import_file};
-use crate::scoring::{CompanyScore, Model, day_number, score_company};
+use crate::scoring::{CompanyActivities, CompanyScore, Model, day_number, end_of};
 use crate::sources::export::ExportOptions;
 use crate::store::{Store, StoreError};
 use crate::output;
@@ -47,10 +47,13 @@ impl AppError {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
-    if let Command::Generate { activities, companies, end, seed, out } = &cli.command {
+    if let Command::Generate { activities, companies, end, seed, touch, out } = &cli.command {
         let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, w);
-            crate::generate::generate(&mut w, *activities, *companies, *end, *seed)?;
+            match touch {
+                Some(touched) => crate::generate::generate_update(&mut w, *activities, *touched, *companies, *end, *seed)?,
+                None => crate::generate::generate(&mut w, *activities, *companies, *end, *seed)?,
+            };
             w.flush()
         };
         return if out.as_os_str() == "-" {
@@ -103,7 +106,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let store = open(&db, &config).await?;
             let as_of = as_of.unwrap_or_else(today);
             let domain = crate::activity::normalize_domain(&domain).ok_or_else(|| AppError::Usage(format!("`{domain}` is not a domain")))?;
-            let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
+            let until = end_of(as_of);
             let acts = store.company_activities(&domain, until).await?;
             let explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
                 .ok_or_else(|| AppError::Failed(format!("{domain} has no attributed activity on or before {as_of}")))?;
@@ -261,17 +264,12 @@ pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<u
     let Some(version) = incremental else {
         return Ok(score_and_persist(store, model, as_of).await?.len());
     };
-    let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
     let changed = store.companies_changed_since(version).await?;
-    let mut scores = Vec::new();
-    let mut removed = Vec::new();
-    for domain in &changed {
-        let acts = store.company_activities(domain, until).await?;
-        match score_company(domain, &acts, model, as_of) {
-            Some(s) => scores.push(s),
-            None => removed.push(domain.clone()),
-        }
-    }
+    let mut companies = CompanyActivities::new(model);
+    store.scan_scoring(end_of(as_of), Some(version), |domain, a| companies.push(domain, a)).await?;
+    let scores = companies.score(as_of);
+    let scored: std::collections::HashSet<&str> = scores.iter().map(|s| s.domain.as_str()).collect();
+    let removed: Vec<String> = changed.iter().filter(|d| !scored.contains(d.as_str())).cloned().collect();
     store.update_scores(as_of, &now, &scores, &removed).await?;
     Ok(changed.len())
 }
@@ -483,15 +481,9 @@ async fn score_inputs(store: &Store, model: &Model) -> Result<String, AppError> 
 
 /// Scores of every company at `as_of`, by score descending then domain.
 pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> Result<Vec<CompanyScore>, AppError> {
-    let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
-    let mut scores = Vec::new();
-    store
-        .for_each_company(until, |domain, acts| {
-            if let Some(s) = score_company(domain, acts, model, as_of) {
-                scores.push(s);
-            }
-        })
-        .await?;
+    let mut companies = CompanyActivities::new(model);
+    store.scan_scoring(end_of(as_of), None, |domain, a| companies.push(domain, a)).await?;
+    let mut scores = companies.score(as_of);
     sort_scores(&mut scores);
     Ok(scores)
 }

@@ -88,6 +88,10 @@ pub enum Command {
         end: NaiveDate,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Write an update of that data set instead: ACTIVITIES new lines spread over
+        /// this many of its companies, in its last 7 days.
+        #[arg(long, value_name = "COMPANIES")]
+        touch: Option<u32>,
         /// Output file; `-` for stdout.
         #[arg(long, default_value = "-")]
         out: PathBuf,

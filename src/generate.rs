@@ -30,56 +30,97 @@ const URLS: [&str; 8] = ["/", "/docs/install", "/docs/quickstart", "/blog/releas
 const VERSIONS: [&str; 6] = ["2.4.1", "2.5.0", "latest", "2.3.9", "2.5.1-enterprise", "nightly"];
 const ACTIONS: [&str; 7] = ["star", "fork", "issue_opened", "pr_opened", "comment", "slack_join", "slack_message"];
 
+/// The companies of one generated data set: each has a persona, drawn by share; its
+/// weight in the activity draw is the persona's activity level. Built first from the
+/// seed, so a later update file sees the same companies.
+struct Population {
+    persona_of: Vec<u8>,
+    cumulative: Vec<u64>,
+    total: u64,
+}
+
+impl Population {
+    fn draw(rng: &mut StdRng, companies: u32) -> Population {
+        let share_total: u32 = PERSONAS.iter().map(|p| p.1).sum();
+        let mut persona_of = Vec::with_capacity(companies as usize);
+        let mut cumulative = Vec::with_capacity(companies as usize);
+        let mut total = 0u64;
+        for _ in 0..companies.max(1) {
+            let mut pick = rng.random_range(0..share_total);
+            let index = PERSONAS.iter().position(|p| if pick < p.1 { true } else { pick -= p.1; false }).unwrap_or(0);
+            persona_of.push(index as u8);
+            total += PERSONAS[index].2 as u64;
+            cumulative.push(total);
+        }
+        Population { persona_of, cumulative, total }
+    }
+
+    fn pick(&self, rng: &mut StdRng) -> usize {
+        let draw = rng.random_range(0..self.total);
+        self.cumulative.partition_point(|&c| c <= draw)
+    }
+}
+
 /// Writes `activities` lines over `companies` companies ending on `end`; a tenth of the
 /// lines carry no company (noise). Returns the lines written.
 pub fn generate(out: &mut impl Write, activities: u64, companies: u32, end: NaiveDate, seed: u64) -> std::io::Result<u64> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let companies = companies.max(1);
-    // Each company gets a persona by share; its weight in the activity draw is the
-    // persona's activity level.
-    let share_total: u32 = PERSONAS.iter().map(|p| p.1).sum();
-    let mut persona_of = Vec::with_capacity(companies as usize);
-    let mut cumulative = Vec::with_capacity(companies as usize);
-    let mut total = 0u64;
-    for _ in 0..companies {
-        let mut pick = rng.random_range(0..share_total);
-        let index = PERSONAS.iter().position(|p| if pick < p.1 { true } else { pick -= p.1; false }).unwrap_or(0);
-        persona_of.push(index as u8);
-        total += PERSONAS[index].2 as u64;
-        cumulative.push(total);
-    }
+    let population = Population::draw(&mut rng, companies);
     let start = end - chrono::TimeDelta::days(179);
     let mut line = String::with_capacity(256);
     for i in 0..activities {
-        line.clear();
         let noise = rng.random_range(0..10) == 0;
-        let company = if noise { None } else { Some(cumulative.partition_point(|&c| c <= rng.random_range(0..total))) };
-        let persona = company.map(|c| &PERSONAS[persona_of[c] as usize]).unwrap_or(&PERSONAS[0]);
+        let company = if noise { None } else { Some(population.pick(&mut rng)) };
+        let persona = company.map(|c| &PERSONAS[population.persona_of[c] as usize]).unwrap_or(&PERSONAS[0]);
         let (from, to) = persona.3;
         let day = rng.random_range((from * 179.0) as i64..=((to * 179.0) as i64).max((from * 179.0) as i64));
-        let date = start + chrono::TimeDelta::days(day);
-        let (h, m) = (rng.random_range(0..24), rng.random_range(0..60));
-        let kinds = persona.4;
-        let weight: u32 = kinds.iter().map(|k| k.1).sum();
-        let mut pick = rng.random_range(0..weight);
-        let kind = kinds.iter().find(|k| if pick < k.1 { true } else { pick -= k.1; false }).map(|k| k.0).unwrap_or("page_view");
-        let source = match kind {
-            "telemetry" => "telemetry",
-            "community" => "github",
-            _ => "scarf",
-        };
-        line.push_str(&format!("{{\"id\":\"g{i}\",\"source\":\"{source}\",\"kind\":\"{kind}\",\"occurred_at\":\"{date}T{h:02}:{m:02}:00Z\""));
-        match company {
-            Some(c) => line.push_str(&format!(",\"company_domain\":\"{}-{c}.com\",\"actor\":\"a{}\"", persona.0, c * 4 + rng.random_range(0..4))),
-            None => line.push_str(&format!(",\"actor\":\"noise{}\"", rng.random_range(0..100_000))),
-        }
-        match kind {
-            "page_view" | "doc_view" => line.push_str(&format!(",\"url\":\"{}\"", URLS[rng.random_range(0..URLS.len())])),
-            "community" => line.push_str(&format!(",\"action\":\"{}\"", ACTIONS[rng.random_range(0..ACTIONS.len())])),
-            _ => line.push_str(&format!(",\"package\":\"oqldb\",\"version\":\"{}\"", VERSIONS[rng.random_range(0..VERSIONS.len())])),
-        }
-        line.push_str("}\n");
+        write_line(&mut line, &mut rng, &format!("g{i}"), company, persona, start + chrono::TimeDelta::days(day));
         out.write_all(line.as_bytes())?;
     }
     Ok(activities)
+}
+
+/// Writes an update to the data set `generate(…, companies, end, seed)` made: `activities`
+/// new lines (ids `u…`, none noise) spread evenly over `touched` of its companies, dated
+/// in the last 7 days up to `end`: what a day of polling adds to a large store.
+pub fn generate_update(out: &mut impl Write, activities: u64, touched: u32, companies: u32, end: NaiveDate, seed: u64) -> std::io::Result<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let population = Population::draw(&mut rng, companies);
+    let companies = population.persona_of.len() as u64;
+    let touched = (touched as u64).clamp(1, companies);
+    let mut line = String::with_capacity(256);
+    for i in 0..activities {
+        let company = ((i % touched) * companies / touched) as usize;
+        let persona = &PERSONAS[population.persona_of[company] as usize];
+        let date = end - chrono::TimeDelta::days(rng.random_range(0..7));
+        write_line(&mut line, &mut rng, &format!("u{i}"), Some(company), persona, date);
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(activities)
+}
+
+/// One activity line of a persona's kinds (noise when `company` is `None`).
+fn write_line(line: &mut String, rng: &mut StdRng, id: &str, company: Option<usize>, persona: &Persona, date: NaiveDate) {
+    line.clear();
+    let (h, m) = (rng.random_range(0..24), rng.random_range(0..60));
+    let kinds = persona.4;
+    let weight: u32 = kinds.iter().map(|k| k.1).sum();
+    let mut pick = rng.random_range(0..weight);
+    let kind = kinds.iter().find(|k| if pick < k.1 { true } else { pick -= k.1; false }).map(|k| k.0).unwrap_or("page_view");
+    let source = match kind {
+        "telemetry" => "telemetry",
+        "community" => "github",
+        _ => "scarf",
+    };
+    line.push_str(&format!("{{\"id\":\"{id}\",\"source\":\"{source}\",\"kind\":\"{kind}\",\"occurred_at\":\"{date}T{h:02}:{m:02}:00Z\""));
+    match company {
+        Some(c) => line.push_str(&format!(",\"company_domain\":\"{}-{c}.com\",\"actor\":\"a{}\"", persona.0, c * 4 + rng.random_range(0..4))),
+        None => line.push_str(&format!(",\"actor\":\"noise{}\"", rng.random_range(0..100_000))),
+    }
+    match kind {
+        "page_view" | "doc_view" => line.push_str(&format!(",\"url\":\"{}\"", URLS[rng.random_range(0..URLS.len())])),
+        "community" => line.push_str(&format!(",\"action\":\"{}\"", ACTIONS[rng.random_range(0..ACTIONS.len())])),
+        _ => line.push_str(&format!(",\"package\":\"oqldb\",\"version\":\"{}\"", VERSIONS[rng.random_range(0..VERSIONS.len())])),
+    }
+    line.push_str("}\n");
 }

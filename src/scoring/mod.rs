@@ -127,47 +127,138 @@ fn order_key(a: &ScoringActivity) -> (i64, &str, &str) {
     (a.occurred_at, a.source.as_str(), a.id.as_str())
 }
 
-/// A company's activities up to `end` in scoring order, with their days, laid out as
-/// a daily series, and the day of its last activity.
-fn daily<'a>(activities: &'a [ScoringActivity], model: &Model, end: i32) -> Option<(Vec<(&'a ScoringActivity, DayMonth)>, DailySeries, i32)> {
-    let mut acts: Vec<(&ScoringActivity, DayMonth)> = activities
-        .iter()
-        .filter_map(|a| {
-            let dm = DayMonth::of(date_of(a.occurred_at));
-            (dm.day <= end).then_some((a, dm))
-        })
-        .collect();
+/// One activity reduced to what the score, the stages and the signals read: its day and
+/// month, kind, resolved tier, and its actor and version as numbers (0: none) that are
+/// equal exactly when the strings are. 16 bytes, no heap: the full rescore holds every
+/// activity of the store in this form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compact {
+    pub day: i32,
+    pub actor: u32,
+    pub version: u32,
+    pub month: u16,
+    pub kind: Kind,
+    pub tier: Tier,
+}
+
+/// Interns strings to small numbers (from 1), so distinct counts compare integers.
+#[derive(Default)]
+pub struct Interner {
+    ids: std::collections::HashMap<Box<str>, u32>,
+}
+
+impl Interner {
+    pub fn id(&mut self, s: Option<&str>) -> u32 {
+        match s.filter(|s| !s.is_empty()) {
+            None => 0,
+            Some(s) => {
+                if let Some(&id) = self.ids.get(s) {
+                    return id;
+                }
+                let id = self.ids.len() as u32 + 1;
+                self.ids.insert(s.into(), id);
+                id
+            }
+        }
+    }
+}
+
+/// An activity as the store reads it, before it is reduced to `Compact`.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivityRef<'a> {
+    pub occurred_at: i64,
+    pub kind: Kind,
+    pub action: Option<Action>,
+    pub tier: Option<Tier>,
+    pub actor: Option<&'a str>,
+    pub package: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub url: Option<&'a str>,
+}
+
+impl<'a> ActivityRef<'a> {
+    pub fn of(a: &'a ScoringActivity) -> ActivityRef<'a> {
+        ActivityRef {
+            occurred_at: a.occurred_at,
+            kind: a.kind,
+            action: a.action,
+            tier: a.tier,
+            actor: a.actor.as_deref(),
+            package: a.package.as_deref(),
+            version: a.version.as_deref(),
+            url: a.url.as_deref(),
+        }
+    }
+}
+
+/// Reduces activities to `Compact` under one model: the tier rules run here, once per
+/// activity, with one reusable buffer instead of an allocation per URL or version.
+pub struct Compactor<'m> {
+    model: &'m Model,
+    actors: Interner,
+    versions: Interner,
+    scratch: String,
+    /// The last day converted to a calendar month, and its month.
+    last: (i32, u16),
+}
+
+impl<'m> Compactor<'m> {
+    pub fn new(model: &'m Model) -> Self {
+        Compactor { model, actors: Interner::default(), versions: Interner::default(), scratch: String::new(), last: (i32::MIN, 0) }
+    }
+
+    pub fn compact(&mut self, a: &ActivityRef<'_>) -> Compact {
+        let day = a.occurred_at.div_euclid(NANOS_PER_DAY) as i32;
+        if self.last.0 != day {
+            self.last = (day, DayMonth::of(date_of_day(day)).month as u16);
+        }
+        let tier = points::resolve_tier_with(&self.model.tiers, a.kind, a.action, a.tier, a.url, a.package, a.version, &mut self.scratch);
+        Compact {
+            day,
+            actor: self.actors.id(a.actor),
+            version: if a.kind.is_usage() { self.versions.id(a.version) } else { 0 },
+            month: self.last.1,
+            kind: a.kind,
+            tier,
+        }
+    }
+}
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// The first instant (UTC nanoseconds) after the as-of date: what the store reads up to.
+pub fn end_of(as_of: NaiveDate) -> i64 {
+    (day_number(as_of) as i64 + 1) * NANOS_PER_DAY
+}
+
+/// A company's activities up to `end` laid out as a daily series; the day of its last
+/// activity. `acts` is sorted by day here. The order within a day does not matter:
+/// every activity of a bucket earns the same points, so a bucket's award on a day is
+/// min(n × points, day room, month room) whichever of them comes first.
+fn daily(acts: &mut Vec<Compact>, model: &Model, end: i32) -> Option<(DailySeries, i32)> {
+    acts.retain(|a| a.day <= end);
     if acts.is_empty() {
         return None;
     }
-    if !acts.is_sorted_by(|x, y| order_key(x.0) <= order_key(y.0)) {
-        acts.sort_by(|x, y| order_key(x.0).cmp(&order_key(y.0)));
+    if !acts.is_sorted_by_key(|a| a.day) {
+        acts.sort_unstable_by_key(|a| a.day);
     }
-    let first_day = acts[0].1.day;
+    let first_day = acts[0].day;
     let days = (end - first_day + 1) as usize;
     let mut points = vec![0 as Micro; days];
     let mut views = vec![0u32; days];
     let mut usage = vec![0u32; days];
     let mut events = vec![0u32; days];
     let mut awarder = Awarder::new(model);
-    let mut last_day = first_day;
-    for (a, dm) in &acts {
-        let tier = resolve_tier(
-            &model.tiers,
-            a.kind,
-            a.action,
-            a.tier,
-            a.url.as_deref(),
-            a.package.as_deref(),
-            a.version.as_deref(),
-        );
-        let i = (dm.day - first_day) as usize;
-        points[i] += awarder.award(model::Category::of(a.kind), tier, *dm);
+    for a in acts.iter() {
+        let i = (a.day - first_day) as usize;
+        let when = DayMonth { day: a.day, month: a.month as i32 };
+        points[i] += awarder.award(model::Category::of(a.kind), a.tier, when);
         views[i] += a.kind.is_view() as u32;
         usage[i] += a.kind.is_usage() as u32;
         events[i] += 1;
-        last_day = dm.day;
     }
+    let last_day = acts[acts.len() - 1].day;
     let series = DailySeries {
         first_day,
         last_day: end,
@@ -176,16 +267,41 @@ fn daily<'a>(activities: &'a [ScoringActivity], model: &Model, end: i32) -> Opti
         usage: prefix(&usage),
         events: prefix(&events),
     };
-    Some((acts, series, last_day))
+    Some((series, last_day))
+}
+
+fn compact_all(activities: &[ScoringActivity], model: &Model) -> Vec<Compact> {
+    let mut c = Compactor::new(model);
+    activities.iter().map(|a| c.compact(&ActivityRef::of(a))).collect()
 }
 
 /// Every stage change from the first activity to `as_of`, with its date.
 pub fn stage_changes(activities: &[ScoringActivity], model: &Model, as_of: NaiveDate) -> Vec<(NaiveDate, Stage)> {
     let end = day_number(as_of);
-    match daily(activities, model, end) {
-        Some((_, series, _)) => stages::StageTimeline::build(&series, model, end).changes().into_iter().map(|(d, s)| (date_of_day(d), s)).collect(),
+    match daily(&mut compact_all(activities, model), model, end) {
+        Some((series, _)) => stages::StageTimeline::build(&series, model, end).changes().into_iter().map(|(d, s)| (date_of_day(d), s)).collect(),
         None => Vec::new(),
     }
+}
+
+/// Raw counts of views, usage (downloads and telemetry) and all activities over the
+/// last 30, 60 and 90 days at `as_of`: what the stage gates read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowTotals {
+    pub views: [u32; 3],
+    pub usage: [u32; 3],
+    pub events: [u32; 3],
+}
+
+pub fn window_totals(activities: &[ScoringActivity], model: &Model, as_of: NaiveDate) -> Option<WindowTotals> {
+    let end = day_number(as_of);
+    let (series, _) = daily(&mut compact_all(activities, model), model, end)?;
+    let over = |f: &dyn Fn(i32, i32) -> u32| [30, 60, 90].map(|n| f(end - n + 1, end));
+    Some(WindowTotals {
+        views: over(&|a, b| series.views(a, b)),
+        usage: over(&|a, b| series.usage(a, b)),
+        events: over(&|a, b| series.events(a, b)),
+    })
 }
 
 /// Scores one company at `as_of`. `None` when it has no activity on or before that date.
@@ -195,11 +311,17 @@ pub fn score_company(
     model: &Model,
     as_of: NaiveDate,
 ) -> Option<CompanyScore> {
+    score_compact(domain, &mut compact_all(activities, model), model, as_of, &mut Vec::new())
+}
+
+/// Scores one company from its compacted activities (any order; sorted here).
+/// `scratch` is reused between companies for the distinct counts.
+pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of: NaiveDate, scratch: &mut Vec<u32>) -> Option<CompanyScore> {
     let end = day_number(as_of);
-    let (acts, series, last_day) = daily(activities, model, end)?;
+    let (series, last_day) = daily(acts, model, end)?;
     let first_day = series.first_day;
     let timeline = stages::StageTimeline::build(&series, model, end);
-    let counts = signals::WindowCounts::of(acts.iter().map(|(a, dm)| (*a, dm.day)), end);
+    let counts = signals::WindowCounts::of(acts, end, scratch);
     let score = series.points(end - model.windows.score + 1, end);
     let peak_stage = timeline.peak();
     let versions_90d = counts.versions_90d;
@@ -232,6 +354,70 @@ pub fn score_company(
             series.events(end - 13, end - 7),
         ),
     })
+}
+
+/// Every company of a store scan, gathered in compact form and scored together: the
+/// full rescore. Rows arrive in any order (the store reads its table front to back).
+pub struct CompanyActivities<'m> {
+    compactor: Compactor<'m>,
+    index: std::collections::HashMap<Box<str>, u32>,
+    domains: Vec<Box<str>>,
+    acts: Vec<Vec<Compact>>,
+}
+
+impl<'m> CompanyActivities<'m> {
+    pub fn new(model: &'m Model) -> Self {
+        CompanyActivities { compactor: Compactor::new(model), index: Default::default(), domains: Vec::new(), acts: Vec::new() }
+    }
+
+    pub fn push(&mut self, company: &str, a: &ActivityRef<'_>) {
+        let i = match self.index.get(company) {
+            Some(&i) => i as usize,
+            None => {
+                let i = self.domains.len();
+                self.index.insert(company.into(), i as u32);
+                self.domains.push(company.into());
+                self.acts.push(Vec::new());
+                i
+            }
+        };
+        let c = self.compactor.compact(a);
+        self.acts[i].push(c);
+    }
+
+    /// Scores every company at `as_of` on all cores, in no particular order.
+    pub fn score(self, as_of: NaiveDate) -> Vec<CompanyScore> {
+        let model = self.compactor.model;
+        let CompanyActivities { domains, mut acts, .. } = self;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        // Contiguous ranges of about equal activity counts, one per thread.
+        let mut work: Vec<(&[Box<str>], &mut [Vec<Compact>])> = Vec::new();
+        let (mut names, mut rest) = (&domains[..], &mut acts[..]);
+        for t in (1..=threads).rev() {
+            let goal = rest.iter().map(Vec::len).sum::<usize>() / t;
+            let (mut n, mut seen) = (0, 0);
+            while n < rest.len() && (seen < goal || t == 1) {
+                seen += rest[n].len();
+                n += 1;
+            }
+            let (a, b) = std::mem::take(&mut rest).split_at_mut(n);
+            let (x, y) = names.split_at(n);
+            work.push((x, a));
+            (names, rest) = (y, b);
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = work
+                .into_iter()
+                .map(|(names, acts)| {
+                    s.spawn(move || {
+                        let mut scratch = Vec::new();
+                        names.iter().zip(acts.iter_mut()).filter_map(|(d, a)| score_compact(d, a, model, as_of, &mut scratch)).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("scoring thread")).collect()
+        })
+    }
 }
 
 /// Points of the score window by category and tier: what a score is made of.

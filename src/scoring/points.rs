@@ -19,12 +19,28 @@ pub fn resolve_tier(
     package: Option<&str>,
     version: Option<&str>,
 ) -> Tier {
+    resolve_tier_with(rules, kind, action, explicit, url, package, version, &mut String::new())
+}
+
+/// `resolve_tier` with a buffer for the lower-cased path or version, reused across
+/// activities so that resolving a tier allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn resolve_tier_with(
+    rules: &TierRules,
+    kind: Kind,
+    action: Option<Action>,
+    explicit: Option<Tier>,
+    url: Option<&str>,
+    package: Option<&str>,
+    version: Option<&str>,
+    scratch: &mut String,
+) -> Tier {
     if let Some(t) = explicit {
         return t;
     }
     match kind {
-        Kind::PageView | Kind::DocView => view_tier(rules, kind, url),
-        Kind::Download => download_tier(rules, package, version),
+        Kind::PageView | Kind::DocView => view_tier(rules, kind, url, scratch),
+        Kind::Download => download_tier(rules, package, version, scratch),
         Kind::Community => action
             .map(|a| rules.community[a as usize])
             .unwrap_or(Tier::Low),
@@ -32,8 +48,12 @@ pub fn resolve_tier(
     }
 }
 
-fn view_tier(rules: &TierRules, kind: Kind, url: Option<&str>) -> Tier {
-    let path = url.map(url_path).unwrap_or_default();
+fn view_tier(rules: &TierRules, kind: Kind, url: Option<&str>, scratch: &mut String) -> Tier {
+    scratch.clear();
+    if let Some(url) = url {
+        url_path_into(url, scratch);
+    }
+    let path = scratch.as_str();
     let below = |base: &str| {
         let base = base.trim_end_matches('/');
         path == base || (path.starts_with(base) && path[base.len()..].starts_with('/'))
@@ -52,6 +72,12 @@ fn view_tier(rules: &TierRules, kind: Kind, url: Option<&str>) -> Tier {
 
 /// The lower-cased path of a full URL or of a bare path, without query or fragment.
 pub fn url_path(url: &str) -> String {
+    let mut path = String::new();
+    url_path_into(url, &mut path);
+    path
+}
+
+fn url_path_into(url: &str, out: &mut String) {
     let url = url.trim();
     let after_host = if let Some(pos) = url.find("://") {
         let rest = &url[pos + 3..];
@@ -62,18 +88,28 @@ pub fn url_path(url: &str) -> String {
         url
     };
     let path = &after_host[..after_host.find(['?', '#']).unwrap_or(after_host.len())];
-    let mut path = path.to_lowercase();
     if !path.starts_with('/') {
-        path.insert(0, '/');
+        out.push('/');
     }
-    path
+    lowercase_into(path, out);
 }
 
-fn download_tier(rules: &TierRules, package: Option<&str>, version: Option<&str>) -> Tier {
-    let contains_marker = |s: Option<&str>| {
+/// Appends `s` lower-cased (Unicode rules, as `str::to_lowercase`) without allocating
+/// when it is ASCII.
+fn lowercase_into(s: &str, out: &mut String) {
+    if s.is_ascii() {
+        out.extend(s.bytes().map(|b| b.to_ascii_lowercase() as char));
+    } else {
+        out.push_str(&s.to_lowercase());
+    }
+}
+
+fn download_tier(rules: &TierRules, package: Option<&str>, version: Option<&str>, scratch: &mut String) -> Tier {
+    let mut contains_marker = |s: Option<&str>| {
         s.is_some_and(|s| {
-            let s = s.to_lowercase();
-            rules.download_high_markers.iter().any(|m| s.contains(m.as_str()))
+            scratch.clear();
+            lowercase_into(s, scratch);
+            rules.download_high_markers.iter().any(|m| scratch.contains(m.as_str()))
         })
     };
     if contains_marker(package) || contains_marker(version) {

@@ -1,11 +1,9 @@
 //! The counted signals reported beside the stage: raw (uncapped) counts over the last
 //! 30 and 90 days, distinct actors and versions, and period-over-period changes.
 
-use std::collections::HashSet;
-
 use serde::Serializer;
 
-use super::{Micro, ScoringActivity};
+use super::{Compact, Micro};
 use crate::activity::Kind;
 
 /// Raw counts at the as-of date `end` (a day number).
@@ -22,32 +20,12 @@ pub struct WindowCounts {
 }
 
 impl WindowCounts {
-    /// Counts over `(activity, day)` pairs; activities after `end` must already be
-    /// filtered out.
-    pub fn of<'a>(acts: impl Iterator<Item = (&'a ScoringActivity, i32)>, end: i32) -> Self {
+    /// Counts over a company's compacted activities; activities after `end` must
+    /// already be filtered out. `scratch` is reused between companies.
+    pub fn of(acts: &[Compact], end: i32, scratch: &mut Vec<u32>) -> Self {
         let mut c = WindowCounts::default();
-        let mut actors_30: HashSet<&str> = HashSet::new();
-        let mut actors_90: HashSet<&str> = HashSet::new();
-        let mut versions_90: HashSet<&str> = HashSet::new();
-        for (a, day) in acts {
-            if day <= end - 90 {
-                continue;
-            }
-            let actor = a.actor.as_deref().filter(|s| !s.is_empty());
-            if let Some(actor) = actor {
-                actors_90.insert(actor);
-            }
-            if a.kind.is_usage()
-                && let Some(v) = a.version.as_deref().filter(|s| !s.is_empty()) {
-                    versions_90.insert(v);
-                }
-            if day <= end - 30 {
-                continue;
-            }
+        for a in acts.iter().filter(|a| a.day > end - 30) {
             c.events_30d += 1;
-            if let Some(actor) = actor {
-                actors_30.insert(actor);
-            }
             match a.kind {
                 Kind::Download => c.downloads_30d += 1,
                 Kind::PageView | Kind::DocView => c.views_30d += 1,
@@ -55,9 +33,17 @@ impl WindowCounts {
                 Kind::Telemetry => c.telemetry_30d += 1,
             }
         }
-        c.actors_30d = actors_30.len() as u32;
-        c.actors_90d = actors_90.len() as u32;
-        c.versions_90d = versions_90.len() as u32;
+        let mut distinct = |days: i32, of: fn(&Compact) -> u32| {
+            scratch.clear();
+            scratch.extend(acts.iter().filter(|a| a.day > end - days).map(of).filter(|&id| id != 0));
+            scratch.sort_unstable();
+            scratch.dedup();
+            scratch.len() as u32
+        };
+        c.actors_30d = distinct(30, |a| a.actor);
+        c.actors_90d = distinct(90, |a| a.actor);
+        // Compact.version is 0 for activities that are not usage.
+        c.versions_90d = distinct(90, |a| a.version);
         c
     }
 }

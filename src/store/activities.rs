@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use futures_util::TryStreamExt;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 use super::quarantine::{QuarantinedLine, insert_quarantined};
+use super::raw::{Param, Row as RawRow, Statement};
 use super::{Store, StoreError, bump_data_version, now_nanos, set_meta};
 use crate::activity::{Action, Activity, Kind, Tier};
 use crate::attribution::{AttributionRules, Rule};
-use crate::scoring::ScoringActivity;
+use crate::scoring::{ActivityRef, ScoringActivity};
 
 /// An activity with the company attribution placed it at (if any).
 #[derive(Debug, Clone)]
@@ -29,12 +30,20 @@ pub struct InsertOutcome {
     pub quarantined: u64,
 }
 
-/// Rows per INSERT statement: 17 columns × 500 rows stays under SQLite's 32,766
-/// variables and amortizes the statement overhead.
-const ROWS_PER_STATEMENT: usize = 500;
+/// One prepared insert, stepped once per activity inside the batch's transaction.
+const INSERT_ACTIVITY: &str = "INSERT INTO activities (source, id, kind, action, occurred_at, tier, source_domain, \
+     company_domain, attributed_by, company_name, actor, email_domain, package, version, url, properties, imported_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT (source, id) DO NOTHING";
 
-const INSERT_COLUMNS: &str = "INSERT INTO activities (source, id, kind, action, occurred_at, tier, source_domain, \
-     company_domain, attributed_by, company_name, actor, email_domain, package, version, url, properties, imported_at) ";
+/// What scoring reads of every attributed activity. `NOT INDEXED`: the table is read
+/// front to back, in storage order, which is far cheaper than walking the company index
+/// and looking every row up; the full rescore does not need the rows in any order.
+const SCAN_ALL: &str = "SELECT company_domain, occurred_at, kind, action, tier, actor, package, version, url \
+     FROM activities NOT INDEXED WHERE company_domain IS NOT NULL AND occurred_at < ?1";
+
+/// The same for the companies changed after a data version, through the company index.
+const SCAN_CHANGED: &str = "SELECT company_domain, occurred_at, kind, action, tier, actor, package, version, url \
+     FROM activities WHERE company_domain IN (SELECT domain FROM companies WHERE changed_version > ?2) AND occurred_at < ?1";
 
 impl Store {
     /// Inserts activities and quarantined lines in one transaction. Activities whose
@@ -61,41 +70,40 @@ impl Store {
             super::cursors::set_cursor(&mut tx, connector, key, value, now).await?;
         }
         let mut outcome = InsertOutcome::default();
-        // Attributed and unattributed rows go in separate statements, so the affected
-        // row counts say how many of the inserted rows are unattributed.
-        let (attributed, unattributed): (Vec<&NewActivity>, Vec<&NewActivity>) =
-            activities.iter().partition(|a| a.company.is_some());
-        for (group, is_unattributed) in [(attributed, false), (unattributed, true)] {
-            for chunk in group.chunks(ROWS_PER_STATEMENT) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(INSERT_COLUMNS);
-                qb.push_values(chunk, |mut row, new| {
-                    let a = &new.activity;
-                    let (company, rule) = match &new.company {
-                        Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
-                        None => (None, None),
-                    };
-                    row.push_bind(a.source.as_str())
-                        .push_bind(a.id.as_str())
-                        .push_bind(a.kind.as_str())
-                        .push_bind(a.action.map(Action::as_str))
-                        .push_bind(a.occurred_at)
-                        .push_bind(a.tier.map(Tier::as_str))
-                        .push_bind(a.company_domain.as_deref())
-                        .push_bind(company)
-                        .push_bind(rule)
-                        .push_bind(a.company_name.as_deref())
-                        .push_bind(a.actor.as_deref())
-                        .push_bind(a.email_domain.as_deref())
-                        .push_bind(a.package.as_deref())
-                        .push_bind(a.version.as_deref())
-                        .push_bind(a.url.as_deref())
-                        .push_bind(a.properties.as_deref())
-                        .push_bind(now);
-                });
-                qb.push(" ON CONFLICT (source, id) DO NOTHING");
-                let n = qb.build().persistent(true).execute(&mut *tx).await?.rows_affected();
+        // In (source, id) order the primary key's pages are written one after another
+        // instead of at random; a stable sort keeps "first import wins" within the batch.
+        let mut ordered: Vec<&NewActivity> = activities.iter().collect();
+        ordered.sort_by(|a, b| (&a.activity.source, &a.activity.id).cmp(&(&b.activity.source, &b.activity.id)));
+        {
+            let mut handle = tx.lock_handle().await?;
+            let mut insert = Statement::prepare(&mut handle, INSERT_ACTIVITY)?;
+            for new in ordered {
+                let a = &new.activity;
+                let (company, rule) = match &new.company {
+                    Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
+                    None => (None, None),
+                };
+                let n = insert.execute(&[
+                    Param::Text(Some(a.source.as_str())),
+                    Param::Text(Some(a.id.as_str())),
+                    Param::Text(Some(a.kind.as_str())),
+                    Param::Text(a.action.map(Action::as_str)),
+                    Param::Int(a.occurred_at),
+                    Param::Text(a.tier.map(Tier::as_str)),
+                    Param::Text(a.company_domain.as_deref()),
+                    Param::Text(company),
+                    Param::Text(rule),
+                    Param::Text(a.company_name.as_deref()),
+                    Param::Text(a.actor.as_deref()),
+                    Param::Text(a.email_domain.as_deref()),
+                    Param::Text(a.package.as_deref()),
+                    Param::Text(a.version.as_deref()),
+                    Param::Text(a.url.as_deref()),
+                    Param::Text(a.properties.as_deref()),
+                    Param::Int(now),
+                ])?;
                 outcome.inserted += n;
-                if is_unattributed {
+                if company.is_none() {
                     outcome.unattributed += n;
                 }
             }
@@ -212,6 +220,54 @@ impl Store {
         Ok(())
     }
 
+    /// Calls `each` with every attributed activity up to `until` (UTC nanoseconds,
+    /// exclusive) and its company, in no particular order; with `changed_since`, only
+    /// those of companies whose activities changed after that data version. Returns
+    /// the rows read.
+    pub async fn scan_scoring(
+        &self,
+        until: i64,
+        changed_since: Option<i64>,
+        mut each: impl FnMut(&str, &ActivityRef<'_>),
+    ) -> Result<u64, StoreError> {
+        let (sql, params) = match changed_since {
+            None => (SCAN_ALL, vec![Param::Int(until)]),
+            Some(v) => (SCAN_CHANGED, vec![Param::Int(until), Param::Int(v)]),
+        };
+        let mut rows = 0u64;
+        self.query_raw(sql, &params, |row| {
+            let company = row.text(0)?.unwrap_or_default();
+            each(company, &activity_ref(row)?);
+            rows += 1;
+            Ok(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// The floor under `scan_scoring`: the same statement over every row, each column
+    /// read and nothing else done with it. Returns the rows read.
+    pub async fn bare_scan(&self, until: i64) -> Result<u64, StoreError> {
+        let (mut rows, mut bytes) = (0u64, 0usize);
+        self.query_raw(SCAN_ALL, &[Param::Int(until)], |row| {
+            bytes += row.int(1) as usize & 1;
+            for column in [0, 2, 3, 4, 5, 6, 7, 8] {
+                bytes += row.text(column)?.map_or(0, str::len);
+            }
+            rows += 1;
+            Ok(())
+        })
+        .await?;
+        std::hint::black_box(bytes);
+        Ok(rows)
+    }
+
+    async fn query_raw(&self, sql: &'static str, params: &[Param<'_>], each: impl FnMut(&RawRow<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut handle = conn.lock_handle().await?;
+        Statement::prepare(&mut handle, sql)?.query(params, each)
+    }
+
     /// One company's activities up to `until` (UTC nanoseconds, exclusive), in scoring order.
     pub async fn company_activities(&self, domain: &str, until: i64) -> Result<Vec<ScoringActivity>, StoreError> {
         let rows = sqlx::query(
@@ -267,5 +323,29 @@ fn scoring_activity(row: &sqlx::sqlite::SqliteRow) -> Result<ScoringActivity, St
         package: row.get(8),
         version: row.get(9),
         url: row.get(10),
+    })
+}
+
+fn activity_ref<'r>(row: &'r RawRow<'_>) -> Result<ActivityRef<'r>, StoreError> {
+    let corrupt = |what: &'static str, value: &str| StoreError::Corrupt { what, value: value.to_owned() };
+    let kind_text = row.text(2)?.unwrap_or_default();
+    let kind = Kind::parse(kind_text).ok_or_else(|| corrupt("activities.kind", kind_text))?;
+    let action = match row.text(3)? {
+        Some(a) => Some(Action::parse(a).ok_or_else(|| corrupt("activities.action", a))?),
+        None => None,
+    };
+    let tier = match row.text(4)? {
+        Some(t) => Some(Tier::parse(t).ok_or_else(|| corrupt("activities.tier", t))?),
+        None => None,
+    };
+    Ok(ActivityRef {
+        occurred_at: row.int(1),
+        kind,
+        action,
+        tier,
+        actor: row.text(5)?,
+        package: row.text(6)?,
+        version: row.text(7)?,
+        url: row.text(8)?,
     })
 }

@@ -8,6 +8,7 @@ mod crm_state;
 mod cursors;
 mod metrics;
 mod quarantine;
+mod raw;
 mod sync_log;
 
 use std::path::Path;
@@ -38,6 +39,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("store: {0}")]
+    Sqlite(String),
     #[error("store holds an invalid value in {what}: `{value}`")]
     Corrupt { what: &'static str, value: String },
 }
