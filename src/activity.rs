@@ -229,12 +229,13 @@ impl Activity {
         let kind_text = required_str(&mut obj, "kind")?;
         let kind = Kind::parse(&kind_text).ok_or_else(|| {
             invalid(format!(
-                "unknown kind `{kind_text}` (expected one of download, page_view, doc_view, telemetry, community)"
+                "unknown kind `{}` (expected one of download, page_view, doc_view, telemetry, community)",
+                truncate(&kind_text, 60)
             ))
         })?;
         let action = match optional_str(&mut obj, "action")? {
             Some(a) => Some(Action::parse(&a).ok_or_else(|| {
-                invalid(format!("unknown action `{a}`"))
+                invalid(format!("unknown action `{}`", truncate(&a, 60)))
             })?),
             None => None,
         };
@@ -245,13 +246,13 @@ impl Activity {
         let occurred_at = parse_timestamp(&occurred_text)?;
         let tier = match optional_str(&mut obj, "tier")? {
             Some(t) => Some(Tier::parse(&t).ok_or_else(|| {
-                invalid(format!("unknown tier `{t}` (expected low, medium or high)"))
+                invalid(format!("unknown tier `{}` (expected low, medium or high)", truncate(&t, 60)))
             })?),
             None => None,
         };
         let company_domain = match optional_str(&mut obj, "company_domain")? {
             Some(d) => Some(normalize_domain(&d).ok_or_else(|| {
-                invalid(format!("field `company_domain` is not a domain: `{d}`"))
+                invalid(format!("field `company_domain` is not a domain: `{}`", truncate(&d, 60)))
             })?),
             None => None,
         };
@@ -323,10 +324,21 @@ pub fn format_timestamp(nanos: i64) -> String {
 /// Parses an RFC 3339 timestamp with offset into UTC nanoseconds.
 pub fn parse_timestamp(text: &str) -> Result<i64, Invalid> {
     let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
-        invalid(format!(
-            "field `occurred_at` is not an RFC 3339 timestamp with offset: `{}` ({e})",
-            truncate(text, 60)
-        ))
+        use chrono::format::ParseErrorKind;
+        let trimmed = text.trim();
+        let why = if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            "a number: write the time as RFC 3339, e.g. `2026-03-01T12:00:00Z`"
+        } else if chrono::NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f").is_ok() {
+            "no UTC offset: add `Z` or e.g. `+02:00`"
+        } else {
+            match e.kind() {
+                ParseErrorKind::OutOfRange => "a date or time field is out of range",
+                ParseErrorKind::TooShort => "it ends early",
+                ParseErrorKind::TooLong => "trailing characters",
+                _ => "unexpected characters",
+            }
+        };
+        invalid(format!("field `occurred_at` is not an RFC 3339 timestamp with offset: `{}` ({why})", truncate(text, 60)))
     })?;
     let utc = parsed.with_timezone(&Utc);
     let year = utc.year();
@@ -599,7 +611,8 @@ pub fn normalize_domain(input: &str) -> Option<String> {
     valid.then_some(domain)
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` characters of `s`, an ellipsis marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
     } else {

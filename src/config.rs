@@ -164,6 +164,15 @@ impl TryFrom<String> for Schedule {
             // only its last line says what is wrong.
             let text = e.to_string();
             let why = text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != s.trim() && !l.chars().all(|c| c == '^' || c == ' ')).last().map(str::to_owned);
+            // "Minutes must be less than 59. ('61' specified.)": 59 itself is allowed.
+            let why = why.map(|w| match w.split_once(" must be less than ") {
+                Some((unit, rest)) => {
+                    let max = rest.split('.').next().unwrap_or(rest);
+                    let found = rest.split('\'').nth(1).unwrap_or("?");
+                    format!("{} must be at most {max}, found `{found}`", unit.to_lowercase())
+                }
+                None => w.trim_end_matches('.').to_owned(),
+            });
             match why {
                 Some(why) => format!("`{s}` is not a cron expression with seconds: {why} ({SHAPE})"),
                 None => format!("`{s}` is not a cron expression with seconds ({SHAPE})"),
@@ -586,6 +595,17 @@ fn plain_message(message: String) -> String {
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
         let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
         return format!("duplicate key `{key}` (each key may appear once)");
+    }
+    let plain = match message.as_str() {
+        "invalid floating point" => Some("expected a number"),
+        "invalid integer" => Some("expected a whole number"),
+        "expected string scalar" => Some("expected a string"),
+        "expected sequence start" => Some("expected a list (`[a, b]`, or one `- item` a line)"),
+        "expected mapping start" => Some("expected a mapping (`key: value` lines)"),
+        _ => None,
+    };
+    if let Some(plain) = plain {
+        return plain.to_owned();
     }
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let key = rest.split('`').next().unwrap_or_default();

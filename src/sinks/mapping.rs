@@ -378,7 +378,7 @@ impl Mapping {
                     SignalType::Number { decimals } => {
                         return Err((format!("{at}.round"), format!("`{}` has {decimals} decimals; round must be 0 to {decimals}", field.from.as_str())));
                     }
-                    _ => return Err((format!("{at}.round"), format!("`{}` is not a number", field.from.as_str()))),
+                    _ => return Err((format!("{at}.round"), format!("`round` applies to number signals only; `{}` is not a number", field.from.as_str()))),
                 }
             }
             if field.format != DateFormat::Date && kind != SignalType::Date {

@@ -283,10 +283,31 @@ impl<R: Read> Read for Utf16Reader<R> {
 fn invalid_record(line: u64, reason: &str, raw: &str) -> Record {
     Record::Invalid {
         line,
-        // One line per reason in the summary: line breaks a value carried are escaped.
-        reason: crate::activity::redact_personal_data(reason).replace('\r', "\\r").replace('\n', "\\n"),
+        reason: printable_reason(&crate::activity::redact_personal_data(reason)),
         raw: crate::activity::redact_personal_data(raw).into_owned(),
     }
+}
+
+/// Reasons are printed to the operator's terminal one a line: control characters a
+/// value carried (line breaks, escape sequences) are escaped, and a reason is at most
+/// `MAX_REASON_CHARS` long however long the value it quotes.
+fn printable_reason(reason: &str) -> String {
+    const MAX_REASON_CHARS: usize = 400;
+    let mut out = String::with_capacity(reason.len().min(MAX_REASON_CHARS + 8));
+    for (i, c) in reason.chars().enumerate() {
+        if i == MAX_REASON_CHARS {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Why bytes are not UTF-8, with the offending byte and where it is (1-based column).
@@ -625,7 +646,7 @@ fn scarf_time(text: &str) -> Result<String, Invalid> {
             return Ok(Utc.from_utc_datetime(&naive).to_rfc3339());
         }
     }
-    Err(Invalid(format!("column `time` is not a timestamp: `{text}`")))
+    Err(Invalid(format!("column `time` is not a timestamp: `{}`", crate::activity::truncate(text, 60))))
 }
 
 fn truthy(v: Option<&String>) -> bool {
@@ -651,7 +672,8 @@ fn scarf_activity(mut row: BTreeMap<&str, String>, options: &ExportOptions) -> R
             "pixel-fetch" => Kind::PageView,
             other => {
                 return Err(Invalid(format!(
-                    "unknown Scarf event type `{other}` (map it under `scarf.types` in the export connector)"
+                    "unknown Scarf event type `{}` (map it under `scarf.types` in the export connector)",
+                    crate::activity::truncate(other, 60)
                 )));
             }
         }
