@@ -514,6 +514,13 @@ fn email_at(bytes: &[u8], i: usize) -> Option<(usize, usize)> {
     if start == i {
         return None;
     }
+    // An address literal: `jane@[203.0.113.7]` or `jane@[IPv6:2001:db8::1]`.
+    if bytes.get(after) == Some(&b'[') {
+        let close = bytes[after..].iter().take(64).position(|&b| b == b']')? + after;
+        let inside = std::str::from_utf8(&bytes[after + 1..close]).ok()?;
+        let inside = inside.strip_prefix("IPv6:").unwrap_or(inside);
+        return inside.parse::<IpAddr>().is_ok().then_some((start, close + 1));
+    }
     let mut end = after;
     while end < bytes.len() && end - after < 256 && is_domain_byte(bytes[end]) {
         end += 1;
@@ -696,6 +703,7 @@ mod tests {
             ("from 203.0.113.7.", "from ip-hash:"),
             ("http://[2001:db8::1]:443/x", "http://[ip-hash:"),
             ("ip=2001:db8::42&y", "ip=ip-hash:"),
+            ("to heidi@[198.51.100.79] now", "to email-hash:"),
         ];
         for (text, starts) in cases {
             let out = redact_personal_data(text);

@@ -1,0 +1,314 @@
+//! Security guarantees, end to end through the real binary: tokens never reach any
+//! output, log or the store; the store and its WAL are owner-only; no email or IP
+//! address is stored (activities, properties, quarantine, scores); the daemon's
+//! endpoints listen on loopback and show no personal data.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Env;
+use common::hubspot_crm::{Fault, HubSpot};
+
+/// Fake secrets, each unique, so any leak is found by a plain search.
+const TOKEN_ENV: &str = "tok-LEAK-CANARY-1234";
+const TOKEN_FILE: &str = "tok-LEAK-CANARY-5678";
+const HOOK_SECRET: &str = "tok-LEAK-CANARY-9999";
+const CANARY: &str = "LEAK-CANARY";
+
+/// Email addresses (also URL-encoded) in `text`: an independent, strict scan.
+fn emails_in(text: &str) -> Vec<String> {
+    let text = text.replace("%40", "@").replace("%2540", "@");
+    let b = text.as_bytes();
+    let mut found = Vec::new();
+    for (i, _) in text.match_indices('@') {
+        let local = b[..i].iter().rev().take_while(|c| c.is_ascii_alphanumeric() || b"._%+-".contains(c)).count();
+        let domain: String = text[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-').collect();
+        let domain = domain.trim_end_matches('.');
+        let tld = domain.rsplit('.').next().unwrap_or_default();
+        if local > 0 && domain.contains('.') && tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()) {
+            found.push(text[i - local..i + 1 + domain.len()].to_owned());
+        }
+    }
+    found
+}
+
+/// IP addresses in `text`: every run of digits and dots, or hex digits and colons, that
+/// parses as one (no exceptions: test data holds no four-part version numbers).
+fn ips_in(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for token in text.split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':')) {
+        let token = token.trim_matches(|c| c == '.' || c == ':');
+        let is_ip = match token.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => true,
+            Ok(IpAddr::V6(_)) => token.matches(':').count() >= 2 && token.chars().any(|c| c.is_ascii_digit()),
+            Err(_) => false,
+        };
+        if is_ip {
+            found.push(token.to_owned());
+        }
+    }
+    found
+}
+
+fn personal_data_in(text: &str) -> Vec<String> {
+    let mut all = emails_in(text);
+    all.extend(ips_in(text));
+    all
+}
+
+/// Every text cell of every table of the store, as (table, column value).
+fn text_cells(db: &Path) -> Vec<(String, String)> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = oql_sync::store::Store::open(db.to_str().unwrap()).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'").fetch_all(store.pool()).await.unwrap();
+        let mut cells = Vec::new();
+        for table in tables {
+            let columns: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM pragma_table_info(?)").bind(&table).fetch_all(store.pool()).await.unwrap();
+            for column in columns {
+                let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT CAST(\"{column}\" AS BLOB) FROM \"{table}\"")))
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+                cells.extend(values.into_iter().flatten().map(|v| (format!("{table}.{column}"), String::from_utf8_lossy(&v).into_owned())));
+            }
+        }
+        store.close().await;
+        cells
+    })
+}
+
+/// The store's files as text, for a search of their raw bytes.
+fn store_bytes(db: &Path) -> String {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|s| std::fs::read(format!("{}{s}", db.display())).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect()
+}
+
+struct Crm {
+    hs: HubSpot,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn hubspot() -> Crm {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let hs = rt.block_on(HubSpot::start());
+    hs.accept_token(TOKEN_ENV);
+    Crm { hs, _rt: rt }
+}
+
+const MAPPING: &str = "object: companies\nmatch: { crm_field: domain }\nstages: [interest, investigation, experimentation, ongoing_usage, inactive]\nfields:\n  oql_score: { from: score, round: 0 }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn tokens_never_reach_output_debug_logs_the_sync_log_or_the_store() {
+    let c = hubspot();
+    c.hs.add_company(&[("domain", "acme.com"), ("name", "Acme")]);
+    // The first write fails twice with a 500 (retried, logged at debug), then succeeds.
+    c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::ServerError(500), 2);
+    let env = Env::new();
+    env.write("mappings/hubspot.yaml", MAPPING);
+    let retry = "retry: { base_delay_ms: 10, max_delay_ms: 20, max_retries: 2 }\n";
+    env.write(
+        "connectors/hubspot.yaml",
+        format!("name: hubspot\nkind: hubspot\nschedule: \"0 0 * * * *\"\nbase_url: {}\ntoken_env: HS_TOKEN\nmapping: mappings/hubspot.yaml\n{retry}", c.hs.url),
+    );
+    // A token the CRM refuses (401), read from a file.
+    env.write("secrets/hubspot-2.token", format!("{TOKEN_FILE}\n"));
+    env.write(
+        "connectors/hubspot-2.yaml",
+        format!("name: hubspot-2\nkind: hubspot\nschedule: \"0 0 * * * *\"\nbase_url: {}\ntoken_file: secrets/hubspot-2.token\nmapping: mappings/hubspot.yaml\n{retry}", c.hs.url),
+    );
+    // A webhook sink whose URL carries a secret and points at a closed port (the
+    // connection error is printed), and a trigger webhook with a secret in its URL that
+    // the server refuses.
+    let hook = format!("http://127.0.0.1:{}/hook?key={HOOK_SECRET}", free_port());
+    let trigger_hook = format!("{}/hook?key={HOOK_SECRET}", c.hs.url);
+    env.write("mappings/events.yaml", "object: events\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\n");
+    env.write(
+        "connectors/hook.yaml",
+        format!("name: hook\nkind: webhook\nschedule: \"0 0 * * * *\"\nmapping: mappings/events.yaml\nurl_env: HOOK_URL\n{retry}"),
+    );
+    env.write(
+        "connectors/export.yaml",
+        "name: drops\nkind: export\nschedule: \"0 0 * * * *\"\npath: data\n",
+    );
+    env.write(
+        "data/acme.ndjson",
+        r#"{"source":"web","id":"1","kind":"download","occurred_at":"2026-10-20T00:00:00Z","company_domain":"acme.com","version":"1.0"}"#,
+    );
+    let secrets = [("HS_TOKEN", TOKEN_ENV), ("HOOK_URL", hook.as_str()), ("CHURN_HOOK", trigger_hook.as_str()), ("RUST_LOG", "debug")];
+    let run = env.run_with(&["--log-format", "json", "run", "--once", "--as-of", "2026-10-30", "--listen", "none"], &secrets);
+    assert_eq!(run.code, 1, "hubspot-2, the webhook and the trigger fail:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.lines().any(|l| l.starts_with('{') && l.contains("\"level\":\"DEBUG\"")), "debug JSON logs: {}", run.stderr);
+    assert!(c.hs.requests().iter().any(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN_ENV}")[..])), "the env token was used");
+    assert!(c.hs.requests().iter().any(|r| r.status == 401), "the file token was used and refused");
+    assert!(c.hs.requests().iter().any(|r| r.status == 500), "the injected 500 was answered");
+    let all_output = format!("{}{}", run.stdout, run.stderr);
+    assert!(all_output.contains("401"), "the refusal is reported: {all_output}");
+    assert!(all_output.contains("connection failed"), "the webhook failure is reported: {all_output}");
+    assert!(c.hs.requests().iter().any(|r| r.path == "/hook" && r.query.contains(HOOK_SECRET)), "the trigger webhook was called");
+    let sync = env.run_with(&["--log-format", "json", "sync", "--as-of", "2026-10-30"], &secrets);
+    let log_json = env.run_with(&["log", "--format", "json"], &secrets);
+    let log_failed = env.run_with(&["log", "--status", "failed"], &secrets);
+    for (what, text) in [
+        ("run stdout", run.stdout.as_str()),
+        ("run stderr", run.stderr.as_str()),
+        ("sync stdout", sync.stdout.as_str()),
+        ("sync stderr", sync.stderr.as_str()),
+        ("log --format json", log_json.stdout.as_str()),
+        ("log --status failed", log_failed.stdout.as_str()),
+        ("store files", &store_bytes(&env.path().join("oql.db"))),
+    ] {
+        assert!(!text.contains(CANARY), "{what} holds a token:\n{text}");
+        assert!(!text.contains("key="), "{what} holds the webhook URL's query string:\n{text}");
+    }
+}
+
+#[test]
+fn debug_of_a_loaded_config_and_of_its_credentials_prints_no_secret() {
+    let env = Env::new();
+    env.write("mappings/hubspot.yaml", MAPPING);
+    env.write("secrets/token", TOKEN_FILE);
+    env.write(
+        "connectors/hubspot.yaml",
+        "name: hubspot\nkind: hubspot\nschedule: \"0 0 * * * *\"\ntoken_file: secrets/token\nmapping: mappings/hubspot.yaml\n",
+    );
+    let config = oql_sync::config::Config::load(env.path()).unwrap();
+    assert!(!format!("{config:?}").contains(CANARY));
+    let secret = oql_sync::auth::SecretSource::File(env.path().join("secrets/token")).read(Path::new("c.yaml"), "token").unwrap();
+    let shown = format!("{secret:?}");
+    assert!(!shown.contains(CANARY), "{shown}");
+}
+
+/// Activities full of personal data, valid and invalid, in all three formats.
+fn personal_data_files(env: &Env) -> Vec<String> {
+    let ndjson = [
+        r#"{"source":"web","id":"p1","kind":"page_view","occurred_at":"2026-10-01T10:00:00Z","actor":"198.51.100.23","actor_email":"Jane.Doe@Acme.com","url":"https://oqldb.dev/docs?email=jane.doe%40acme.com&ip=198.51.100.23&ok=1","company_name":"Acme (ask bob@acme.com)"}"#,
+        r#"{"source":"web","id":"p2","kind":"download","occurred_at":"2026-10-02T10:00:00Z","actor":"2001:db8::7","package":"oqldb","version":"2.0","properties":{"client_ip":"203.0.113.9","contact":{"email":"ops@initech.io","list":["x 2001:db8:0:0:1::5 y","z"]},"forwarded":"for=192.0.2.60;proto=https","carol@globex.example":"a key"}}"#,
+        r#"{"source":"web","id":"p3","kind":"page_view","occurred_at":"2026-10-03T10:00:00Z","actor":"dave@initech.io","remote_addr":"192.0.2.44","referrer":"http://192.0.2.45/login?user=erin%40globex.example"}"#,
+        r#"{"source":"web","id":"eve@globex.example","kind":"page_view","occurred_at":"2026-10-03T11:00:00Z"}"#,
+        // invalid: quarantined with their raw text; reasons quote values
+        r#"{"source":"web","id":"q1","kind":"frank@initech.io","occurred_at":"2026-10-03T10:00:00Z","actor":"198.51.100.77"}"#,
+        r#"{"source":"web","id":"q2","kind":"page_view","occurred_at":"grace@acme.com","actor_email":"grace@acme.com"}"#,
+        r#"{"source":"web","id":"q3","kind":"page_view","occurred_at":"2026-10-03T10:00:00Z","company_domain":"198.51.100.78"}"#,
+        r#"{"source":"web","id":"q4","kind":"page_view","occurred_at":"2026-10-03T10:00:00Z","actor_email":"heidi@[198.51.100.79]"}"#,
+        r#"{"source":"web","id":"q5","kind":"page_view","actor_email":"ivan@acme.com" BROKEN"#,
+    ];
+    let csv = "id,source,kind,occurred_at,actor,actor_email,email,ip\n\
+               c1,web,page_view,2026-10-04T10:00:00Z,judy@acme.com,judy@acme.com,judy@acme.com,198.51.100.30\n\
+               c2,web,page_view,not-a-time,198.51.100.31,mallory@initech.io,mallory@initech.io,2001:db8::31\n";
+    let scarf = "id,type,package,pixel,version,time,referer,user_agent,platform,variables,origin_id,origin_latitude,origin_longitude,origin_country,origin_city,origin_postal,origin_connection_type,origin_company,origin_domain,dnt,confidence,endpoint_id,origin_state,mtc_quota_exceeded,ip\n\
+                 s1,binary-download,oqldb,,2.0,2026-10-05T10:00:00Z,https://x.dev/?u=oscar@acme.com,curl/8.5.0 (from 198.51.100.40),linux,user=peggy@acme.com,o1,1.0,2.0,US,Austin,78701,business,Acme,acme.com,false,0.9,ep1,Texas,false,198.51.100.41\n\
+                 s2,weird-event,oqldb,,2.0,2026-10-05T10:00:00Z,,Mozilla (198.51.100.42),linux,trent@acme.com,o2,,,US,,,business,Acme,acme.com,false,0.9,ep2,,false,198.51.100.43\n";
+    vec![
+        env.write("data/people.ndjson", ndjson.join("\n")).to_str().unwrap().to_owned(),
+        env.write("data/people.csv", csv).to_str().unwrap().to_owned(),
+        env.write("data/scarf-people.csv", scarf).to_str().unwrap().to_owned(),
+    ]
+}
+
+#[test]
+fn no_email_or_ip_address_is_stored_or_printed_from_imported_activities() {
+    let env = Env::new();
+    let files = personal_data_files(&env);
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let import = env.ok(&args);
+    assert!(import.contains("people.ndjson (ndjson): 4 imported, 0 duplicate, 5 quarantined"), "{import}");
+    assert!(import.contains("people.csv (csv): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
+    assert!(import.contains("scarf-people.csv (scarf): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
+    env.ok(&["score", "--as-of", "2026-10-31"]);
+    let companies = env.ok(&["companies", "--as-of", "2026-10-31", "--format", "json"]);
+    assert!(companies.contains("\"domain\": \"acme.com\""), "email domains still attribute: {companies}");
+    let explain = env.ok(&["explain", "acme.com", "--as-of", "2026-10-31"]);
+    for (what, text) in [("import summary", import.as_str()), ("companies", companies.as_str()), ("explain", explain.as_str())] {
+        let found = personal_data_in(text);
+        assert!(found.is_empty(), "{what} shows {found:?}:\n{text}");
+    }
+    let db = env.path().join("oql.db");
+    let cells = text_cells(&db);
+    assert!(cells.iter().any(|(t, _)| t == "quarantine.raw"), "the quarantine was scanned too");
+    let leaks: Vec<(String, Vec<String>)> =
+        cells.into_iter().map(|(t, v)| (t, personal_data_in(&v))).filter(|(_, found)| !found.is_empty()).collect();
+    assert!(leaks.is_empty(), "personal data in the store: {leaks:?}");
+    let bytes = store_bytes(&db);
+    for planted in ["jane.doe", "Jane.Doe", "bob@", "ops@", "carol@", "dave@", "eve@", "frank@", "grace@", "heidi@", "ivan@", "judy@", "mallory@", "oscar@", "peggy@", "trent@", "198.51.100.", "203.0.113.9", "192.0.2.", "2001:db8"] {
+        assert!(!bytes.contains(planted), "the store's bytes hold `{planted}`");
+    }
+}
+
+#[test]
+fn a_running_daemon_keeps_its_store_files_owner_only_and_its_endpoints_on_loopback_without_personal_data() {
+    let help = Env::new().ok(&["run", "--help"]);
+    assert!(help.contains("[default: 127.0.0.1:9464]"), "the endpoint listens on loopback by default:\n{help}");
+
+    let env = Env::new();
+    personal_data_files(&env);
+    env.write("connectors/drops.yaml", "name: drops\nkind: export\nschedule: \"* * * * * *\"\npath: data\n");
+    let port = free_port();
+    // umask 000: the owner-only modes come from oql-sync, not from the environment.
+    let mut command = std::process::Command::new("sh");
+    let binary = env!("CARGO_BIN_EXE_oql-sync");
+    command
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{binary}' --config-dir '{}' run --as-of 2026-10-31 --listen 127.0.0.1:{port}",
+            env.path().display()
+        ))
+        .env_remove("OQL_DB")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let get = |path: &str| -> Option<(u16, String)> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let r = reqwest::get(format!("{base}{path}")).await.ok()?;
+            Some((r.status().as_u16(), r.text().await.ok()?))
+        })
+    };
+    let started = Instant::now();
+    let metrics = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "the daemon never imported the drops");
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some((200, text)) = get("/metrics") {
+            if text.contains("oql_activities{source=\"scarf\"} 1") && text.contains("oql_activities{source=\"web\"} 5") {
+                break text;
+            }
+        }
+    };
+    let db = env.path().join("oql.db");
+    let modes: Vec<(String, u32)> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|s| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = format!("{}{s}", db.display());
+            let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            (s.to_string(), meta.permissions().mode() & 0o777)
+        })
+        .collect();
+    let (_, health) = get("/healthz").unwrap();
+    let (_, status) = get("/status").unwrap();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(modes, [("".to_string(), 0o600), ("-wal".to_string(), 0o600), ("-shm".to_string(), 0o600)]);
+    assert!(status.contains("acme.com") || status.contains("companies_by_stage"), "{status}");
+    for (what, text) in [("/metrics", &metrics), ("/healthz", &health), ("/status", &status)] {
+        let found = personal_data_in(text);
+        assert!(found.is_empty(), "{what} shows {found:?}:\n{text}");
+    }
+}
