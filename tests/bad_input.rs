@@ -8,7 +8,8 @@
 //! `$DIR` stands for the config dir in `args` and `expected.txt`; the import summary's
 //! elapsed time reads `<elapsed>`. A file named `*.in` is written without `.in`, with
 //! each line `@@HUGE <bytes>@@` replaced by an NDJSON object (or, in a `.csv`, a row)
-//! padded to that many bytes, so the 20 MB lines are generated here, not committed.
+//! padded to that many bytes, and each line `@@LINES <n> <template>@@` by n lines, `{}`
+//! in the template numbering them, so big inputs are generated here, not committed.
 //! `BLESS=1 cargo test --test bad_input` rewrites the expected files (review the diff).
 
 mod common;
@@ -52,12 +53,20 @@ fn expand(text: &[u8], csv: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     for line in text.split_inclusive(|&b| b == b'\n') {
         let trimmed = std::str::from_utf8(line).ok().map(str::trim_end);
-        match trimmed.and_then(|l| l.strip_prefix("@@HUGE ")).and_then(|l| l.strip_suffix("@@")) {
-            Some(n) => {
+        let directive = trimmed.and_then(|l| l.strip_prefix("@@")).and_then(|l| l.strip_suffix("@@"));
+        match directive.and_then(|d| d.split_once(' ')) {
+            Some(("HUGE", n)) => {
                 out.extend(huge_line(n.parse().unwrap(), csv));
                 out.push(b'\n');
             }
-            None => out.extend_from_slice(line),
+            Some(("LINES", rest)) => {
+                let (n, template) = rest.split_once(' ').unwrap();
+                for i in 0..n.parse::<usize>().unwrap() {
+                    out.extend(template.replace("{}", &i.to_string()).into_bytes());
+                    out.push(b'\n');
+                }
+            }
+            _ => out.extend_from_slice(line),
         }
     }
     out

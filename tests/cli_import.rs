@@ -122,7 +122,7 @@ fn a_broken_config_is_rejected_before_anything_runs() {
     let file = golden_dir().join("single-download.ndjson");
     let r = env.run(&["import", file.to_str().unwrap()]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("scoring.yaml:2:24: invalid floating point"), "{}", r.stderr);
+    assert!(r.stderr.contains("scoring.yaml:2:24: expected a number"), "{}", r.stderr);
     assert!(!env.path().join("oql.db").exists(), "nothing may run on a broken config");
 }
 

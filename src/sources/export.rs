@@ -185,7 +185,10 @@ impl ExportFile {
                 done: false,
             }),
             ExportFormat::Csv | ExportFormat::Scarf => {
-                let csv = CsvRecords::new(path, reader, format, options)?;
+                let capped = RowCap::new(reader);
+                let cut = capped.cut.clone();
+                let mut csv = CsvRecords::new(path, capped, format, options)?;
+                csv.cut = cut;
                 Box::new(csv)
             }
         };
@@ -468,6 +471,100 @@ const REQUIRED_CSV_COLUMNS: [&str; 3] = ["source", "kind", "occurred_at"];
 /// Columns a Scarf export must have; the others are optional (older exports lack some).
 const REQUIRED_SCARF_COLUMNS: [&str; 3] = ["id", "type", "time"];
 
+/// Bounds the memory a CSV row can take: a row (a line, or the lines a quoted field
+/// spans) longer than `MAX_LINE_BYTES` is cut there; what follows up to the end of that
+/// line is skipped and the row ended (closing an open quote), so an unbalanced `"`
+/// early in a big file costs one quarantined row, not the file held in memory. The
+/// start lines of cut rows are recorded for their reason.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    FieldStart,
+    Plain,
+    Quoted,
+    AfterQuote,
+}
+
+struct RowCap<R> {
+    inner: R,
+    line: u64,
+    row_start: u64,
+    row_bytes: usize,
+    in_quotes: bool,
+    quote: Quote,
+    skipping: bool,
+    cut: std::rc::Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
+}
+
+impl<R: BufRead> RowCap<R> {
+    fn new(inner: R) -> Self {
+        RowCap { inner, line: 1, row_start: 1, row_bytes: 0, in_quotes: false, quote: Quote::FieldStart, skipping: false, cut: Default::default() }
+    }
+}
+
+impl<R: BufRead> Read for RowCap<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut written = 0;
+        // Room for a closing quote and the newline of a cut row.
+        while written + 2 <= out.len() {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut used = 0;
+            for &b in chunk {
+                if written + 2 > out.len() {
+                    break;
+                }
+                used += 1;
+                // The quoting of the csv crate: a `"` opens a quoted field only at the
+                // start of a field, `""` inside one is a quote, anything after the
+                // closing `"` is plain.
+                self.quote = match (self.quote, b) {
+                    (Quote::FieldStart, b'"') => Quote::Quoted,
+                    (Quote::Quoted, b'"') => Quote::AfterQuote,
+                    (Quote::Quoted, _) => Quote::Quoted,
+                    (Quote::AfterQuote, b'"') => Quote::Quoted,
+                    (_, b',' | b'\n') => Quote::FieldStart,
+                    _ => Quote::Plain,
+                };
+                self.in_quotes = self.quote == Quote::Quoted;
+                if b == b'\n' {
+                    self.line += 1;
+                    if self.skipping {
+                        if self.in_quotes {
+                            out[written] = b'"';
+                            written += 1;
+                        }
+                        self.skipping = false;
+                        self.in_quotes = false;
+                        self.quote = Quote::FieldStart;
+                    }
+                    out[written] = b'\n';
+                    written += 1;
+                    if !self.in_quotes {
+                        self.row_start = self.line;
+                        self.row_bytes = 0;
+                    }
+                    continue;
+                }
+                if self.skipping {
+                    continue;
+                }
+                self.row_bytes += 1;
+                if self.row_bytes > MAX_LINE_BYTES {
+                    self.skipping = true;
+                    self.cut.borrow_mut().insert(self.row_start);
+                    continue;
+                }
+                out[written] = b;
+                written += 1;
+            }
+            self.inner.consume(used);
+        }
+        Ok(written)
+    }
+}
+
 struct CsvRecords<R: Read> {
     path: PathBuf,
     reader: csv::Reader<R>,
@@ -476,6 +573,8 @@ struct CsvRecords<R: Read> {
     options: ExportOptions,
     record: csv::ByteRecord,
     done: bool,
+    /// Start lines of rows `RowCap` cut.
+    cut: std::rc::Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
 }
 
 impl<R: Read> CsvRecords<R> {
@@ -530,6 +629,7 @@ impl<R: Read> CsvRecords<R> {
             options: options.clone(),
             record: csv::ByteRecord::new(),
             done: false,
+            cut: Default::default(),
         })
     }
 
@@ -587,7 +687,13 @@ impl<R: Read> Iterator for CsvRecords<R> {
             }
             Ok(true) => {
                 let line = self.record.position().map(|p| p.line()).unwrap_or(0);
-                let result = self.row().and_then(|row| match self.format {
+                let cut = self.cut.borrow().contains(&line);
+                let result = if cut {
+                    Err(Invalid(format!("row is longer than {MAX_LINE_BYTES} bytes; the rest of its last line was skipped")))
+                } else {
+                    self.row()
+                };
+                let result = result.and_then(|row| match self.format {
                     ExportFormat::Scarf => scarf_activity(row, &self.options),
                     _ => csv_activity(row, &self.options),
                 });
