@@ -222,7 +222,9 @@ fn no_email_or_ip_address_is_stored_or_printed_from_imported_activities() {
     let files = personal_data_files(&env);
     let mut args = vec!["import"];
     args.extend(files.iter().map(String::as_str));
-    let import = env.ok(&args);
+    let run = env.run_with(&args, &[("RUST_LOG", "debug")]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let (import, import_logs) = (run.stdout, run.stderr);
     assert!(import.contains("people.ndjson (ndjson): 4 imported, 0 duplicate, 5 quarantined"), "{import}");
     assert!(import.contains("people.csv (csv): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
     assert!(import.contains("scarf-people.csv (scarf): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
@@ -230,7 +232,12 @@ fn no_email_or_ip_address_is_stored_or_printed_from_imported_activities() {
     let companies = env.ok(&["companies", "--as-of", "2026-10-31", "--format", "json"]);
     assert!(companies.contains("\"domain\": \"acme.com\""), "email domains still attribute: {companies}");
     let explain = env.ok(&["explain", "acme.com", "--as-of", "2026-10-31"]);
-    for (what, text) in [("import summary", import.as_str()), ("companies", companies.as_str()), ("explain", explain.as_str())] {
+    for (what, text) in [
+        ("import summary", import.as_str()),
+        ("import debug logs", import_logs.as_str()),
+        ("companies", companies.as_str()),
+        ("explain", explain.as_str()),
+    ] {
         let found = personal_data_in(text);
         assert!(found.is_empty(), "{what} shows {found:?}:\n{text}");
     }
