@@ -289,12 +289,12 @@ fn check(rt: &tokio::runtime::Runtime, db: &str, csv: &Path) -> Result<String, S
             (s.domain.clone(), row)
         })
         .collect();
-    rt.block_on(store.for_each_company(until(), |domain, acts| {
-        if let (Some(w), Some(row)) = (oql_sync::scoring::window_totals(acts, &model, as_of()), ours.get_mut(domain)) {
-            row.extend([w.views[1], w.views[2], w.usage[0], w.usage[1], w.usage[2], w.events[1], w.events[2]].map(|x| x as i64));
-        }
-    }))
-    .map_err(|e| e.to_string())?;
+    // The gate counts through the other read path: each company's activities by index.
+    for (domain, row) in ours.iter_mut() {
+        let acts = rt.block_on(store.company_activities(domain, until())).map_err(|e| e.to_string())?;
+        let w = oql_sync::scoring::window_totals(&acts, &model, as_of()).ok_or_else(|| format!("{domain}: no activities"))?;
+        row.extend([w.views[1], w.views[2], w.usage[0], w.usage[1], w.usage[2], w.events[1], w.events[2]].map(|x| x as i64));
+    }
     let text = std::fs::read_to_string(csv).map_err(|e| e.to_string())?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().ok_or("empty CSV")?.split(',').collect();

@@ -15,8 +15,9 @@ use crate::attribution::AttributionRules;
 use crate::sources::export::{BytesRead, ExportError, ExportFile, ExportFormat, ExportOptions, Record};
 use crate::store::{InsertOutcome, NewActivity, QuarantinedLine, Store, StoreError};
 
-/// Activities per transaction.
-pub const BATCH_SIZE: usize = 20_000;
+/// Activities per transaction: large, because each transaction dirties index pages all
+/// over the company index and writes each of them to the WAL once.
+pub const BATCH_SIZE: usize = 100_000;
 /// Quarantine reasons shown per file in the summary.
 pub const REASONS_SHOWN: usize = 5;
 
