@@ -64,26 +64,51 @@ pub fn plan_table(reports: &[SyncReport]) -> String {
 }
 
 pub fn plan_json(reports: &[SyncReport]) -> String {
-    let value: Vec<Value> = reports
+    // Serialized from borrowed views, not through a `serde_json::Value` tree: a plan of
+    // every company of a large store would otherwise be held a second time, as maps.
+    #[derive(serde::Serialize)]
+    // Fields in alphabetical order, as the maps of earlier versions printed them.
+    struct Report<'a> {
+        connector: &'a str,
+        error: &'a Option<String>,
+        items: Vec<Item<'a>>,
+        kind: &'a str,
+        live: bool,
+        skipped_dead: &'a [String],
+    }
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        accepted_stage: Option<crate::scoring::Stage>,
+        changes: std::collections::BTreeMap<&'a str, Change<'a>>,
+        domain: &'a str,
+        new_record: bool,
+        stage: crate::scoring::Stage,
+    }
+    #[derive(serde::Serialize)]
+    struct Change<'a> {
+        after: &'a Value,
+        before: &'a Value,
+    }
+    let value: Vec<Report> = reports
         .iter()
-        .map(|r| {
-            json!({
-                "connector": r.connector,
-                "kind": r.kind,
-                "live": r.live,
-                "error": r.error,
-                "items": r.plan.items.iter().map(|i| json!({
-                    "domain": i.domain,
-                    "stage": i.stage,
-                    "accepted_stage": i.accepted_stage,
-                    "new_record": i.new_record,
-                    "changes": i.after.iter().map(|(k, v)| (k.clone(), json!({
-                        "before": i.before.get(k).cloned().unwrap_or(Value::Null),
-                        "after": v,
-                    }))).collect::<serde_json::Map<String, Value>>(),
-                })).collect::<Vec<_>>(),
-                "skipped_dead": r.plan.skipped_dead,
-            })
+        .map(|r| Report {
+            connector: &r.connector,
+            kind: r.kind,
+            live: r.live,
+            error: &r.error,
+            items: r
+                .plan
+                .items
+                .iter()
+                .map(|i| Item {
+                    domain: &i.domain,
+                    stage: i.stage,
+                    accepted_stage: i.accepted_stage,
+                    new_record: i.new_record,
+                    changes: i.after.iter().map(|(k, v)| (k.as_str(), Change { before: i.before.get(k).unwrap_or(&Value::Null), after: v })).collect(),
+                })
+                .collect(),
+            skipped_dead: &r.plan.skipped_dead,
         })
         .collect();
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
