@@ -229,6 +229,13 @@ impl Store {
         Ok(rows)
     }
 
+    /// How SQLite runs the full scan (`EXPLAIN QUERY PLAN` details): a guard that it
+    /// stays a plain table scan.
+    pub async fn scan_plan(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {SCAN_ALL}"))).bind(0i64).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(3)).collect())
+    }
+
     async fn query_raw(&self, sql: &'static str, params: &[Param<'_>], each: impl FnMut(&RawRow<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut handle = conn.lock_handle().await?;
