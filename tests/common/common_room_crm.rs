@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 pub use super::emulator::Recorded;
-use super::emulator::{Faults, max_in_window, take_fault};
+use super::emulator::{Faults, drop_connection, max_in_window, take_fault};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,10 @@ pub enum Fault {
     Delay(Duration),
     DelayAfterApply(Duration),
     TruncatedJson,
+    /// Close the connection without answering; the request is not applied.
+    ConnectionReset,
+    /// Apply the request, then close the connection without answering.
+    ResetAfterApply,
 }
 
 
@@ -113,6 +117,10 @@ impl CommonRoom {
     pub fn fail_next(&self, path_prefix: &str, fault: Fault, times: usize) {
         self.lock().faults.push_back((path_prefix.into(), fault, times));
     }
+    /// Queued faults no request has met yet.
+    pub fn faults_pending(&self) -> usize {
+        self.lock().faults.iter().map(|f| f.2).sum()
+    }
     pub fn reject_ids(&self, ids: &[&str]) {
         self.lock().rejected = ids.iter().map(|s| s.to_string()).collect();
     }
@@ -152,6 +160,8 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         let (status, value) = match &fault {
             Some(Fault::RateLimited { wait_ms }) => rate_limited(*wait_ms, limit, window, &mut extra),
             Some(Fault::ServerError(code)) => (*code, json!({"reason": "internal-error"})),
+            // Recorded with status 0: the client sent it, nothing answered.
+            Some(Fault::ConnectionReset) => (0, Value::Null),
             _ => {
                 let used = s.arrivals.iter().filter(|t| at.duration_since(**t) < window).count();
                 if s.limit.is_some() && used >= limit {
@@ -172,6 +182,9 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     };
     if let Some(Fault::DelayAfterApply(d)) = &fault {
         tokio::time::sleep(*d).await;
+    }
+    if let Some(Fault::ConnectionReset | Fault::ResetAfterApply) = &fault {
+        drop_connection();
     }
     if let Some(Fault::TruncatedJson) = &fault {
         text.truncate(text.len() / 2);

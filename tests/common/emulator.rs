@@ -34,6 +34,13 @@ pub fn take_fault<F: Clone>(faults: &mut Faults<F>, path: &str) -> Option<F> {
     Some(fault)
 }
 
+/// Ends the request by closing its connection without a byte of answer, the way a
+/// reset socket or a crashed proxy does. The emulator's connection task unwinds (without
+/// the panic hook, so nothing is printed) and drops the socket; the server goes on.
+pub fn drop_connection() -> ! {
+    std::panic::resume_unwind(Box::new("emulated connection reset"))
+}
+
 /// The most requests seen inside any sliding window (times in arrival order).
 pub fn max_in_window(times: impl IntoIterator<Item = Instant>, window: Duration) -> usize {
     let times: Vec<Instant> = times.into_iter().collect();

@@ -19,7 +19,7 @@
 #![allow(dead_code)]
 
 pub use super::emulator::Recorded;
-use super::emulator::{Faults, form_decode, max_in_window, take_fault};
+use super::emulator::{Faults, drop_connection, form_decode, max_in_window, take_fault};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,10 @@ pub enum Fault {
     Unauthorized,
     /// Answer normally but cut the JSON body in half.
     TruncatedJson,
+    /// Close the connection without answering; the request is not applied.
+    ConnectionReset,
+    /// Apply the request, then close the connection without answering.
+    ResetAfterApply,
 }
 
 
@@ -159,6 +163,10 @@ impl HubSpot {
     pub fn fail_next(&self, path_prefix: &str, fault: Fault, times: usize) {
         self.lock().faults.push_back((path_prefix.into(), fault, times));
     }
+    /// Queued faults no request has met yet.
+    pub fn faults_pending(&self) -> usize {
+        self.lock().faults.iter().map(|f| f.2).sum()
+    }
     pub fn reject_ids(&self, ids: &[&str]) {
         self.lock().rejected = ids.iter().map(|s| s.to_string()).collect();
     }
@@ -210,6 +218,8 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
             }
             Some(Fault::ServerError(code)) => (*code, json!({"status": "error", "message": "internal error", "correlationId": correlation()})),
             Some(Fault::Unauthorized) => unauthorized(),
+            // Recorded with status 0: the client sent it, nothing answered.
+            Some(Fault::ConnectionReset) => (0, Value::Null),
             _ => respond(&mut s, &method, &path, &authorization, &parsed, at, &mut extra),
         };
         let text = value.to_string();
@@ -218,6 +228,9 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     };
     if let Some(Fault::DelayAfterApply(d)) = &fault {
         tokio::time::sleep(*d).await;
+    }
+    if let Some(Fault::ConnectionReset | Fault::ResetAfterApply) = &fault {
+        drop_connection();
     }
     if let Some(Fault::TruncatedJson) = &fault {
         text.truncate(text.len() / 2);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod common_room_crm;
+pub mod crash;
 pub mod emulator;
 pub mod github_api;
 pub mod hubspot_crm;

@@ -15,7 +15,7 @@
 #![allow(dead_code)]
 
 pub use super::emulator::Recorded;
-use super::emulator::{Faults, form_decode, max_in_window, take_fault};
+use super::emulator::{Faults, drop_connection, form_decode, max_in_window, take_fault};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,6 +34,10 @@ pub enum Fault {
     DelayAfterApply(Duration),
     SessionExpired,
     TruncatedJson,
+    /// Close the connection without answering; the request is not applied.
+    ConnectionReset,
+    /// Apply the request, then close the connection without answering.
+    ResetAfterApply,
 }
 
 
@@ -186,6 +190,10 @@ impl Salesforce {
     pub fn fail_next(&self, path_prefix: &str, fault: Fault, times: usize) {
         self.lock().faults.push_back((path_prefix.into(), fault, times));
     }
+    /// Queued faults no request has met yet.
+    pub fn faults_pending(&self) -> usize {
+        self.lock().faults.iter().map(|f| f.2).sum()
+    }
     /// Any collection request carrying one of these records fails whole with 400.
     pub fn poison_ids(&self, ids: &[&str]) {
         self.lock().poisoned = ids.iter().map(|s| s.to_string()).collect();
@@ -232,6 +240,8 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         let (status, value) = match &fault {
             Some(Fault::ServerError(code)) => errors(*code, "SERVER_UNAVAILABLE", "Server temporarily unavailable"),
             Some(Fault::SessionExpired) => errors(401, "INVALID_SESSION_ID", "Session expired or invalid"),
+            // Recorded with status 0: the client sent it, nothing answered.
+            Some(Fault::ConnectionReset) => (0, Value::Null),
             _ => respond(&mut s, &method, &path, &query, &authorization, &parsed, batch_size),
         };
         s.requests.push(Recorded { method: method.to_string(), path: path.clone(), query, authorization, body: parsed, status, at });
@@ -241,6 +251,9 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     };
     if let Some(Fault::DelayAfterApply(d)) = &fault {
         tokio::time::sleep(*d).await;
+    }
+    if let Some(Fault::ConnectionReset | Fault::ResetAfterApply) = &fault {
+        drop_connection();
     }
     if let Some(Fault::TruncatedJson) = &fault {
         text.truncate(text.len() / 2);
