@@ -146,11 +146,22 @@ pub struct Request<'a> {
     pub body: Body,
     pub auth: Option<&'a Auth>,
     pub headers: Vec<(&'static str, String)>,
+    /// Whether sending it twice does no harm (updates, upserts, reads). A request that
+    /// is not (a create) is sent again only when it surely never reached the server: a
+    /// failed connect, a 429 or a 401 before a new token. After a timeout, a connection
+    /// lost mid-request or a 5xx the server may have applied it, so the error goes back
+    /// to the caller, whose next run finds what was made instead of making it twice.
+    pub repeatable: bool,
 }
 
 impl<'a> Request<'a> {
     pub fn new(method: reqwest::Method, url: String) -> Request<'a> {
-        Request { method, url, class: "default", body: Body::None, auth: None, headers: Vec::new() }
+        Request { method, url, class: "default", body: Body::None, auth: None, headers: Vec::new(), repeatable: true }
+    }
+    /// Marks a request that must not be sent twice (see `repeatable`).
+    pub fn not_repeatable(mut self) -> Self {
+        self.repeatable = false;
+        self
     }
     pub fn json(mut self, body: Value) -> Self {
         self.body = Body::Json(body);
@@ -375,7 +386,7 @@ impl HttpClient {
                 Err(e) => {
                     let message = describe(&e);
                     tracing::debug!(error = %message, "request failed");
-                    if retries >= self.policy.max_retries {
+                    if retries >= self.policy.max_retries || (!req.repeatable && !e.is_connect()) {
                         return Err(HttpError::Transport { method: method.into(), url: safe_url.into(), message });
                     }
                     self.spend_retry(method, safe_url)?;
@@ -419,7 +430,7 @@ impl HttpClient {
                     self.hold_until(Instant::now() + wait).await;
                 }
                 500..=599 => {
-                    if retries >= self.policy.max_retries {
+                    if retries >= self.policy.max_retries || !req.repeatable {
                         return Err(response.into_error());
                     }
                     self.spend_retry(method, safe_url)?;

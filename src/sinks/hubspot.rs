@@ -193,7 +193,10 @@ impl HubSpotSink {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>, class: &'static str) -> Result<Response, SinkError> {
-        let mut req = Request::new(method, self.url(path)).auth(&self.auth).class(class);
+        self.send(Request::new(method, self.url(path)).auth(&self.auth).class(class), body).await
+    }
+
+    async fn send(&self, mut req: Request<'_>, body: Option<Value>) -> Result<Response, SinkError> {
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -271,7 +274,10 @@ impl HubSpotSink {
                 json!({ "properties": props })
             })
             .collect();
-        let r = self.call(Method::POST, "/crm/v3/objects/companies/batch/create", Some(json!({ "inputs": inputs })), "default").await?;
+        // A create sent twice makes two companies: it is never repeated blindly; if its
+        // answer is lost, the records fail and the next run finds them by domain.
+        let req = Request::new(Method::POST, self.url("/crm/v3/objects/companies/batch/create")).auth(&self.auth).not_repeatable();
+        let r = self.send(req, Some(json!({ "inputs": inputs }))).await?;
         // Created records come back in no promised order: match them by domain.
         let field = self.match_field.clone();
         let outcomes = read_batch(&r, batch, |result| result.properties.get(&field).and_then(|v| v.as_deref()).and_then(normalize_domain))?;

@@ -225,7 +225,13 @@ impl SalesforceSink {
         } else {
             self.url(path).await?
         };
+        // POST creates (accounts, tasks, campaign members): sent twice, it makes two, so
+        // a POST whose answer is lost is not repeated; the next run looks again first.
+        let repeatable = method != Method::POST;
         let mut req = Request::new(method, url).auth(&self.auth);
+        if !repeatable {
+            req = req.not_repeatable();
+        }
         if let Some(body) = body {
             req = req.json(body);
         }
