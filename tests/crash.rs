@@ -53,6 +53,17 @@ fn survive(scenario: &str, span: Duration, mut kill_point: impl FnMut(Duration) 
     killed
 }
 
+/// The quickest of three uninterrupted runs, each from a fresh start (the first one
+/// warms the caches; a busy machine slows any one of them), and the last run's state.
+fn quickest<T>(mut run: impl FnMut() -> (T, Duration)) -> (T, Duration) {
+    let (mut last, mut span) = run();
+    for _ in 0..2 {
+        let (state, took) = run();
+        (last, span) = (state, span.min(took));
+    }
+    (last, span)
+}
+
 fn db(env: &Env) -> PathBuf {
     env.path().join("oql.db")
 }
@@ -74,19 +85,29 @@ fn cursors(db: &Path, api: &str) -> Vec<String> {
         .collect()
 }
 
+/// One release download per (domain, day), as NDJSON.
+fn downloads(domains: impl Iterator<Item = (String, &'static str)>) -> String {
+    domains
+        .enumerate()
+        .map(|(i, (domain, day))| {
+            format!(
+                "{{\"source\":\"scarf\",\"id\":\"a{i}\",\"kind\":\"download\",\"occurred_at\":\"{day}T10:00:00Z\",\"company_domain\":\"{domain}\",\"package\":\"oqldb\",\"version\":\"1.0.0\"}}\n"
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn an_import_killed_anywhere_leaves_every_activity_exactly_once() {
     let data_dir = Env::new();
     let data = data_dir.path().join("data.ndjson");
     data_dir.ok(&["generate", "--activities", "4000", "--companies", "40", "--end", "2026-10-31", "--out", data.to_str().unwrap()]);
     let file = data.to_str().unwrap();
-    // The quickest of three imports into fresh stores: the first one warms the caches.
-    let mut span = Duration::MAX;
-    let mut reference = Env::new();
-    for _ in 0..3 {
-        reference = Env::new();
-        span = span.min(measure(&mut reference.command(&["import", file])));
-    }
+    let (reference, span) = quickest(|| {
+        let env = Env::new();
+        let took = measure(&mut env.command(&["import", file]));
+        (env, took)
+    });
     let want_keys = activity_keys(&db(&reference));
     let want_companies = reference.companies_json("2026-10-31");
     assert_eq!(want_keys.len(), 4000);
@@ -154,9 +175,12 @@ mod poll {
     #[test]
     fn a_poll_killed_anywhere_resumes_with_no_gap_no_repeat_and_the_same_cursors() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let gh = github(&rt);
-        let reference = config(&gh);
-        let span = measure(&mut poll(&reference));
+        let ((gh, reference), span) = quickest(|| {
+            let gh = github(&rt);
+            let env = config(&gh);
+            let took = measure(&mut poll(&env));
+            ((gh, env), took)
+        });
         let want_keys = activity_keys(&db(&reference));
         let want_cursors = cursors(&db(&reference), &gh.url);
         assert_eq!(want_keys.len(), 2 * 155);
@@ -243,24 +267,13 @@ mod sync {
         hs.requests().iter().filter(|r| r.path == path).count()
     }
 
-    fn data() -> String {
-        domains()
-            .enumerate()
-            .map(|(i, (domain, day))| {
-                format!(
-                    "{{\"source\":\"scarf\",\"id\":\"a{i}\",\"kind\":\"download\",\"occurred_at\":\"{day}T10:00:00Z\",\"company_domain\":\"{domain}\",\"package\":\"oqldb\",\"version\":\"1.0.0\"}}\n"
-                )
-            })
-            .collect()
-    }
-
     #[test]
     fn a_sync_killed_between_crm_writes_and_their_answers_converges_and_fires_each_trigger_once() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let total = ACTIVE + INACTIVE;
         // The imported store every kill point starts from.
         let template = Env::new();
-        let file = template.write("data.ndjson", data());
+        let file = template.write("data.ndjson", downloads(domains()));
         template.ok(&["import", file.to_str().unwrap()]);
 
         let (want_hs, want_list) = crm(&rt);
@@ -312,5 +325,118 @@ mod sync {
             true
         });
         eprintln!("hubspot sync: at most {resent_most} records were written twice at one kill point");
+    }
+}
+
+/// Common Room writes one contact a call (and a stage activity for each change), with
+/// webhook triggers: the restart sends only the unconfirmed contacts, upserts make no
+/// duplicate, and each stage change reaches the webhook once
+/// (twice only when the kill came between the POST and its record, with the same key).
+mod sync_common_room {
+    use super::*;
+    use common::common_room_crm::{CommonRoom, Fault};
+
+    const TOKEN: &str = "cr-crash-suite-token";
+    const USER: &str = "/community/v1/source/4242/user";
+    const ACTIVE: usize = 6;
+    const INACTIVE: usize = 4;
+
+    fn domains() -> impl Iterator<Item = (String, &'static str)> {
+        (0..ACTIVE).map(|i| (format!("c{i}.com"), "2026-09-15")).chain((0..INACTIVE).map(|i| (format!("m{i}.com"), "2026-09-01")))
+    }
+
+    /// The contact writes land before their (slow) answers.
+    fn crm(rt: &tokio::runtime::Runtime) -> CommonRoom {
+        let cr = rt.block_on(CommonRoom::start());
+        cr.accept_token(TOKEN);
+        cr.add_source(4242);
+        cr.add_custom_field(901, "OQL Stage", "string", &[]);
+        cr.add_custom_field(902, "OQL Score", "number", &[]);
+        cr.fail_next(USER, Fault::DelayAfterApply(Duration::from_millis(25)), ACTIVE + INACTIVE);
+        cr
+    }
+
+    fn configure(env: &Env, cr: &CommonRoom) {
+        let origin = cr.url.trim_end_matches("/community/v1");
+        env.write(
+            "mappings/crm.yaml",
+            format!(
+                "object: contacts\nmatch: {{ crm_field: companyDomain }}\nfields:\n  OQL Stage: {{ from: stage }}\n  OQL Score: {{ from: score, round: 0 }}\n\
+                 triggers:\n  - when: {{ to: inactive }}\n    action: {{ webhook: {{ url: \"{origin}/webhook\" }} }}\n"
+            ),
+        );
+        env.write(
+            "connectors/crm.yaml",
+            format!(
+                "name: crm\nkind: common_room\nschedule: \"0 */15 * * * *\"\nbase_url: {}\ntoken_env: CR_TOKEN\ndestination_source_id: 4242\n\
+                 mapping: mappings/crm.yaml\nrate_limit: {{ requests: 100, per_seconds: 1 }}\nretry: {{ base_delay_ms: 20, max_delay_ms: 200 }}\n",
+                cr.url
+            ),
+        );
+    }
+
+    fn sync(env: &Env) -> std::process::Command {
+        let mut c = env.command(&["sync", "--as-of", "2026-10-31"]);
+        c.env("CR_TOKEN", TOKEN);
+        c
+    }
+
+    /// (contact id, stage) of every contact, and the ids of the stage activities.
+    fn crm_state(cr: &CommonRoom) -> (Vec<(String, String)>, Vec<String>) {
+        let users = cr.users().iter().map(|u| (u["id"].to_string(), cr.field_of(u["id"].as_str().unwrap_or_default(), 901).map(|v| v.to_string()).unwrap_or_default())).collect();
+        let mut activities: Vec<String> = cr.activities().iter().map(|a| a["id"].to_string()).collect();
+        activities.sort();
+        (users, activities)
+    }
+
+    #[test]
+    fn a_common_room_sync_killed_between_upserts_and_their_answers_converges_and_fires_each_webhook_once() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let total = ACTIVE + INACTIVE;
+        let template = Env::new();
+        let file = template.write("data.ndjson", downloads(domains()));
+        template.ok(&["import", file.to_str().unwrap()]);
+
+        let want_cr = crm(&rt);
+        let reference = Env::new();
+        copy_store(template.path(), reference.path());
+        configure(&reference, &want_cr);
+        let span = measure(&mut sync(&reference));
+        let want = crm_state(&want_cr);
+        assert_eq!((want.0.len(), want.1.len()), (total, total), "a contact and a stage activity each: {want:?}");
+        assert_eq!(want_cr.webhooks().len(), INACTIVE);
+
+        survive("common room sync", span, |delay| {
+            let cr = crm(&rt);
+            let env = Env::new();
+            copy_store(template.path(), env.path());
+            configure(&env, &cr);
+            if !kill_after(&mut sync(&env), delay) {
+                return false;
+            }
+            let confirmed = scalar(&db(&env), "SELECT COUNT(*) FROM crm_state") as usize;
+            let fired_before = scalar(&db(&env), "SELECT COUNT(*) FROM trigger_firings WHERE status = 'fired'") as usize;
+            let users_before = cr.requests().iter().filter(|r| r.path == USER).count();
+            let hooks_before = cr.webhooks().len();
+            let out = sync(&env).output().unwrap();
+            assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert_eq!(crm_state(&cr), want, "the contacts and activities of an uninterrupted sync");
+            let resent = cr.requests().iter().filter(|r| r.path == USER).count() - users_before;
+            assert_eq!(resent, total - confirmed, "only unconfirmed contacts are sent again");
+            // Common Room's batches hold 50 contacts, committed when all are written.
+            assert!(users_before + resent <= total + 50, "at most the unconfirmed batch was written twice");
+            assert_eq!(scalar(&db(&env), "SELECT COUNT(*) FROM trigger_firings WHERE status = 'fired'") as usize, INACTIVE);
+            let hooks = cr.webhooks();
+            assert_eq!(hooks.len() - hooks_before, INACTIVE - fired_before, "the restart fires only what was not recorded as fired");
+            assert!(hooks.len() <= INACTIVE + 1, "{} webhook deliveries for {INACTIVE} stage changes", hooks.len());
+            let mut keys: Vec<String> = hooks.iter().map(|h| h.body["id"].to_string()).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), INACTIVE, "a repeated delivery carries the same event id");
+            assert_sound(&db(&env));
+            assert_eq!(scalar(&db(&env), "SELECT COUNT(*) FROM crm_state") as usize, total);
+            assert_eq!(scalar(&db(&env), "SELECT COUNT(*) FROM sync_failures"), 0);
+            true
+        });
     }
 }
