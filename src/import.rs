@@ -2,7 +2,8 @@
 //!
 //! Reading and parsing run on a blocking thread and hand batches over a bounded channel
 //! to the store, so parsing one batch overlaps inserting the previous one (two cores,
-//! two stages) while memory stays bounded by two batches whatever the file size.
+//! two stages) while memory stays bounded by three batches (one filling, one queued, one
+//! being inserted) whatever the file size.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -140,7 +141,7 @@ pub async fn import_file(
     options: &ExportOptions,
     rules: &AttributionRules,
 ) -> Result<FileSummary, ImportError> {
-    let (tx, mut rx) = mpsc::channel::<Message>(2);
+    let (tx, mut rx) = mpsc::channel::<Message>(1);
     let reader = {
         let (path, options, rules) = (path.to_path_buf(), options.clone(), rules.clone());
         tokio::task::spawn_blocking(move || read_file(&path, &options, &rules, &tx))

@@ -76,3 +76,42 @@ fn the_full_scan_reads_the_table_in_storage_order_not_through_an_index() {
         assert_eq!(plan, ["SCAN activities"], "a search through the company index costs a row lookup per activity");
     });
 }
+
+async fn has_company_index(store: &Store) -> bool {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'activities_by_company'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    n == 1
+}
+
+#[test]
+fn a_bulk_load_builds_the_company_index_again_and_an_open_after_a_kill_mid_load_does_too() {
+    let env = Env::new();
+    let data = env.path().join("data.ndjson");
+    env.ok(&["generate", "--activities", "3000", "--companies", "100", "--out", data.to_str().unwrap()]);
+    let db = env.path().join("oql.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(db.to_str().unwrap()).await.unwrap();
+        assert!(!store.begin_bulk_load(1000).await.unwrap(), "a small import keeps the index");
+        assert!(store.begin_bulk_load(1_000_000).await.unwrap(), "a large one into an empty store drops it");
+        assert!(!has_company_index(&store).await);
+        let rules = oql_sync::attribution::AttributionRules::default();
+        oql_sync::import::import_file(&store, &data, &Default::default(), &rules).await.unwrap();
+        let model = Model::default();
+        let without = oql_sync::app::compute_scores(&store, &model, as_of()).await.unwrap();
+        store.end_bulk_load().await.unwrap();
+        assert!(has_company_index(&store).await);
+        assert_eq!(oql_sync::app::compute_scores(&store, &model, as_of()).await.unwrap(), without);
+        // A load into a store already larger than it keeps the index.
+        assert!(!store.begin_bulk_load(1400).await.unwrap());
+        // Killed between the drop and the rebuild: the next open builds it.
+        assert!(store.begin_bulk_load(2_000_000).await.unwrap());
+        store.close().await;
+        let store = Store::open(db.to_str().unwrap()).await.unwrap();
+        assert!(has_company_index(&store).await);
+        let acts = store.company_activities(&without[0].domain, end_of(as_of())).await.unwrap();
+        assert_eq!(score_company(&without[0].domain, &acts, &model, as_of()).as_ref(), Some(&without[0]));
+    });
+}

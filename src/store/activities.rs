@@ -45,6 +45,15 @@ const SCAN_ALL: &str = "SELECT company_domain, occurred_at, kind, action, tier, 
 const SCAN_CHANGED: &str = "SELECT company_domain, occurred_at, kind, action, tier, actor, package, version, url \
      FROM activities WHERE company_domain IN (SELECT domain FROM companies WHERE changed_version > ?2) AND occurred_at < ?1";
 
+/// The company index, as migration 0005 defines it: dropped for a bulk load and built
+/// again after it, and built at open if a bulk load was killed before it could.
+pub(super) const COMPANY_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS activities_by_company ON activities (company_domain) WHERE company_domain IS NOT NULL";
+
+/// Imports expected to add at least this many activities, and at least half as many as
+/// the store holds, load without the company index.
+const BULK_LOAD_MIN: u64 = 250_000;
+
 impl Store {
     /// Inserts activities and quarantined lines in one transaction. Activities whose
     /// `(source, id)` is already stored are left as they are (first import wins).
@@ -128,6 +137,37 @@ impl Store {
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Starts a bulk load of about `expected` activities: when it is large against the
+    /// store, the company index is dropped, because keeping it up to date costs a random
+    /// page write per activity (the index is not in arrival order), while building it
+    /// afresh is one sort. Returns whether it was dropped; `end_bulk_load` builds it.
+    /// Queries stay correct meanwhile, only slower.
+    pub async fn begin_bulk_load(&self, expected: u64) -> Result<bool, StoreError> {
+        if expected < BULK_LOAD_MIN {
+            return Ok(false);
+        }
+        let (existing, _) = self.activity_counts().await?;
+        if (expected as i64) < existing / 2 {
+            return Ok(false);
+        }
+        sqlx::query("DROP INDEX IF EXISTS activities_by_company").execute(&self.pool).await?;
+        Ok(true)
+    }
+
+    /// Builds the company index again (a sort on both cores) after a bulk load. The
+    /// sort spills to temporary files, not memory, and each sorter thread's buffer is
+    /// sized from `cache_size`, so the cache is small while it runs: otherwise the sort
+    /// would hold the index in RAM, once per thread.
+    pub async fn end_bulk_load(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let restore_cache = format!("PRAGMA cache_size = {}", super::CACHE_SIZE);
+        let steps = ["PRAGMA temp_store = FILE", "PRAGMA cache_size = -32768", "PRAGMA threads = 2", COMPANY_INDEX, "PRAGMA threads = 0", &restore_cache, "PRAGMA temp_store = MEMORY"];
+        for sql in steps {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+        }
+        Ok(())
     }
 
     /// Re-runs attribution rules 2 and 3 over the activities the source did not

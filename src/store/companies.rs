@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use futures_util::TryStreamExt;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::raw::{Param, Statement};
 use super::{Store, StoreError, set_meta};
 use crate::scoring::{CompanyScore, Stage};
 
@@ -68,16 +70,18 @@ impl Store {
         let (Some(as_of), Some(inputs)) = (self.meta("scores_as_of").await?, self.meta("scores_inputs").await?) else {
             return Ok(None);
         };
-        let rows = sqlx::query(
+        // Streamed: at 200k companies the rows as sqlx holds them weigh several times
+        // the scores made of them.
+        let mut rows = sqlx::query(
             "SELECT domain, stage, peak_stage, stage_since, score_micro, first_seen, last_seen, downloads_30d, \
              views_30d, community_30d, telemetry_30d, actors_90d, versions_90d, upgrading, churn_risk, \
              events_30d, actors_30d, events_mom, events_wow FROM scores",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch(&self.pool);
         let count = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<i64, _>(i) as u32;
-        let mut scores = Vec::with_capacity(rows.len());
-        for r in &rows {
+        let mut scores = Vec::new();
+        while let Some(r) = rows.try_next().await? {
+            let r = &r;
             scores.push(CompanyScore {
                 domain: r.get(0),
                 stage: parse_stage(r.get(1))?,
@@ -108,40 +112,45 @@ impl Store {
     }
 }
 
+const INSERT_SCORE: &str = "INSERT INTO scores (domain, as_of, stage, peak_stage, stage_since, score_micro, first_seen, \
+     last_seen, downloads_30d, views_30d, community_30d, telemetry_30d, actors_90d, versions_90d, \
+     upgrading, churn_risk, events_30d, actors_30d, events_mom, events_wow) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+
 /// Inserts score rows (their old rows already deleted) and records the as-of date and
 /// inputs fingerprint they were computed at.
 async fn write_scores(tx: &mut SqliteConnection, as_of: NaiveDate, inputs: &str, scores: &[CompanyScore]) -> Result<(), StoreError> {
     let as_of_text = as_of.to_string();
     let as_of_text = as_of_text.as_str();
-    for chunk in scores.chunks(400) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO scores (domain, as_of, stage, peak_stage, stage_since, score_micro, first_seen, \
-             last_seen, downloads_30d, views_30d, community_30d, telemetry_30d, actors_90d, versions_90d, \
-             upgrading, churn_risk, events_30d, actors_30d, events_mom, events_wow) ",
-        );
-        qb.push_values(chunk, |mut row, s| {
-            row.push_bind(s.domain.as_str())
-                .push_bind(as_of_text)
-                .push_bind(s.stage.as_str())
-                .push_bind(s.peak_stage.as_str())
-                .push_bind(s.stage_since.to_string())
-                .push_bind(s.score)
-                .push_bind(s.first_seen.to_string())
-                .push_bind(s.last_seen.to_string())
-                .push_bind(s.downloads_30d as i64)
-                .push_bind(s.views_30d as i64)
-                .push_bind(s.community_30d as i64)
-                .push_bind(s.telemetry_30d as i64)
-                .push_bind(s.actors_90d as i64)
-                .push_bind(s.versions_90d as i64)
-                .push_bind(s.upgrading)
-                .push_bind(s.churn_risk)
-                .push_bind(s.events_30d as i64)
-                .push_bind(s.actors_30d as i64)
-                .push_bind(s.events_mom)
-                .push_bind(s.events_wow);
-        });
-        qb.build().execute(&mut *tx).await?;
+    {
+        let mut handle = tx.lock_handle().await?;
+        let mut insert = Statement::prepare(&mut handle, INSERT_SCORE)?;
+        for s in scores {
+            let dates = [s.stage_since, s.first_seen, s.last_seen].map(|d| d.to_string());
+            let count = |n: u32| Param::Int(n as i64);
+            insert.execute(&[
+                Param::Text(Some(s.domain.as_str())),
+                Param::Text(Some(as_of_text)),
+                Param::Text(Some(s.stage.as_str())),
+                Param::Text(Some(s.peak_stage.as_str())),
+                Param::Text(Some(&dates[0])),
+                Param::Int(s.score),
+                Param::Text(Some(&dates[1])),
+                Param::Text(Some(&dates[2])),
+                count(s.downloads_30d),
+                count(s.views_30d),
+                count(s.community_30d),
+                count(s.telemetry_30d),
+                count(s.actors_90d),
+                count(s.versions_90d),
+                Param::Int(s.upgrading as i64),
+                Param::Int(s.churn_risk as i64),
+                count(s.events_30d),
+                count(s.actors_30d),
+                Param::MaybeInt(s.events_mom),
+                Param::MaybeInt(s.events_wow),
+            ])?;
+        }
     }
     set_meta(&mut *tx, "scores_as_of", as_of_text).await?;
     set_meta(&mut *tx, "scores_inputs", inputs).await?;

@@ -51,6 +51,9 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// The page cache of a connection, as `PRAGMA cache_size` takes it (negative: KiB).
+const CACHE_SIZE: &str = "-262144";
+
 /// Turns a `--db` value into SQLite options: `sqlite://path`, `sqlite:path` or a plain
 /// file path.
 fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
@@ -71,7 +74,7 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .busy_timeout(Duration::from_secs(30))
         // 256 MiB of page cache a connection: a 10-million-activity store's indexes stay
         // in memory while an import inserts into them at random.
-        .pragma("cache_size", "-262144")
+        .pragma("cache_size", CACHE_SIZE)
         // Checkpoint every 80 MB of WAL rather than every 4 MB: a large import re-dirties
         // the same index pages batch after batch, and each checkpoint copies them again.
         .pragma("wal_autocheckpoint", "20000")
@@ -94,6 +97,8 @@ impl Store {
                 source,
             })?;
         MIGRATOR.run(&pool).await?;
+        // A bulk load killed before it rebuilt the company index left it missing.
+        sqlx::query(activities::COMPANY_INDEX).execute(&pool).await?;
         restrict_files(&options_filename(url));
         Ok(Store { pool })
     }

@@ -23,6 +23,7 @@ use super::StoreError;
 pub enum Param<'a> {
     Text(Option<&'a str>),
     Int(i64),
+    MaybeInt(Option<i64>),
 }
 
 /// One prepared statement on a locked handle; finalized on drop.
@@ -68,8 +69,8 @@ impl<'h> Statement<'h> {
             // that ends this step (SQLITE_STATIC: SQLite reads them in place).
             let code = unsafe {
                 match p {
-                    Param::Int(v) => ffi::sqlite3_bind_int64(stmt, at, *v),
-                    Param::Text(None) => ffi::sqlite3_bind_null(stmt, at),
+                    Param::Int(v) | Param::MaybeInt(Some(v)) => ffi::sqlite3_bind_int64(stmt, at, *v),
+                    Param::Text(None) | Param::MaybeInt(None) => ffi::sqlite3_bind_null(stmt, at),
                     Param::Text(Some(s)) => ffi::sqlite3_bind_text(stmt, at, s.as_ptr().cast(), s.len() as c_int, ffi::SQLITE_STATIC()),
                 }
             };
