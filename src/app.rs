@@ -265,9 +265,7 @@ pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<u
         return Ok(score_and_persist(store, model, as_of).await?.len());
     };
     let changed = store.companies_changed_since(version).await?;
-    let mut companies = CompanyActivities::new(model);
-    store.scan_scoring(end_of(as_of), Some(version), |domain, a| companies.push(domain, a)).await?;
-    let scores = companies.score(as_of);
+    let scores = scan_and_score(store, model, as_of, Some(version)).await?;
     let scored: std::collections::HashSet<&str> = scores.iter().map(|s| s.domain.as_str()).collect();
     let removed: Vec<String> = changed.iter().filter(|d| !scored.contains(d.as_str())).cloned().collect();
     store.update_scores(as_of, &now, &scores, &removed).await?;
@@ -497,11 +495,18 @@ async fn score_inputs(store: &Store, model: &Model) -> Result<String, AppError> 
 
 /// Scores of every company at `as_of`, by score descending then domain.
 pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> Result<Vec<CompanyScore>, AppError> {
-    let mut companies = CompanyActivities::new(model);
-    store.scan_scoring(end_of(as_of), None, |domain, a| companies.push(domain, a)).await?;
-    let mut scores = companies.score(as_of);
+    let mut scores = scan_and_score(store, model, as_of, None).await?;
     sort_scores(&mut scores);
     Ok(scores)
+}
+
+/// Scores every company (or those changed after a data version) from one parallel
+/// scan: a share of the companies per core.
+async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_since: Option<i64>) -> Result<Vec<CompanyScore>, AppError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let mut parts: Vec<CompanyActivities> = (0..cores).map(|_| CompanyActivities::new(model)).collect();
+    store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, domain, a| part.push(domain, a)).await?;
+    Ok(parts.into_iter().flat_map(|p| p.score(as_of)).collect())
 }
 
 fn sort_scores(scores: &mut [CompanyScore]) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 
 use super::quarantine::{QuarantinedLine, insert_quarantined};
-use super::raw::{Param, Row as RawRow, Statement};
+use super::raw::{Handle, Param, Row as RawRow, Statement};
 use super::{Store, StoreError, bump_data_version, now_nanos, set_meta};
 use crate::activity::{Action, Activity, Kind, Tier};
 use crate::attribution::{AttributionRules, Rule};
@@ -84,7 +84,8 @@ impl Store {
         let mut ordered: Vec<&NewActivity> = activities.iter().collect();
         ordered.sort_by(|a, b| (&a.activity.source, &a.activity.id).cmp(&(&b.activity.source, &b.activity.id)));
         {
-            let mut handle = tx.lock_handle().await?;
+            let mut locked = tx.lock_handle().await?;
+            let mut handle = Handle::of(&mut locked);
             let mut insert = Statement::prepare(&mut handle, INSERT_ACTIVITY)?;
             for new in ordered {
                 let a = &new.activity;
@@ -162,10 +163,9 @@ impl Store {
     /// would hold the index in RAM, once per thread.
     pub async fn end_bulk_load(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let restore_cache = format!("PRAGMA cache_size = {}", super::CACHE_SIZE);
-        let steps = ["PRAGMA temp_store = FILE", "PRAGMA cache_size = -32768", "PRAGMA threads = 2", COMPANY_INDEX, "PRAGMA threads = 0", &restore_cache, "PRAGMA temp_store = MEMORY"];
+        let steps = ["PRAGMA temp_store = FILE", "PRAGMA cache_size = -32768", "PRAGMA threads = 2", COMPANY_INDEX, "PRAGMA threads = 0", super::RESTORE_CACHE_SIZE, "PRAGMA temp_store = MEMORY"];
         for sql in steps {
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+            sqlx::query(sql).execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -229,27 +229,62 @@ impl Store {
 
     /// Calls `each` with every attributed activity up to `until` (UTC nanoseconds,
     /// exclusive) and its company, in no particular order; with `changed_since`, only
-    /// those of companies whose activities changed after that data version. Returns
-    /// the rows read.
-    pub async fn scan_scoring(
+    /// those of companies whose activities changed after that data version. The scan
+    /// runs on as many threads and connections as there are `parts`, each thread
+    /// stepping the whole statement and keeping the rows of its share of the companies
+    /// (by a hash of the domain): a company's rows all reach the same part, and the work
+    /// done per row, which outweighs SQLite's, is split. Returns the rows read.
+    pub async fn scan_scoring<S: Send>(
         &self,
         until: i64,
         changed_since: Option<i64>,
-        mut each: impl FnMut(&str, &ActivityRef<'_>),
+        parts: &mut [S],
+        each: impl Fn(&mut S, &str, &ActivityRef<'_>) + Sync,
     ) -> Result<u64, StoreError> {
         let (sql, params) = match changed_since {
             None => (SCAN_ALL, vec![Param::Int(until)]),
             Some(v) => (SCAN_CHANGED, vec![Param::Int(until), Param::Int(v)]),
         };
-        let mut rows = 0u64;
-        self.query_raw(sql, &params, |row| {
-            let company = row.text(0)?.unwrap_or_default();
-            each(company, &activity_ref(row)?);
-            rows += 1;
-            Ok(())
-        })
-        .await?;
-        Ok(rows)
+        let count = parts.len();
+        let mut conns = Vec::with_capacity(count);
+        for _ in 0..count {
+            conns.push(self.pool.acquire().await?);
+        }
+        let mut locked = Vec::with_capacity(count);
+        for conn in conns.iter_mut() {
+            locked.push(conn.lock_handle().await?);
+        }
+        let handles: Vec<Handle<'_>> = locked.iter_mut().map(Handle::of).collect();
+        let split = foldhash::fast::FixedState::with_seed(0x0a11);
+        let (each, params, split) = (&each, &params, &split);
+        let results: Vec<Result<u64, StoreError>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = handles
+                .into_iter()
+                .zip(parts.iter_mut())
+                .enumerate()
+                .map(|(i, (mut handle, part))| {
+                    scope.spawn(move || {
+                        // A scan reads each page once: a large cache would only hold
+                        // pages of the table no one reads again (and count in RSS).
+                        Statement::prepare(&mut handle, "PRAGMA cache_size = -8192")?.execute(&[])?;
+                        let mut rows = 0u64;
+                        let scanned = Statement::prepare(&mut handle, sql)?.query(params, |row| {
+                            let company = row.text(0)?.unwrap_or_default();
+                            if count > 1 && std::hash::BuildHasher::hash_one(split, company) as usize % count != i {
+                                return Ok(());
+                            }
+                            each(part, company, &activity_ref(row)?);
+                            rows += 1;
+                            Ok(())
+                        });
+                        Statement::prepare(&mut handle, super::RESTORE_CACHE_SIZE)?.execute(&[])?;
+                        scanned.map(|()| rows)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("scan thread")).collect()
+        });
+        results.into_iter().sum()
     }
 
     /// The floor under `scan_scoring`: the same statement over every row, each column
@@ -278,8 +313,8 @@ impl Store {
 
     async fn query_raw(&self, sql: &'static str, params: &[Param<'_>], each: impl FnMut(&RawRow<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let mut handle = conn.lock_handle().await?;
-        Statement::prepare(&mut handle, sql)?.query(params, each)
+        let mut locked = conn.lock_handle().await?;
+        Statement::prepare(&mut Handle::of(&mut locked), sql)?.query(params, each)
     }
 
     /// One company's activities up to `until` (UTC nanoseconds, exclusive), in scoring order.

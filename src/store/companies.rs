@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use futures_util::TryStreamExt;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::raw::{Param, Statement};
+use super::raw::{Handle, Param, Statement};
 use super::{Store, StoreError, set_meta};
 use crate::scoring::{CompanyScore, Stage};
 
@@ -123,7 +123,8 @@ async fn write_scores(tx: &mut SqliteConnection, as_of: NaiveDate, inputs: &str,
     let as_of_text = as_of.to_string();
     let as_of_text = as_of_text.as_str();
     {
-        let mut handle = tx.lock_handle().await?;
+        let mut locked = tx.lock_handle().await?;
+        let mut handle = Handle::of(&mut locked);
         let mut insert = Statement::prepare(&mut handle, INSERT_SCORE)?;
         for s in scores {
             let dates = [s.stage_since, s.first_seen, s.last_seen].map(|d| d.to_string());

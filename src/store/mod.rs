@@ -52,7 +52,13 @@ pub struct Store {
 }
 
 /// The page cache of a connection, as `PRAGMA cache_size` takes it (negative: KiB).
-const CACHE_SIZE: &str = "-262144";
+macro_rules! cache_size {
+    () => {
+        "-262144"
+    };
+}
+/// Puts a connection's page cache back to its size after a step that shrank it.
+pub(crate) const RESTORE_CACHE_SIZE: &str = concat!("PRAGMA cache_size = ", cache_size!());
 
 /// Turns a `--db` value into SQLite options: `sqlite://path`, `sqlite:path` or a plain
 /// file path.
@@ -74,7 +80,7 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .busy_timeout(Duration::from_secs(30))
         // 256 MiB of page cache a connection: a 10-million-activity store's indexes stay
         // in memory while an import inserts into them at random.
-        .pragma("cache_size", CACHE_SIZE)
+        .pragma("cache_size", cache_size!())
         // Checkpoint every 80 MB of WAL rather than every 4 MB: a large import re-dirties
         // the same index pages batch after batch, and each checkpoint copies them again.
         .pragma("wal_autocheckpoint", "20000")

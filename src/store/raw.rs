@@ -26,6 +26,25 @@ pub enum Param<'a> {
     MaybeInt(Option<i64>),
 }
 
+/// A connection's SQLite handle, locked away from sqlx's worker for the lifetime `'h`.
+/// It may move to another thread (the parallel scan steps two connections on two
+/// threads): sqlx opens connections in SQLite's multi-thread mode, where a connection
+/// may be used from any thread as long as one thread at a time, which owning the only
+/// `Handle` guarantees.
+pub struct Handle<'h> {
+    db: NonNull<ffi::sqlite3>,
+    _locked: PhantomData<&'h mut ()>,
+}
+
+// SAFETY: see the type's doc; the handle is not Clone, so one thread uses it at a time.
+unsafe impl Send for Handle<'_> {}
+
+impl<'h> Handle<'h> {
+    pub fn of(locked: &'h mut LockedSqliteHandle<'_>) -> Handle<'h> {
+        Handle { db: locked.as_raw_handle(), _locked: PhantomData }
+    }
+}
+
 /// One prepared statement on a locked handle; finalized on drop.
 pub struct Statement<'h> {
     db: *mut ffi::sqlite3,
@@ -41,8 +60,8 @@ fn error(db: *mut ffi::sqlite3, code: c_int, sql: &str) -> StoreError {
 }
 
 impl<'h> Statement<'h> {
-    pub fn prepare(handle: &'h mut LockedSqliteHandle<'_>, sql: &'static str) -> Result<Statement<'h>, StoreError> {
-        let db = handle.as_raw_handle().as_ptr();
+    pub fn prepare(handle: &'h mut Handle<'_>, sql: &'static str) -> Result<Statement<'h>, StoreError> {
+        let db = handle.db.as_ptr();
         let mut stmt = ptr::null_mut();
         // SAFETY: `db` is an open handle we hold exclusively; the SQL outlives the call.
         let code = unsafe {
