@@ -414,6 +414,17 @@ async fn import(
     // About 200 bytes a line in NDJSON, CSV and Scarf exports alike.
     let bytes: u64 = files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let bulk = store.begin_bulk_load(bytes / 200).await?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let checkpoints = bulk.then(|| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            while tokio::time::timeout(std::time::Duration::from_millis(200), stopped.changed()).await.is_err() {
+                if let Err(e) = store.checkpoint().await {
+                    tracing::debug!(error = %e, "checkpoint during a bulk load");
+                }
+            }
+        })
+    });
     let mut summaries: Vec<FileSummary> = Vec::new();
     let mut failure = None;
     for path in files {
@@ -424,6 +435,10 @@ async fn import(
                 break;
             }
         }
+    }
+    let _ = stop.send(true);
+    if let Some(task) = checkpoints {
+        let _ = task.await;
     }
     if bulk {
         store.end_bulk_load().await?;
@@ -500,10 +515,15 @@ pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> R
     Ok(scores)
 }
 
-/// Scores every company (or those changed after a data version) from one parallel
-/// scan: a share of the companies per core.
+/// Scores every company (or those changed after a data version) from one scan. The
+/// full scan runs on every core, a share of the companies each; the scan of changed
+/// companies goes through the company index, where SQLite's lookups outweigh the rest
+/// and a second thread would only repeat them.
 async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_since: Option<i64>) -> Result<Vec<CompanyScore>, AppError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let cores = match changed_since {
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4),
+        Some(_) => 1,
+    };
     let mut parts: Vec<CompanyActivities> = (0..cores).map(|_| CompanyActivities::new(model)).collect();
     store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, domain, a| part.push(domain, a)).await?;
     Ok(parts.into_iter().flat_map(|p| p.score(as_of)).collect())
