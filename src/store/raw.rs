@@ -100,6 +100,16 @@ impl<'h> Statement<'h> {
         Ok(())
     }
 
+    /// Binds, or on a failure clears what was bound: no pointer into `params` may stay
+    /// bound once the borrow ends.
+    fn bind_or_reset(&mut self, params: &[Param<'_>]) -> Result<(), StoreError> {
+        let bound = self.bind(params);
+        if bound.is_err() {
+            self.reset();
+        }
+        bound
+    }
+
     fn reset(&mut self) {
         // SAFETY: resetting and clearing a live statement; errors were reported by step.
         unsafe {
@@ -110,7 +120,7 @@ impl<'h> Statement<'h> {
 
     /// Runs the statement once with `params`; returns the rows it changed.
     pub fn execute(&mut self, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        self.bind(params)?;
+        self.bind_or_reset(params)?;
         // SAFETY: a live, bound statement on the handle we hold.
         let code = unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) };
         let result = if code == ffi::SQLITE_DONE || code == ffi::SQLITE_ROW {
@@ -125,7 +135,7 @@ impl<'h> Statement<'h> {
 
     /// Runs the statement with `params`, calling `each` with every row in turn.
     pub fn query(&mut self, params: &[Param<'_>], mut each: impl FnMut(&Row<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        self.bind(params)?;
+        self.bind_or_reset(params)?;
         let result = loop {
             // SAFETY: a live, bound statement on the handle we hold.
             let code = unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) };
