@@ -129,13 +129,15 @@ impl Store {
                 }
             }
         }
-        super::companies::upsert_companies(&mut tx, &companies, now).await?;
-        outcome.quarantined = insert_quarantined(&mut tx, quarantined, now).await?;
-        if outcome.inserted > 0 {
+        // New activities move the data version; their companies are marked changed at it.
+        let changed_at = if outcome.inserted > 0 {
             bump_data_version(&mut *tx).await?;
-            let touched: Vec<&str> = companies.keys().copied().collect();
-            super::mark_changed(&mut tx, &touched).await?;
-        }
+            Some(super::data_version_in(&mut tx).await?)
+        } else {
+            None
+        };
+        super::companies::upsert_companies(&mut tx, &companies, now, changed_at).await?;
+        outcome.quarantined = insert_quarantined(&mut tx, quarantined, now).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -224,7 +226,7 @@ impl Store {
             moved += 1;
         }
         let names: BTreeMap<&str, Option<&str>> = companies.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        super::companies::upsert_companies(&mut tx, &names, now_nanos()).await?;
+        super::companies::upsert_companies(&mut tx, &names, now_nanos(), None).await?;
         if moved > 0 {
             bump_data_version(&mut *tx).await?;
             let touched: Vec<&str> = companies.keys().map(String::as_str).chain(left.iter().map(String::as_str)).collect();

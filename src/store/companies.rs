@@ -4,28 +4,33 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use futures_util::TryStreamExt;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 
 use super::raw::{Handle, Param, Statement};
 use super::{Store, StoreError, set_meta};
 use crate::scoring::{CompanyScore, Stage};
 
+/// Creates the companies not yet known and fills in names that were missing; with
+/// `changed_at`, also marks every one of them as changed at that data version. One
+/// prepared statement stepped per company: an import batch touches tens of thousands.
 pub(super) async fn upsert_companies(
     conn: &mut SqliteConnection,
     companies: &BTreeMap<&str, Option<&str>>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&str, Option<&str>)> = companies.iter().map(|(d, n)| (*d, *n)).collect();
-    for chunk in rows.chunks(500) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO companies (domain, name, created_at) ");
-        qb.push_values(chunk, |mut row, (domain, name)| {
-            row.push_bind(*domain).push_bind(*name).push_bind(now);
-        });
-        qb.push(" ON CONFLICT (domain) DO UPDATE SET name = coalesce(excluded.name, companies.name)");
-        qb.build().execute(&mut *conn).await?;
+    changed_at: Option<i64>,
+) -> Result<(), StoreError> {
+    let mut locked = conn.lock_handle().await?;
+    let mut handle = Handle::of(&mut locked);
+    let mut upsert = Statement::prepare(&mut handle, UPSERT_COMPANY)?;
+    for (domain, name) in companies {
+        upsert.execute(&[Param::Text(Some(domain)), Param::Text(*name), Param::Int(now), Param::MaybeInt(changed_at)])?;
     }
     Ok(())
 }
+
+const UPSERT_COMPANY: &str = "INSERT INTO companies (domain, name, created_at, changed_version) VALUES (?1, ?2, ?3, coalesce(?4, 0)) \
+     ON CONFLICT (domain) DO UPDATE SET name = coalesce(excluded.name, companies.name), \
+     changed_version = coalesce(?4, companies.changed_version)";
 
 /// Scores as `score` persisted them.
 #[derive(Debug, Clone)]

@@ -138,7 +138,7 @@ impl Store {
                 }
             }
         }
-        super::companies::upsert_companies(&mut tx, &companies, now_nanos()).await?;
+        super::companies::upsert_companies(&mut tx, &companies, now_nanos(), None).await?;
         if moved > 0 {
             bump_data_version(&mut *tx).await?;
             let touched: Vec<&str> = companies.keys().copied().chain(left.iter().map(String::as_str)).collect();

@@ -182,6 +182,12 @@ where
     Ok(())
 }
 
+/// The data version inside a transaction (after `bump_data_version`).
+async fn data_version_in(conn: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'").fetch_optional(conn).await?;
+    Ok(v.unwrap_or(0))
+}
+
 /// Marks companies as changed at the current data version (after `bump_data_version`).
 async fn mark_changed(conn: &mut sqlx::SqliteConnection, domains: &[&str]) -> Result<(), sqlx::Error> {
     for chunk in domains.chunks(500) {
