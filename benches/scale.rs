@@ -248,14 +248,10 @@ fn open(rt: &tokio::runtime::Runtime, db: &str) -> oql_sync::store::Store {
     rt.block_on(oql_sync::store::Store::open(db)).expect("open the store")
 }
 
-fn until() -> i64 {
-    (oql_sync::scoring::day_number(as_of()) as i64 + 1) * 86_400 * 1_000_000_000
-}
-
 fn scan(rt: &tokio::runtime::Runtime, db: &str) -> Result<String, String> {
     let store = open(rt, db);
     let started = Instant::now();
-    let rows = rt.block_on(store.bare_scan(until())).map_err(|e| e.to_string())?;
+    let rows = rt.block_on(store.bare_scan(oql_sync::scoring::end_of(as_of()))).map_err(|e| e.to_string())?;
     Ok(format!("{rows} rows in {:.2} s", started.elapsed().as_secs_f64()))
 }
 
@@ -291,7 +287,7 @@ fn check(rt: &tokio::runtime::Runtime, db: &str, csv: &Path) -> Result<String, S
         .collect();
     // The gate counts through the other read path: each company's activities by index.
     for (domain, row) in ours.iter_mut() {
-        let acts = rt.block_on(store.company_activities(domain, until())).map_err(|e| e.to_string())?;
+        let acts = rt.block_on(store.company_activities(domain, oql_sync::scoring::end_of(as_of()))).map_err(|e| e.to_string())?;
         let w = oql_sync::scoring::window_totals(&acts, &model, as_of()).ok_or_else(|| format!("{domain}: no activities"))?;
         row.extend([w.views[1], w.views[2], w.usage[0], w.usage[1], w.usage[2], w.events[1], w.events[2]].map(|x| x as i64));
     }
