@@ -15,7 +15,7 @@ use crate::sinks::report;
 use crate::sinks::sync::{SyncInput, SyncOptions, sync_connector};
 use crate::store::{LogFilter, RunTotals};
 use crate::import::{FileSummary, ImportError, import_file};
-use crate::scoring::{CompanyActivities, CompanyScore, Model, day_number, end_of};
+use crate::scoring::{CompanyScore, Model, ScanPart, day_number, end_of};
 use crate::sources::export::ExportOptions;
 use crate::store::{Store, StoreError};
 use crate::output;
@@ -524,9 +524,11 @@ async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_
         None => std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4),
         Some(_) => 1,
     };
-    let mut parts: Vec<CompanyActivities> = (0..cores).map(|_| CompanyActivities::new(model)).collect();
-    store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, domain, a| part.push(domain, a)).await?;
-    Ok(parts.into_iter().flat_map(|p| p.score(as_of)).collect())
+    let mut parts: Vec<ScanPart> = (0..cores).map(|_| ScanPart::new(model)).collect();
+    store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, company, a| part.push(company, a)).await?;
+    // Named after the scan: every company it read is in the table by then.
+    let domains = store.company_domains(changed_since).await?;
+    Ok(crate::scoring::score_parts(parts, &domains, as_of))
 }
 
 fn sort_scores(scores: &mut [CompanyScore]) {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::attribution::AttributionRules;
 use crate::sources::export::{BytesRead, ExportError, ExportFile, ExportFormat, ExportOptions, Record};
-use crate::store::{InsertOutcome, NewActivity, QuarantinedLine, Store, StoreError};
+use crate::store::{InsertOutcome, NewActivity, QuarantinedLine, SortedActivities, Store, StoreError};
 
 /// Activities per transaction: large, because each transaction dirties index pages all
 /// over the company index and writes each of them to the WAL once.
@@ -44,7 +44,7 @@ pub enum ImportError {
 }
 
 struct Batch {
-    activities: Vec<NewActivity>,
+    activities: SortedActivities,
     quarantined: Vec<QuarantinedLine>,
 }
 
@@ -63,8 +63,10 @@ fn file_key(path: &Path) -> String {
         .to_string()
 }
 
-/// Parses a file on the current (blocking) thread, sending batches as they fill.
-fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx: &mpsc::Sender<Message>) {
+/// Parses a file on the current (blocking) thread, sending batches as they fill. Each
+/// batch is sorted and its companies listed here, and comes back through `done` to be
+/// freed here too: the inserting thread, the import's bottleneck, only inserts.
+fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx: &mpsc::Sender<Message>, done: &std::sync::mpsc::Receiver<Batch>) {
     let file = match ExportFile::open(path, options) {
         Ok(f) => f,
         Err(e) => {
@@ -81,11 +83,18 @@ fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx:
     if tx.blocking_send(opened).is_err() {
         return;
     }
-    let new_batch = || Batch {
-        activities: Vec::with_capacity(BATCH_SIZE),
-        quarantined: Vec::new(),
+    let mut activities: Vec<NewActivity> = Vec::with_capacity(BATCH_SIZE);
+    let mut quarantined: Vec<QuarantinedLine> = Vec::new();
+    let send = |activities: &mut Vec<NewActivity>, quarantined: &mut Vec<QuarantinedLine>| {
+        while let Ok(freed) = done.try_recv() {
+            drop(freed);
+        }
+        let batch = Batch {
+            activities: SortedActivities::new(std::mem::replace(activities, Vec::with_capacity(BATCH_SIZE))),
+            quarantined: std::mem::take(quarantined),
+        };
+        tx.blocking_send(Message::Batch(batch)).is_ok()
     };
-    let mut batch = new_batch();
     for record in file {
         match record {
             Ok(Record::Valid { activity, .. }) => {
@@ -94,28 +103,25 @@ fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx:
                     activity.actor.as_deref(),
                     activity.email_domain.as_deref(),
                 );
-                batch.activities.push(NewActivity { activity, company });
+                activities.push(NewActivity { activity, company });
             }
-            Ok(Record::Invalid { line, reason, raw }) => batch.quarantined.push(QuarantinedLine {
+            Ok(Record::Invalid { line, reason, raw }) => quarantined.push(QuarantinedLine {
                 file: key.clone(),
                 line,
                 reason,
                 raw,
             }),
             Err(e) => {
-                let _ = tx.blocking_send(Message::Batch(batch));
+                send(&mut activities, &mut quarantined);
                 let _ = tx.blocking_send(Message::Failed(e));
                 return;
             }
         }
-        if batch.activities.len() + batch.quarantined.len() >= BATCH_SIZE {
-            let full = std::mem::replace(&mut batch, new_batch());
-            if tx.blocking_send(Message::Batch(full)).is_err() {
-                return;
-            }
+        if activities.len() + quarantined.len() >= BATCH_SIZE && !send(&mut activities, &mut quarantined) {
+            return;
         }
     }
-    let _ = tx.blocking_send(Message::Batch(batch));
+    send(&mut activities, &mut quarantined);
 }
 
 fn progress_bar(path: &Path, size: u64) -> ProgressBar {
@@ -142,9 +148,10 @@ pub async fn import_file(
     rules: &AttributionRules,
 ) -> Result<FileSummary, ImportError> {
     let (tx, mut rx) = mpsc::channel::<Message>(1);
+    let (done, freed) = std::sync::mpsc::channel::<Batch>();
     let reader = {
         let (path, options, rules) = (path.to_path_buf(), options.clone(), rules.clone());
-        tokio::task::spawn_blocking(move || read_file(&path, &options, &rules, &tx))
+        tokio::task::spawn_blocking(move || read_file(&path, &options, &rules, &tx, &freed))
     };
     let mut summary = FileSummary {
         path: path.to_path_buf(),
@@ -161,16 +168,17 @@ pub async fn import_file(
             }
             Message::Failed(e) => summary.error = Some(e.to_string()),
             Message::Batch(batch) => {
-                let outcome: InsertOutcome = store.insert_batch(&batch.activities, &batch.quarantined).await?;
+                let outcome: InsertOutcome = store.insert_sorted(&batch.activities, &batch.quarantined, None).await?;
                 summary.imported += outcome.inserted;
                 summary.duplicate += outcome.duplicate;
                 summary.unattributed += outcome.unattributed;
                 summary.quarantined += batch.quarantined.len() as u64;
-                for q in batch.quarantined {
+                for q in &batch.quarantined {
                     if summary.reasons.len() < REASONS_SHOWN {
-                        summary.reasons.push((q.line, q.reason));
+                        summary.reasons.push((q.line, q.reason.clone()));
                     }
                 }
+                let _ = done.send(batch);
                 bar.set_position(bytes.get());
             }
         }

@@ -128,48 +128,34 @@ fn order_key(a: &ScoringActivity) -> (i64, &str, &str) {
 }
 
 /// One activity reduced to what the score, the stages and the signals read: its day and
-/// month, kind, resolved tier, and its actor and version as numbers (0: none) that are
-/// equal exactly when the strings are. 16 bytes, no heap: the full rescore holds every
-/// activity of the store in this form.
+/// month, kind, resolved tier, and its actor and version as identities (0: none). 24
+/// bytes, no heap: the full rescore holds every activity of the store in this form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compact {
+    pub actor: u64,
+    pub version: u64,
     pub day: i32,
-    pub actor: u32,
-    pub version: u32,
     pub month: u16,
     pub kind: Kind,
     pub tier: Tier,
 }
 
-/// Hash maps keyed by the store's strings, millions of lookups a rescore: foldhash (seeded
-/// at random per process) is several times faster than the default SipHash on short
-/// keys; a batch over the store's own rows does not need SipHash's resistance to
-/// crafted collisions.
-type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A map key that holds strings up to 24 bytes (logins, origin ids, domains) inside
-/// the map's own slot: comparing a key then reads no second, random cache line, which
-/// is what a lookup per activity into maps of a million keys costs most.
-type Key = compact_str::CompactString;
-
-/// Interns strings to small numbers (from 1), so distinct counts compare integers.
-#[derive(Default)]
-pub struct Interner {
-    ids: FastMap<Key, u32>,
-}
-
-impl Interner {
-    pub fn id(&mut self, s: Option<&str>) -> u32 {
-        match s.filter(|s| !s.is_empty()) {
-            None => 0,
-            Some(s) => {
-                if let Some(&id) = self.ids.get(s) {
-                    return id;
-                }
-                let id = self.ids.len() as u32 + 1;
-                self.ids.insert(s.into(), id);
-                id
-            }
+/// Tells distinct actors and versions apart by a 64-bit hash of the string, never 0.
+///
+/// Why a hash and not a table of the strings: interning every actor of ten million
+/// activities costs a lookup in a map of a million keys per activity (a cache miss,
+/// most of the rescore's time), and a table shared by the scan's threads would cost
+/// more. Two distinct strings get the same identity with probability 2^-64: over a
+/// company's actors (at most thousands), and over all companies of a store, far less
+/// likely than a memory error. The seed is random per process, so no one can pick
+/// logins that collide.
+pub fn identity(s: Option<&str>) -> u64 {
+    static HASHER: std::sync::OnceLock<foldhash::quality::FixedState> = std::sync::OnceLock::new();
+    match s.filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(s) => {
+            let hasher = HASHER.get_or_init(|| foldhash::quality::FixedState::with_seed(std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0x0a11u64)));
+            std::hash::BuildHasher::hash_one(hasher, s).max(1)
         }
     }
 }
@@ -206,8 +192,6 @@ impl<'a> ActivityRef<'a> {
 /// activity, with one reusable buffer instead of an allocation per URL or version.
 pub struct Compactor<'m> {
     model: &'m Model,
-    actors: Interner,
-    versions: Interner,
     scratch: String,
     /// The last day converted to a calendar month, and its month.
     last: (i32, u16),
@@ -215,7 +199,7 @@ pub struct Compactor<'m> {
 
 impl<'m> Compactor<'m> {
     pub fn new(model: &'m Model) -> Self {
-        Compactor { model, actors: Interner::default(), versions: Interner::default(), scratch: String::new(), last: (i32::MIN, 0) }
+        Compactor { model, scratch: String::new(), last: (i32::MIN, 0) }
     }
 
     pub fn compact(&mut self, a: &ActivityRef<'_>) -> Compact {
@@ -225,9 +209,9 @@ impl<'m> Compactor<'m> {
         }
         let tier = points::resolve_tier_with(&self.model.tiers, a.kind, a.action, a.tier, a.url, a.package, a.version, &mut self.scratch);
         Compact {
+            actor: identity(a.actor),
+            version: if a.kind.is_usage() { identity(a.version) } else { 0 },
             day,
-            actor: self.actors.id(a.actor),
-            version: if a.kind.is_usage() { self.versions.id(a.version) } else { 0 },
             month: self.last.1,
             kind: a.kind,
             tier,
@@ -327,7 +311,7 @@ pub fn score_company(
 
 /// Scores one company from its compacted activities (any order; sorted here).
 /// `scratch` is reused between companies for the distinct counts.
-pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of: NaiveDate, scratch: &mut Vec<u32>) -> Option<CompanyScore> {
+pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of: NaiveDate, scratch: &mut Vec<u64>) -> Option<CompanyScore> {
     let end = day_number(as_of);
     let (series, last_day) = daily(acts, model, end)?;
     let first_day = series.first_day;
@@ -367,68 +351,106 @@ pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of
     })
 }
 
-/// Every company of a store scan, gathered in compact form and scored together: the
-/// full rescore. Rows arrive in any order (the store reads its table front to back).
-pub struct CompanyActivities<'m> {
+/// The activities one thread of the full scan read, each with its company's id, in the
+/// order read: appending to one array writes memory in order, where a list per company
+/// would cost a random access per activity.
+pub struct ScanPart<'m> {
     compactor: Compactor<'m>,
-    index: FastMap<Key, u32>,
-    domains: Vec<Box<str>>,
-    acts: Vec<Vec<Compact>>,
+    rows: Vec<(u32, Compact)>,
 }
 
-impl<'m> CompanyActivities<'m> {
+impl<'m> ScanPart<'m> {
     pub fn new(model: &'m Model) -> Self {
-        CompanyActivities { compactor: Compactor::new(model), index: Default::default(), domains: Vec::new(), acts: Vec::new() }
+        ScanPart { compactor: Compactor::new(model), rows: Vec::new() }
     }
 
-    pub fn push(&mut self, company: &str, a: &ActivityRef<'_>) {
-        let i = match self.index.get(company) {
-            Some(&i) => i as usize,
-            None => {
-                let i = self.domains.len();
-                self.index.insert(company.into(), i as u32);
-                self.domains.push(company.into());
-                self.acts.push(Vec::new());
-                i
-            }
-        };
+    pub fn push(&mut self, company: u32, a: &ActivityRef<'_>) {
         let c = self.compactor.compact(a);
-        self.acts[i].push(c);
+        self.rows.push((company, c));
     }
 
-    /// Scores every company at `as_of` on all cores, in no particular order.
-    pub fn score(self, as_of: NaiveDate) -> Vec<CompanyScore> {
-        let model = self.compactor.model;
-        let CompanyActivities { domains, mut acts, .. } = self;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        // Contiguous ranges of about equal activity counts, one per thread.
-        let mut work: Vec<(&[Box<str>], &mut [Vec<Compact>])> = Vec::new();
-        let (mut names, mut rest) = (&domains[..], &mut acts[..]);
-        for t in (1..=threads).rev() {
-            let goal = rest.iter().map(Vec::len).sum::<usize>() / t;
-            let (mut n, mut seen) = (0, 0);
-            while n < rest.len() && (seen < goal || t == 1) {
-                seen += rest[n].len();
-                n += 1;
-            }
-            let (a, b) = std::mem::take(&mut rest).split_at_mut(n);
-            let (x, y) = names.split_at(n);
-            work.push((x, a));
-            (names, rest) = (y, b);
+    /// The part's activities grouped by company (a counting sort: two passes in order
+    /// and one scatter), as offsets indexed by company id into one array.
+    fn group(self, companies: usize) -> Grouped {
+        let mut starts = vec![0u32; companies + 1];
+        for &(c, _) in &self.rows {
+            starts[c as usize + 1] += 1;
         }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = work
-                .into_iter()
-                .map(|(names, acts)| {
-                    s.spawn(move || {
-                        let mut scratch = Vec::new();
-                        names.iter().zip(acts.iter_mut()).filter_map(|(d, a)| score_compact(d, a, model, as_of, &mut scratch)).collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("scoring thread")).collect()
-        })
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next = starts.clone();
+        let filler = Compact { actor: 0, version: 0, day: 0, month: 0, kind: Kind::Download, tier: Tier::Low };
+        let mut acts = vec![filler; self.rows.len()];
+        for (c, a) in self.rows {
+            let at = &mut next[c as usize];
+            acts[*at as usize] = a;
+            *at += 1;
+        }
+        Grouped { starts, acts }
     }
+}
+
+struct Grouped {
+    starts: Vec<u32>,
+    acts: Vec<Compact>,
+}
+
+impl Grouped {
+    fn of(&self, company: usize) -> &[Compact] {
+        &self.acts[self.starts[company] as usize..self.starts[company + 1] as usize]
+    }
+}
+
+/// Scores every company the parts hold activities of, on every core. `domains` names
+/// the company ids (a company without a name is not scored).
+pub fn score_parts(parts: Vec<ScanPart<'_>>, domains: &[Option<Box<str>>], as_of: NaiveDate) -> Vec<CompanyScore> {
+    let Some(model) = parts.first().map(|p| p.compactor.model) else {
+        return Vec::new();
+    };
+    let companies = parts.iter().flat_map(|p| p.rows.iter().map(|r| r.0 as usize + 1)).max().unwrap_or(0).max(domains.len());
+    let grouped: Vec<Grouped> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(move || p.group(companies))).collect();
+        handles.into_iter().map(|h| h.join().expect("grouping thread")).collect()
+    });
+    let total = |c: usize| grouped.iter().map(|g| (g.starts[c + 1] - g.starts[c]) as usize).sum::<usize>();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    // Contiguous ranges of company ids with about equal activity counts, one per thread.
+    let all: usize = grouped.iter().map(|g| g.acts.len()).sum();
+    let mut ranges = Vec::new();
+    let (mut from, mut seen) = (0usize, 0usize);
+    for c in 0..companies {
+        seen += total(c);
+        if seen * threads >= all * (ranges.len() + 1) && ranges.len() + 1 < threads {
+            ranges.push(from..c + 1);
+            from = c + 1;
+        }
+    }
+    ranges.push(from..companies);
+    let grouped = &grouped;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ranges
+            .into_iter()
+            .map(|range| {
+                s.spawn(move || {
+                    let (mut acts, mut scratch) = (Vec::new(), Vec::new());
+                    let mut out = Vec::new();
+                    for c in range {
+                        let Some(Some(domain)) = domains.get(c) else { continue };
+                        acts.clear();
+                        for g in grouped {
+                            acts.extend_from_slice(g.of(c));
+                        }
+                        if let Some(score) = score_compact(domain, &mut acts, model, as_of, &mut scratch) {
+                            out.push(score);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("scoring thread")).collect()
+    })
 }
 
 /// Points of the score window by category and tier: what a score is made of.

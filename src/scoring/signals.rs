@@ -22,7 +22,7 @@ pub struct WindowCounts {
 impl WindowCounts {
     /// Counts over a company's compacted activities; activities after `end` must
     /// already be filtered out. `scratch` is reused between companies.
-    pub fn of(acts: &[Compact], end: i32, scratch: &mut Vec<u32>) -> Self {
+    pub fn of(acts: &[Compact], end: i32, scratch: &mut Vec<u64>) -> Self {
         let mut c = WindowCounts::default();
         for a in acts.iter().filter(|a| a.day > end - 30) {
             c.events_30d += 1;
@@ -33,7 +33,7 @@ impl WindowCounts {
                 Kind::Telemetry => c.telemetry_30d += 1,
             }
         }
-        let mut distinct = |days: i32, of: fn(&Compact) -> u32| {
+        let mut distinct = |days: i32, of: fn(&Compact) -> u64| {
             scratch.clear();
             scratch.extend(acts.iter().filter(|a| a.day > end - days).map(of).filter(|&id| id != 0));
             scratch.sort_unstable();

@@ -1,7 +1,5 @@
 //! The `companies` table (one row per normalized domain) and the persisted `scores`.
 
-use std::collections::BTreeMap;
-
 use chrono::NaiveDate;
 use futures_util::TryStreamExt;
 use sqlx::{Row, SqliteConnection};
@@ -11,26 +9,31 @@ use super::{Store, StoreError, set_meta};
 use crate::scoring::{CompanyScore, Stage};
 
 /// Creates the companies not yet known and fills in names that were missing; with
-/// `changed_at`, also marks every one of them as changed at that data version. One
-/// prepared statement stepped per company: an import batch touches tens of thousands.
-pub(super) async fn upsert_companies(
+/// `changed_at`, also marks every one of them as changed at that data version. Returns
+/// their ids, in the order given. One prepared statement stepped per company: an import
+/// batch touches tens of thousands.
+pub(super) async fn upsert_companies<'a>(
     conn: &mut SqliteConnection,
-    companies: &BTreeMap<&str, Option<&str>>,
+    companies: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     now: i64,
     changed_at: Option<i64>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     let mut locked = conn.lock_handle().await?;
     let mut handle = Handle::of(&mut locked);
     let mut upsert = Statement::prepare(&mut handle, UPSERT_COMPANY)?;
+    let mut ids = Vec::new();
     for (domain, name) in companies {
-        upsert.execute(&[Param::Text(Some(domain)), Param::Text(*name), Param::Int(now), Param::MaybeInt(changed_at)])?;
+        upsert.query(&[Param::Text(Some(domain)), Param::Text(name), Param::Int(now), Param::MaybeInt(changed_at)], |row| {
+            ids.push(row.int(0));
+            Ok(())
+        })?;
     }
-    Ok(())
+    Ok(ids)
 }
 
 const UPSERT_COMPANY: &str = "INSERT INTO companies (domain, name, created_at, changed_version) VALUES (?1, ?2, ?3, coalesce(?4, 0)) \
      ON CONFLICT (domain) DO UPDATE SET name = coalesce(excluded.name, companies.name), \
-     changed_version = coalesce(?4, companies.changed_version)";
+     changed_version = coalesce(?4, companies.changed_version) RETURNING id";
 
 /// Scores as `score` persisted them.
 #[derive(Debug, Clone)]

@@ -120,12 +120,30 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             left.extend(before.into_iter().map(|r| r.get::<String, _>(0)).filter(|d| Some(d) != domain.as_ref()));
+            // The company is created (for its id) only when activities move to it.
+            let movable: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM activities WHERE source = 'github' AND actor = ? AND source_domain IS NULL \
+                 AND (attributed_by IS NULL OR attributed_by = 'github_profile') AND company_domain IS NOT ?",
+            )
+            .bind(login)
+            .bind(domain)
+            .fetch_one(&mut *tx)
+            .await?;
+            if movable == 0 {
+                continue;
+            }
+            let company_id = match domain {
+                Some(d) => super::companies::upsert_companies(&mut tx, [(d.as_str(), None)], now_nanos(), None).await?.first().copied(),
+                None => None,
+            };
             let done = sqlx::query(
-                "UPDATE activities SET company_domain = ?, attributed_by = CASE WHEN ? IS NULL THEN NULL ELSE 'github_profile' END \
+                "UPDATE activities SET company_domain = ?, company_id = ?, \
+                 attributed_by = CASE WHEN ? IS NULL THEN NULL ELSE 'github_profile' END \
                  WHERE source = 'github' AND actor = ? AND source_domain IS NULL \
                  AND (attributed_by IS NULL OR attributed_by = 'github_profile') AND company_domain IS NOT ?",
             )
             .bind(domain)
+            .bind(company_id)
             .bind(domain)
             .bind(login)
             .bind(domain)
@@ -133,12 +151,9 @@ impl Store {
             .await?;
             moved += done.rows_affected();
             if let Some(d) = domain {
-                if done.rows_affected() > 0 {
-                    companies.insert(d.as_str(), None);
-                }
+                companies.insert(d.as_str(), None::<&str>);
             }
         }
-        super::companies::upsert_companies(&mut tx, &companies, now_nanos(), None).await?;
         if moved > 0 {
             bump_data_version(&mut *tx).await?;
             let touched: Vec<&str> = companies.keys().copied().chain(left.iter().map(String::as_str)).collect();

@@ -19,7 +19,7 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-pub use activities::{InsertOutcome, NewActivity};
+pub use activities::{InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
 pub use cursors::GithubProfile;
 pub use metrics::StoreFigures;
@@ -183,6 +183,13 @@ where
 }
 
 /// The data version inside a transaction (after `bump_data_version`).
+/// Takes the write lock for the transaction (a write that changes nothing), so what it
+/// reads next cannot change before it commits.
+async fn claim_write(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('data_version', '0') ON CONFLICT (key) DO NOTHING").execute(conn).await?;
+    Ok(())
+}
+
 async fn data_version_in(conn: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
     let v: Option<i64> = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'").fetch_optional(conn).await?;
     Ok(v.unwrap_or(0))
