@@ -352,28 +352,44 @@ pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of
 }
 
 /// The activities one thread of the full scan read, each with its company's id, in the
-/// order read: appending to one array writes memory in order, where a list per company
-/// would cost a random access per activity.
+/// order read: appending to an array writes memory in order, where a list per company
+/// would cost a random access per activity. Held in chunks, so that growing never
+/// copies and grouping can free each chunk as soon as it is moved.
 pub struct ScanPart<'m> {
     compactor: Compactor<'m>,
-    rows: Vec<(u32, Compact)>,
+    chunks: Vec<Vec<(u32, Compact)>>,
 }
+
+/// Rows per chunk of a `ScanPart`: 32 MiB.
+const CHUNK: usize = 1 << 20;
 
 impl<'m> ScanPart<'m> {
     pub fn new(model: &'m Model) -> Self {
-        ScanPart { compactor: Compactor::new(model), rows: Vec::new() }
+        ScanPart { compactor: Compactor::new(model), chunks: Vec::new() }
     }
 
     pub fn push(&mut self, company: u32, a: &ActivityRef<'_>) {
         let c = self.compactor.compact(a);
-        self.rows.push((company, c));
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push((company, c)),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push((company, c));
+                self.chunks.push(chunk);
+            }
+        }
     }
 
-    /// The part's activities grouped by company (a counting sort: two passes in order
-    /// and one scatter), as offsets indexed by company id into one array.
+    fn rows(&self) -> impl Iterator<Item = &(u32, Compact)> {
+        self.chunks.iter().flatten()
+    }
+
+    /// The part's activities grouped by company (a counting sort: a count, then one
+    /// scatter that frees each chunk behind it), as offsets indexed by company id into
+    /// one array.
     fn group(self, companies: usize) -> Grouped {
         let mut starts = vec![0u32; companies + 1];
-        for &(c, _) in &self.rows {
+        for &(c, _) in self.rows() {
             starts[c as usize + 1] += 1;
         }
         for i in 1..starts.len() {
@@ -381,11 +397,13 @@ impl<'m> ScanPart<'m> {
         }
         let mut next = starts.clone();
         let filler = Compact { actor: 0, version: 0, day: 0, month: 0, kind: Kind::Download, tier: Tier::Low };
-        let mut acts = vec![filler; self.rows.len()];
-        for (c, a) in self.rows {
-            let at = &mut next[c as usize];
-            acts[*at as usize] = a;
-            *at += 1;
+        let mut acts = vec![filler; starts[companies] as usize];
+        for chunk in self.chunks {
+            for (c, a) in chunk {
+                let at = &mut next[c as usize];
+                acts[*at as usize] = a;
+                *at += 1;
+            }
         }
         Grouped { starts, acts }
     }
@@ -408,44 +426,39 @@ pub fn score_parts(parts: Vec<ScanPart<'_>>, domains: &[Option<Box<str>>], as_of
     let Some(model) = parts.first().map(|p| p.compactor.model) else {
         return Vec::new();
     };
-    let companies = parts.iter().flat_map(|p| p.rows.iter().map(|r| r.0 as usize + 1)).max().unwrap_or(0).max(domains.len());
+    let companies = parts.iter().flat_map(|p| p.rows().map(|r| r.0 as usize + 1)).max().unwrap_or(0).max(domains.len());
     let grouped: Vec<Grouped> = std::thread::scope(|s| {
         let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(move || p.group(companies))).collect();
         handles.into_iter().map(|h| h.join().expect("grouping thread")).collect()
     });
-    let total = |c: usize| grouped.iter().map(|g| (g.starts[c + 1] - g.starts[c]) as usize).sum::<usize>();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    // Contiguous ranges of company ids with about equal activity counts, one per thread.
-    let all: usize = grouped.iter().map(|g| g.acts.len()).sum();
-    let mut ranges = Vec::new();
-    let (mut from, mut seen) = (0usize, 0usize);
-    for c in 0..companies {
-        seen += total(c);
-        if seen * threads >= all * (ranges.len() + 1) && ranges.len() + 1 < threads {
-            ranges.push(from..c + 1);
-            from = c + 1;
-        }
-    }
-    ranges.push(from..companies);
-    let grouped = &grouped;
+    // Threads take company ids a block at a time: what a company costs depends on the
+    // days its history spans more than on its activities, so fixed shares end unevenly.
+    const BLOCK: usize = 512;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (grouped, next) = (&grouped, &next);
     std::thread::scope(|s| {
-        let handles: Vec<_> = ranges
-            .into_iter()
-            .map(|range| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
                 s.spawn(move || {
                     let (mut acts, mut scratch) = (Vec::new(), Vec::new());
                     let mut out = Vec::new();
-                    for c in range {
-                        let Some(Some(domain)) = domains.get(c) else { continue };
-                        acts.clear();
-                        for g in grouped {
-                            acts.extend_from_slice(g.of(c));
+                    loop {
+                        let from = next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+                        if from >= companies {
+                            break out;
                         }
-                        if let Some(score) = score_compact(domain, &mut acts, model, as_of, &mut scratch) {
-                            out.push(score);
+                        for c in from..(from + BLOCK).min(companies) {
+                            let Some(Some(domain)) = domains.get(c) else { continue };
+                            acts.clear();
+                            for g in grouped {
+                                acts.extend_from_slice(g.of(c));
+                            }
+                            if let Some(score) = score_compact(domain, &mut acts, model, as_of, &mut scratch) {
+                                out.push(score);
+                            }
                         }
                     }
-                    out
                 })
             })
             .collect();

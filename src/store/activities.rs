@@ -322,7 +322,11 @@ impl Store {
         let ranges: Vec<(&'static str, Vec<Param<'static>>)> = match changed_since {
             Some(v) => vec![(SCAN_CHANGED, vec![Param::Int(until), Param::Int(v)])],
             None => {
-                let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as("SELECT min(seq), max(seq) FROM activities").fetch_one(&self.pool).await?;
+                let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(
+                    // Two subqueries: SQLite answers one min() or max() from the end of
+                    // the table, but both in one SELECT with a full scan.
+                    "SELECT (SELECT min(seq) FROM activities), (SELECT max(seq) FROM activities)",
+                ).fetch_one(&self.pool).await?;
                 let (lo, hi) = (lo.unwrap_or(1), hi.unwrap_or(0));
                 let count = parts.len().max(1) as i64;
                 let width = ((hi - lo + 1).max(0) + count - 1) / count;

@@ -134,7 +134,10 @@ async fn write_scores(tx: &mut SqliteConnection, as_of: NaiveDate, inputs: &str,
         let mut locked = tx.lock_handle().await?;
         let mut handle = Handle::of(&mut locked);
         let mut insert = Statement::prepare(&mut handle, INSERT_SCORE)?;
-        for s in scores {
+        // In key order the table's pages fill one after another instead of at random.
+        let mut by_domain: Vec<&CompanyScore> = scores.iter().collect();
+        by_domain.sort_unstable_by(|a, b| a.domain.cmp(&b.domain));
+        for s in by_domain {
             let dates = [s.stage_since, s.first_seen, s.last_seen].map(|d| d.to_string());
             let count = |n: u32| Param::Int(n as i64);
             insert.execute(&[
