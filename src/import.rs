@@ -16,9 +16,12 @@ use crate::attribution::AttributionRules;
 use crate::sources::export::{BytesRead, ExportError, ExportFile, ExportFormat, ExportOptions, Record};
 use crate::store::{InsertOutcome, NewActivity, QuarantinedLine, SortedActivities, Store, StoreError};
 
-/// Activities per transaction: large, because each transaction dirties index pages all
-/// over the company index and writes each of them to the WAL once.
+/// Activities per batch handed from the parsing thread to the inserting one.
 pub const BATCH_SIZE: usize = 100_000;
+/// Activities per transaction: large, because each transaction dirties index pages all
+/// over the key index and writes each of them to the WAL once, and small enough that
+/// the pages it dirties stay in the page cache until the commit.
+pub const COMMIT_EVERY: u64 = 1_000_000;
 /// Quarantine reasons shown per file in the summary.
 pub const REASONS_SHOWN: usize = 5;
 
@@ -159,6 +162,7 @@ pub async fn import_file(
     };
     let mut bar = ProgressBar::hidden();
     let mut bytes = BytesRead::default();
+    let mut insert = store.begin_insert().await?;
     while let Some(message) = rx.recv().await {
         match message {
             Message::Opened { format, size, bytes: b } => {
@@ -168,7 +172,11 @@ pub async fn import_file(
             }
             Message::Failed(e) => summary.error = Some(e.to_string()),
             Message::Batch(batch) => {
-                let outcome: InsertOutcome = store.insert_sorted(&batch.activities, &batch.quarantined, None).await?;
+                let outcome: InsertOutcome = insert.insert(&batch.activities, &batch.quarantined).await?;
+                if insert.activities() >= COMMIT_EVERY {
+                    insert.commit().await?;
+                    insert = store.begin_insert().await?;
+                }
                 summary.imported += outcome.inserted;
                 summary.duplicate += outcome.duplicate;
                 summary.unattributed += outcome.unattributed;
@@ -183,6 +191,7 @@ pub async fn import_file(
             }
         }
     }
+    insert.commit().await?;
     bar.finish_and_clear();
     let _ = reader.await;
     Ok(summary)

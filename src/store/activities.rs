@@ -56,13 +56,16 @@ pub(super) const COMPANY_INDEX: &str =
 /// the store holds, load without the company index.
 const BULK_LOAD_MIN: u64 = 250_000;
 
-/// Activities in the order the store inserts them, each with its company's place in a
-/// list of the batch's companies. Built where the activities are parsed, so that the
-/// sorting and the company lookups run beside the inserts (on the parsing core)
-/// instead of before them.
+/// Activities with the order the store inserts them in, each with its company's place
+/// in a list of the batch's companies. Built where the activities are parsed, so that
+/// the sorting and the company lookups run beside the inserts (on the parsing core)
+/// instead of before them. The order is a permutation: the activities themselves,
+/// a few hundred bytes each, are never moved.
 #[derive(Debug, Default)]
 pub struct SortedActivities {
     activities: Vec<NewActivity>,
+    /// Indexes into `activities` in (source, id) order.
+    order: Vec<u32>,
     /// Per activity: its company's index in `companies`, `u32::MAX` for none.
     company_of: Vec<u32>,
     /// The batch's companies by domain, each with the first name an activity gave it.
@@ -72,7 +75,7 @@ pub struct SortedActivities {
 impl SortedActivities {
     pub fn new(activities: Vec<NewActivity>) -> SortedActivities {
         let mut places: FastMap<&str, u32> = FastMap::default();
-        let mut companies: Vec<(String, Option<String>)> = Vec::new();
+        let mut found: Vec<(&str, Option<&str>)> = Vec::new();
         let mut company_of: Vec<u32> = Vec::with_capacity(activities.len());
         for new in &activities {
             let Some((domain, _)) = &new.company else {
@@ -80,35 +83,37 @@ impl SortedActivities {
                 continue;
             };
             let at = *places.entry(domain.as_str()).or_insert_with(|| {
-                companies.push((domain.clone(), None));
-                companies.len() as u32 - 1
+                found.push((domain.as_str(), None));
+                found.len() as u32 - 1
             });
-            let name = &mut companies[at as usize].1;
+            let name = &mut found[at as usize].1;
             if name.is_none() {
-                name.clone_from(&new.activity.company_name);
+                *name = new.activity.company_name.as_deref();
             }
             company_of.push(at);
         }
         drop(places);
         // Companies by domain: their index pages are then visited in order.
-        let mut by_domain: Vec<u32> = (0..companies.len() as u32).collect();
-        by_domain.sort_unstable_by(|&a, &b| companies[a as usize].0.cmp(&companies[b as usize].0));
-        let mut renumber = vec![0u32; companies.len()];
+        let mut by_domain: Vec<u32> = (0..found.len() as u32).collect();
+        by_domain.sort_unstable_by_key(|&i| found[i as usize].0);
+        let mut renumber = vec![0u32; found.len()];
         for (new, &old) in by_domain.iter().enumerate() {
             renumber[old as usize] = new as u32;
         }
-        let mut slots: Vec<Option<(String, Option<String>)>> = companies.into_iter().map(Some).collect();
-        let companies = by_domain.iter().map(|&old| slots[old as usize].take().expect("each company once")).collect();
+        let companies = by_domain.iter().map(|&i| (found[i as usize].0.to_owned(), found[i as usize].1.map(str::to_owned))).collect();
+        drop(found);
+        for c in company_of.iter_mut().filter(|c| **c != u32::MAX) {
+            *c = renumber[*c as usize];
+        }
         // In (source, id) order the key index's pages are written one after another
         // instead of at random; a stable sort keeps "first import wins" within the batch.
-        let mut pairs: Vec<(NewActivity, u32)> = activities
-            .into_iter()
-            .zip(company_of)
-            .map(|(a, c)| (a, if c == u32::MAX { c } else { renumber[c as usize] }))
-            .collect();
-        pairs.sort_by(|a, b| (&a.0.activity.source, &a.0.activity.id).cmp(&(&b.0.activity.source, &b.0.activity.id)));
-        let (activities, company_of) = pairs.into_iter().unzip();
-        SortedActivities { activities, company_of, companies }
+        let mut order: Vec<u32> = (0..activities.len() as u32).collect();
+        let key = |i: &u32| {
+            let a = &activities[*i as usize].activity;
+            (a.source.as_str(), a.id.as_str())
+        };
+        order.sort_by(|x, y| key(x).cmp(&key(y)));
+        SortedActivities { activities, order, company_of, companies }
     }
 
     pub fn len(&self) -> usize {
@@ -150,25 +155,103 @@ impl Store {
         cursor: Option<(&str, &str, &str)>,
     ) -> Result<InsertOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let now = now_nanos();
         if let Some((connector, key, value)) = cursor {
-            super::cursors::set_cursor(&mut tx, connector, key, value, now).await?;
+            super::cursors::set_cursor(&mut tx, connector, key, value, now_nanos()).await?;
         }
-        // The companies are created (for their ids) before the activities, so they are
-        // marked changed at the version this batch will commit if it inserts anything:
-        // read under the write lock, which the first write takes. A batch of nothing but
-        // duplicates leaves its companies marked at a version not yet reached, which
-        // costs the next incremental rescore those companies and changes no result.
-        super::claim_write(&mut tx).await?;
-        let next = super::data_version_in(&mut tx).await? + 1;
-        let companies = batch.companies.iter().map(|(d, n)| (d.as_str(), n.as_deref()));
-        let ids = super::companies::upsert_companies(&mut tx, companies, now, Some(next)).await?;
+        let next = next_version(&mut tx).await?;
+        let outcome = insert_in(&mut tx, batch, quarantined, next, &mut FastMap::default()).await?;
+        if outcome.inserted > 0 {
+            bump_data_version(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Starts a transaction that several batches insert into before one commit: an
+    /// import's. Each company is written once a transaction, not once a batch (a
+    /// batch of 100k activities names most of the companies of a store), and the
+    /// data version moves once.
+    pub async fn begin_insert(&self) -> Result<Insert, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let next = next_version(&mut tx).await?;
+        Ok(Insert { tx, next, activities: 0, inserted: 0, known: FastMap::default() })
+    }
+}
+
+/// The data version a transaction that inserts anything commits, read under the
+/// write lock (which the first write takes) so that it cannot change before then.
+///
+/// The companies are created (for their ids) before the activities, so they are
+/// marked changed at this version before it is known whether any activity is new. A
+/// transaction of nothing but duplicates leaves its companies marked at a version not
+/// yet reached, which costs the next incremental rescore those companies and changes
+/// no result.
+async fn next_version(tx: &mut sqlx::SqliteConnection) -> Result<i64, StoreError> {
+    super::claim_write(tx).await?;
+    Ok(super::data_version_in(tx).await? + 1)
+}
+
+/// Companies a transaction wrote already: id, and whether it gave them a name.
+type Known = FastMap<Box<str>, (i64, bool)>;
+
+/// Batches inserted in one transaction (`Store::begin_insert`); nothing is stored
+/// until `commit`, and dropping it rolls all of them back.
+pub struct Insert {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    next: i64,
+    activities: u64,
+    inserted: u64,
+    known: Known,
+}
+
+impl Insert {
+    pub async fn insert(&mut self, batch: &SortedActivities, quarantined: &[QuarantinedLine]) -> Result<InsertOutcome, StoreError> {
+        self.activities += batch.len() as u64;
+        let outcome = insert_in(&mut self.tx, batch, quarantined, self.next, &mut self.known).await?;
+        self.inserted += outcome.inserted;
+        Ok(outcome)
+    }
+
+    /// Activities handed to `insert` so far (inserted or not).
+    pub fn activities(&self) -> u64 {
+        self.activities
+    }
+
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if self.inserted > 0 {
+            bump_data_version(&mut *self.tx).await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_in(
+    tx: &mut sqlx::SqliteConnection,
+    batch: &SortedActivities,
+    quarantined: &[QuarantinedLine],
+    next: i64,
+    known: &mut Known,
+) -> Result<InsertOutcome, StoreError> {
+    {
+        let now = now_nanos();
+        // Companies this transaction has not written yet (or now gives a name).
+        let mut ids: Vec<Option<i64>> = batch.companies.iter().map(|(d, n)| known.get(d.as_str()).filter(|(_, named)| *named || n.is_none()).map(|(id, _)| *id)).collect();
+        let missing: Vec<usize> = (0..ids.len()).filter(|&i| ids[i].is_none()).collect();
+        let companies = missing.iter().map(|&i| (batch.companies[i].0.as_str(), batch.companies[i].1.as_deref()));
+        let written = super::companies::upsert_companies(tx, companies, now, Some(next)).await?;
+        for (&i, id) in missing.iter().zip(written) {
+            ids[i] = Some(id);
+            let (domain, name) = &batch.companies[i];
+            known.insert(domain.as_str().into(), (id, name.is_some()));
+        }
         let mut outcome = InsertOutcome::default();
         {
             let mut locked = tx.lock_handle().await?;
             let mut handle = Handle::of(&mut locked);
             let mut insert = Statement::prepare(&mut handle, INSERT_ACTIVITY)?;
-            for (new, &at) in batch.activities.iter().zip(&batch.company_of) {
+            for &i in &batch.order {
+                let (new, at) = (&batch.activities[i as usize], batch.company_of[i as usize]);
                 let a = &new.activity;
                 let (company, rule) = match &new.company {
                     Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
@@ -183,7 +266,7 @@ impl Store {
                     Param::Text(a.tier.map(Tier::as_str)),
                     Param::Text(a.company_domain.as_deref()),
                     Param::Text(company),
-                    Param::MaybeInt(ids.get(at as usize).copied()),
+                    Param::MaybeInt(ids.get(at as usize).copied().flatten()),
                     Param::Text(rule),
                     Param::Text(a.company_name.as_deref()),
                     Param::Text(a.actor.as_deref()),
@@ -201,13 +284,12 @@ impl Store {
             }
         }
         outcome.duplicate = batch.activities.len() as u64 - outcome.inserted;
-        if outcome.inserted > 0 {
-            bump_data_version(&mut *tx).await?;
-        }
-        outcome.quarantined = insert_quarantined(&mut tx, quarantined, now).await?;
-        tx.commit().await?;
+        outcome.quarantined = insert_quarantined(tx, quarantined, now).await?;
         Ok(outcome)
     }
+}
+
+impl Store {
 
     /// Starts a bulk load of about `expected` activities: when it is large against the
     /// store, the company index is dropped, because keeping it up to date costs a random
