@@ -167,3 +167,54 @@ fn a_store_from_before_integer_ids_migrates_and_scores_the_same() {
         assert!(has_company_index(&store).await);
     });
 }
+
+fn activity(id: &str, domain: &str, name: Option<&str>, day: &str) -> oql_sync::store::NewActivity {
+    let mut line = serde_json::json!({"source": "scarf", "id": id, "kind": "download", "occurred_at": format!("{day}T10:00:00Z"), "company_domain": domain, "package": "oqldb", "version": "1.0.0"});
+    if let Some(n) = name {
+        line["company_name"] = n.into();
+    }
+    let serde_json::Value::Object(obj) = line else { unreachable!() };
+    let activity = oql_sync::activity::Activity::from_object(obj).unwrap();
+    let company = oql_sync::attribution::AttributionRules::default().attribute(activity.company_domain.as_deref(), None, None);
+    oql_sync::store::NewActivity { activity, company }
+}
+
+/// An import's transaction spans several batches: a company met again in a later batch
+/// is not written again but keeps its id, a name a later batch brings is still filled
+/// in, a duplicate across batches is caught, the data version moves once, and dropping
+/// the transaction stores nothing.
+#[test]
+fn batches_in_one_import_transaction_share_their_companies() {
+    use oql_sync::store::SortedActivities;
+    let env = Env::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(env.path().join("oql.db").to_str().unwrap()).await.unwrap();
+        let before = store.data_version().await.unwrap();
+        let mut insert = store.begin_insert().await.unwrap();
+        let first = SortedActivities::new(vec![activity("1", "acme.com", None, "2026-10-01"), activity("2", "globex.com", Some("Globex"), "2026-10-02")]);
+        let second = SortedActivities::new(vec![activity("3", "acme.com", Some("Acme"), "2026-10-03"), activity("2", "globex.com", None, "2026-10-04"), activity("4", "globex.com", None, "2026-10-05")]);
+        assert_eq!(insert.insert(&first, &[]).await.unwrap().inserted, 2);
+        let outcome = insert.insert(&second, &[]).await.unwrap();
+        assert_eq!((outcome.inserted, outcome.duplicate), (2, 1));
+        assert_eq!(insert.activities(), 5);
+        insert.commit().await.unwrap();
+        assert_eq!(store.data_version().await.unwrap(), before + 1, "one version for the transaction");
+
+        let pool = store.pool();
+        let companies: Vec<(i64, String, Option<String>, i64)> =
+            sqlx::query_as("SELECT id, domain, name, changed_version FROM companies ORDER BY domain").fetch_all(pool).await.unwrap();
+        assert_eq!(companies.len(), 2);
+        assert_eq!((companies[0].1.as_str(), companies[0].2.as_deref()), ("acme.com", Some("Acme")), "a later batch's name is filled in");
+        assert!(companies.iter().all(|c| c.3 == before + 1), "marked changed at the version committed: {companies:?}");
+        let ids: Vec<(String, i64)> = sqlx::query_as("SELECT id, company_id FROM activities ORDER BY id").fetch_all(pool).await.unwrap();
+        let id_of = |d: &str| companies.iter().find(|c| c.1 == d).unwrap().0;
+        assert_eq!(ids, [("1".into(), id_of("acme.com")), ("2".into(), id_of("globex.com")), ("3".into(), id_of("acme.com")), ("4".into(), id_of("globex.com"))]);
+
+        let mut dropped = store.begin_insert().await.unwrap();
+        dropped.insert(&SortedActivities::new(vec![activity("5", "initech.io", None, "2026-10-06")]), &[]).await.unwrap();
+        drop(dropped);
+        assert_eq!(store.activity_counts().await.unwrap().0, 4, "a transaction dropped before its commit stores nothing");
+        assert_eq!(store.data_version().await.unwrap(), before + 1);
+    });
+}
