@@ -2,8 +2,9 @@
 //!
 //! Reading and parsing run on a blocking thread and hand batches over a bounded channel
 //! to the store, so parsing one batch overlaps inserting the previous one (two cores,
-//! two stages) while memory stays bounded by three batches (one filling, one queued, one
-//! being inserted) whatever the file size.
+//! two stages) while memory stays bounded by a few batches (one filling, one queued, one
+//! being inserted, inserted ones on their way back to be freed) whatever the file size.
+//! Batches are committed a million activities at a time.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

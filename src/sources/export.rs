@@ -438,25 +438,7 @@ impl<R: BufRead> Iterator for NdjsonRecords<R> {
             if text.is_empty() {
                 continue;
             }
-            let result = match serde_json::from_str::<Value>(text) {
-                Err(e) => Err(Invalid(format!("not valid JSON: {e}"))),
-                Ok(Value::Object(mut obj)) => {
-                    if let Some(source) = &self.source {
-                        obj.insert("source".into(), Value::String(source.clone()));
-                    }
-                    Activity::from_object(obj)
-                }
-                Ok(other) => Err(Invalid(format!(
-                    "line is a JSON {}, not an object",
-                    match other {
-                        Value::Array(_) => "array",
-                        Value::String(_) => "string",
-                        Value::Number(_) => "number",
-                        Value::Bool(_) => "boolean",
-                        _ => "null",
-                    }
-                ))),
-            };
+            let result = Activity::from_json_line(text, self.source.as_deref());
             return Some(Ok(match result {
                 Ok(activity) => Record::Valid { line, activity },
                 Err(reason) => invalid_record(line, &reason.0, text),
