@@ -230,15 +230,8 @@ impl Activity {
     /// through a JSON map; any other line, and any line that fails there, goes through
     /// `from_object`, which also words every error.
     pub fn from_json_line(text: &str, source: Option<&str>) -> Result<Activity, Invalid> {
-        if let Ok(mut line) = serde_json::from_str::<Line<'_>>(text) {
-            if let Some(s) = source {
-                line.source = Some(Cow::Borrowed(s));
-            }
-            if line.id.as_deref().is_some_and(|id| !id.trim().is_empty()) {
-                if let Ok(activity) = Activity::build(&mut line, None) {
-                    return Ok(activity);
-                }
-            }
+        if let Some(activity) = Activity::from_usual_line(text, source) {
+            return Ok(activity);
         }
         match serde_json::from_str::<Value>(text) {
             Err(e) => Err(Invalid(format!("not valid JSON: {e}"))),
@@ -259,6 +252,19 @@ impl Activity {
                 }
             ))),
         }
+    }
+
+    /// The fast path of `from_json_line`: `None` for a line of any other shape, or one
+    /// that is not a valid activity.
+    fn from_usual_line(text: &str, source: Option<&str>) -> Option<Activity> {
+        let mut line = serde_json::from_str::<Line<'_>>(text).ok()?;
+        if let Some(s) = source {
+            line.source = Some(Cow::Borrowed(s));
+        }
+        if !line.id.as_deref().is_some_and(|id| !id.trim().is_empty()) {
+            return None;
+        }
+        Activity::build(&mut line, None).ok()
     }
 
     /// The validation and normalization every activity goes through, field by field in
@@ -755,6 +761,48 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// What the JSON map path makes of a line (the reference the fast path must match).
+    fn through_map(line: &str, source: Option<&str>) -> Result<Activity, Invalid> {
+        let Value::Object(mut obj) = serde_json::from_str::<Value>(line).unwrap() else { panic!("{line}") };
+        if let Some(s) = source {
+            obj.insert("source".into(), Value::String(s.into()));
+        }
+        Activity::from_object(obj)
+    }
+
+    #[test]
+    fn the_fast_line_path_makes_what_the_map_path_makes() {
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let mut lines: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(&golden).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "ndjson") {
+                lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned));
+            }
+        }
+        assert!(lines.len() > 1000, "{} golden lines", lines.len());
+        lines.extend([
+            r#"{"id":" 7 ","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","company_domain":" WWW.Acme.COM. ","actor":"  ","version":null}"#.to_owned(),
+            r#"{"id":"e\u00e9\n","source":"s","kind":"page_view","occurred_at":"2026-06-01T00:00:00+02:00","url":"/a?email=jo@acme.com"}"#.to_owned(),
+            r#"{"id":"ip","source":"s","kind":"telemetry","occurred_at":"2026-06-01T00:00:00Z","actor":"10.1.2.3","actor_email":"Jo@Initech.io"}"#.to_owned(),
+            r#"{"id":"dup","id":"dup2","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z"}"#.to_owned(),
+            r#"{"id":"u","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","extra":{"b":1,"a":[2]}}"#.to_owned(),
+            r#"{"id":"p","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","properties":{"plan":"pro"}}"#.to_owned(),
+            r#"{"id":"n","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","version":3}"#.to_owned(),
+            r#"{"source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z"}"#.to_owned(),
+            r#"{"id":"c","source":"s","kind":"community","occurred_at":"2026-06-01T00:00:00Z"}"#.to_owned(),
+            r#"{"id":"t","source":"s","kind":"download","occurred_at":"yesterday"}"#.to_owned(),
+        ]);
+        let usual = lines.iter().filter(|l| Activity::from_usual_line(l, None).is_some()).count();
+        assert!(usual * 10 >= lines.len() * 9, "the fast path reads {usual} of {} lines", lines.len());
+        for line in &lines {
+            for source in [None, Some("override")] {
+                assert_eq!(Activity::from_json_line(line, source), through_map(line, source), "{line}");
+            }
+        }
+    }
+
     use super::*;
     use serde_json::json;
 
