@@ -9,6 +9,8 @@
 -- index of its own: a new row is appended at the end of the table instead of being
 -- inserted among the existing ones by its key, and the full rescore splits the table
 -- into rowid ranges, one per core, each read once.
+--
+-- The copy keeps the old key order: no sort of the whole table on a large store.
 
 CREATE TABLE companies_v6 (
     id               INTEGER PRIMARY KEY,
@@ -49,8 +51,7 @@ INSERT INTO activities_v6 (source, id, kind, action, occurred_at, tier, source_d
                            attributed_by, company_name, actor, email_domain, package, version, url, properties, imported_at)
     SELECT a.source, a.id, a.kind, a.action, a.occurred_at, a.tier, a.source_domain, a.company_domain, c.id,
            a.attributed_by, a.company_name, a.actor, a.email_domain, a.package, a.version, a.url, a.properties, a.imported_at
-    FROM activities a LEFT JOIN companies c ON c.domain = a.company_domain
-    ORDER BY a.imported_at, a.source, a.id;
+    FROM activities a LEFT JOIN companies c ON c.domain = a.company_domain;
 DROP TABLE activities;
 ALTER TABLE activities_v6 RENAME TO activities;
 
