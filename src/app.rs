@@ -516,9 +516,8 @@ pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> R
 }
 
 /// Scores every company (or those changed after a data version) from one scan. The
-/// full scan runs on every core, a share of the companies each; the scan of changed
-/// companies goes through the company index, where SQLite's lookups outweigh the rest
-/// and a second thread would only repeat them.
+/// full scan runs on every core, a range of the table each; the scan of changed
+/// companies goes through the company index on one thread (a few thousand rows).
 async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_since: Option<i64>) -> Result<Vec<CompanyScore>, AppError> {
     let cores = match changed_since {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4),

@@ -358,6 +358,8 @@ pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of
 pub struct ScanPart<'m> {
     compactor: Compactor<'m>,
     chunks: Vec<Vec<(u32, Compact)>>,
+    /// One more than the largest company id pushed.
+    companies: usize,
 }
 
 /// Rows per chunk of a `ScanPart`: 32 MiB.
@@ -365,11 +367,12 @@ const CHUNK: usize = 1 << 20;
 
 impl<'m> ScanPart<'m> {
     pub fn new(model: &'m Model) -> Self {
-        ScanPart { compactor: Compactor::new(model), chunks: Vec::new() }
+        ScanPart { compactor: Compactor::new(model), chunks: Vec::new(), companies: 0 }
     }
 
     pub fn push(&mut self, company: u32, a: &ActivityRef<'_>) {
         let c = self.compactor.compact(a);
+        self.companies = self.companies.max(company as usize + 1);
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < CHUNK => chunk.push((company, c)),
             _ => {
@@ -380,16 +383,12 @@ impl<'m> ScanPart<'m> {
         }
     }
 
-    fn rows(&self) -> impl Iterator<Item = &(u32, Compact)> {
-        self.chunks.iter().flatten()
-    }
-
     /// The part's activities grouped by company (a counting sort: a count, then one
     /// scatter that frees each chunk behind it), as offsets indexed by company id into
     /// one array.
     fn group(self, companies: usize) -> Grouped {
         let mut starts = vec![0u32; companies + 1];
-        for &(c, _) in self.rows() {
+        for &(c, _) in self.chunks.iter().flatten() {
             starts[c as usize + 1] += 1;
         }
         for i in 1..starts.len() {
@@ -426,7 +425,7 @@ pub fn score_parts(parts: Vec<ScanPart<'_>>, domains: &[Option<Box<str>>], as_of
     let Some(model) = parts.first().map(|p| p.compactor.model) else {
         return Vec::new();
     };
-    let companies = parts.iter().flat_map(|p| p.rows().map(|r| r.0 as usize + 1)).max().unwrap_or(0).max(domains.len());
+    let companies = parts.iter().map(|p| p.companies).max().unwrap_or(0).max(domains.len());
     let grouped: Vec<Grouped> = std::thread::scope(|s| {
         let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(move || p.group(companies))).collect();
         handles.into_iter().map(|h| h.join().expect("grouping thread")).collect()
