@@ -261,7 +261,7 @@ impl Activity {
         if let Some(s) = source {
             line.source = Some(Cow::Borrowed(s));
         }
-        if !line.id.as_deref().is_some_and(|id| !id.trim().is_empty()) {
+        if line.id.as_deref().is_none_or(|id| id.trim().is_empty()) {
             return None;
         }
         Activity::build(&mut line, None).ok()
