@@ -1,11 +1,14 @@
 //! Export parsing (`ExportFile::from_reader`, the path `import` and watched folders
 //! take): the first byte picks the format and the name the file is given, the rest is
 //! the file. No input may panic, hang or lose the line count; every valid activity is
-//! attributed like the importer does.
+//! attributed like the importer does. Each line of the body that is a JSON object is
+//! also read by both NDJSON paths, which must agree: the fast one (borrowed fields) and
+//! the JSON map one.
 #![no_main]
 
 use std::path::Path;
 
+use oql_sync::activity::Activity;
 use oql_sync::attribution::AttributionRules;
 use oql_sync::sources::export::{ExportFile, ExportFormat, ExportOptions, Record};
 
@@ -26,6 +29,17 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         options.scarf.doc_pixels = vec!["px".into()];
         options.scarf.telemetry_packages = vec!["tel".into()];
         options.source = Some("fuzz".into());
+    }
+    if let Ok(text) = std::str::from_utf8(body) {
+        let source = options.source.as_deref();
+        for line in text.lines().map(str::trim) {
+            if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(line) {
+                if let Some(s) = source {
+                    obj.insert("source".into(), serde_json::Value::String(s.into()));
+                }
+                assert_eq!(Activity::from_json_line(line, source), Activity::from_object(obj), "{line}");
+            }
+        }
     }
     let rules = AttributionRules::default();
     let Ok(file) = ExportFile::from_reader(Path::new(name), std::io::Cursor::new(body.to_vec()), body.len() as u64, &options) else {
