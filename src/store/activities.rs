@@ -154,16 +154,12 @@ impl Store {
         quarantined: &[QuarantinedLine],
         cursor: Option<(&str, &str, &str)>,
     ) -> Result<InsertOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut insert = self.begin_insert().await?;
         if let Some((connector, key, value)) = cursor {
-            super::cursors::set_cursor(&mut tx, connector, key, value, now_nanos()).await?;
+            super::cursors::set_cursor(&mut insert.tx, connector, key, value, now_nanos()).await?;
         }
-        let next = next_version(&mut tx).await?;
-        let outcome = insert_in(&mut tx, batch, quarantined, next, &mut FastMap::default()).await?;
-        if outcome.inserted > 0 {
-            bump_data_version(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let outcome = insert.insert(batch, quarantined).await?;
+        insert.commit().await?;
         Ok(outcome)
     }
 
@@ -233,60 +229,58 @@ async fn insert_in(
     next: i64,
     known: &mut Known,
 ) -> Result<InsertOutcome, StoreError> {
+    let now = now_nanos();
+    // Companies this transaction has not written yet (or now gives a name).
+    let mut ids: Vec<Option<i64>> = batch.companies.iter().map(|(d, n)| known.get(d.as_str()).filter(|(_, named)| *named || n.is_none()).map(|(id, _)| *id)).collect();
+    let missing: Vec<usize> = (0..ids.len()).filter(|&i| ids[i].is_none()).collect();
+    let companies = missing.iter().map(|&i| (batch.companies[i].0.as_str(), batch.companies[i].1.as_deref()));
+    let written = super::companies::upsert_companies(tx, companies, now, Some(next)).await?;
+    for (&i, id) in missing.iter().zip(written) {
+        ids[i] = Some(id);
+        let (domain, name) = &batch.companies[i];
+        known.insert(domain.as_str().into(), (id, name.is_some()));
+    }
+    let mut outcome = InsertOutcome::default();
     {
-        let now = now_nanos();
-        // Companies this transaction has not written yet (or now gives a name).
-        let mut ids: Vec<Option<i64>> = batch.companies.iter().map(|(d, n)| known.get(d.as_str()).filter(|(_, named)| *named || n.is_none()).map(|(id, _)| *id)).collect();
-        let missing: Vec<usize> = (0..ids.len()).filter(|&i| ids[i].is_none()).collect();
-        let companies = missing.iter().map(|&i| (batch.companies[i].0.as_str(), batch.companies[i].1.as_deref()));
-        let written = super::companies::upsert_companies(tx, companies, now, Some(next)).await?;
-        for (&i, id) in missing.iter().zip(written) {
-            ids[i] = Some(id);
-            let (domain, name) = &batch.companies[i];
-            known.insert(domain.as_str().into(), (id, name.is_some()));
-        }
-        let mut outcome = InsertOutcome::default();
-        {
-            let mut locked = tx.lock_handle().await?;
-            let mut handle = Handle::of(&mut locked);
-            let mut insert = Statement::prepare(&mut handle, INSERT_ACTIVITY)?;
-            for &i in &batch.order {
-                let (new, at) = (&batch.activities[i as usize], batch.company_of[i as usize]);
-                let a = &new.activity;
-                let (company, rule) = match &new.company {
-                    Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
-                    None => (None, None),
-                };
-                let n = insert.execute(&[
-                    Param::Text(Some(a.source.as_str())),
-                    Param::Text(Some(a.id.as_str())),
-                    Param::Text(Some(a.kind.as_str())),
-                    Param::Text(a.action.map(Action::as_str)),
-                    Param::Int(a.occurred_at),
-                    Param::Text(a.tier.map(Tier::as_str)),
-                    Param::Text(a.company_domain.as_deref()),
-                    Param::Text(company),
-                    Param::MaybeInt(ids.get(at as usize).copied().flatten()),
-                    Param::Text(rule),
-                    Param::Text(a.company_name.as_deref()),
-                    Param::Text(a.actor.as_deref()),
-                    Param::Text(a.email_domain.as_deref()),
-                    Param::Text(a.package.as_deref()),
-                    Param::Text(a.version.as_deref()),
-                    Param::Text(a.url.as_deref()),
-                    Param::Text(a.properties.as_deref()),
-                    Param::Int(now),
-                ])?;
-                outcome.inserted += n;
-                if company.is_none() {
-                    outcome.unattributed += n;
-                }
+        let mut locked = tx.lock_handle().await?;
+        let mut handle = Handle::of(&mut locked);
+        let mut insert = Statement::prepare(&mut handle, INSERT_ACTIVITY)?;
+        for &i in &batch.order {
+            let (new, at) = (&batch.activities[i as usize], batch.company_of[i as usize]);
+            let a = &new.activity;
+            let (company, rule) = match &new.company {
+                Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
+                None => (None, None),
+            };
+            let n = insert.execute(&[
+                Param::Text(Some(a.source.as_str())),
+                Param::Text(Some(a.id.as_str())),
+                Param::Text(Some(a.kind.as_str())),
+                Param::Text(a.action.map(Action::as_str)),
+                Param::Int(a.occurred_at),
+                Param::Text(a.tier.map(Tier::as_str)),
+                Param::Text(a.company_domain.as_deref()),
+                Param::Text(company),
+                Param::MaybeInt(ids.get(at as usize).copied().flatten()),
+                Param::Text(rule),
+                Param::Text(a.company_name.as_deref()),
+                Param::Text(a.actor.as_deref()),
+                Param::Text(a.email_domain.as_deref()),
+                Param::Text(a.package.as_deref()),
+                Param::Text(a.version.as_deref()),
+                Param::Text(a.url.as_deref()),
+                Param::Text(a.properties.as_deref()),
+                Param::Int(now),
+            ])?;
+            outcome.inserted += n;
+            if company.is_none() {
+                outcome.unattributed += n;
             }
         }
-        outcome.duplicate = batch.activities.len() as u64 - outcome.inserted;
-        outcome.quarantined = insert_quarantined(tx, quarantined, now).await?;
-        Ok(outcome)
     }
+    outcome.duplicate = batch.activities.len() as u64 - outcome.inserted;
+    outcome.quarantined = insert_quarantined(tx, quarantined, now).await?;
+    Ok(outcome)
 }
 
 impl Store {
