@@ -133,7 +133,7 @@ impl Store {
         activities: &[NewActivity],
         quarantined: &[QuarantinedLine],
     ) -> Result<InsertOutcome, StoreError> {
-        self.insert_sorted(&SortedActivities::new(activities.to_vec()), quarantined, None).await
+        self.insert_with_cursor(activities, quarantined, None).await
     }
 
     /// Inserts activities and, in the same transaction, moves a source's cursor
@@ -144,21 +144,11 @@ impl Store {
         quarantined: &[QuarantinedLine],
         cursor: Option<(&str, &str, &str)>,
     ) -> Result<InsertOutcome, StoreError> {
-        self.insert_sorted(&SortedActivities::new(activities.to_vec()), quarantined, cursor).await
-    }
-
-    /// `insert_with_cursor` for activities already sorted where they were parsed.
-    pub async fn insert_sorted(
-        &self,
-        batch: &SortedActivities,
-        quarantined: &[QuarantinedLine],
-        cursor: Option<(&str, &str, &str)>,
-    ) -> Result<InsertOutcome, StoreError> {
         let mut insert = self.begin_insert().await?;
         if let Some((connector, key, value)) = cursor {
             super::cursors::set_cursor(&mut insert.tx, connector, key, value, now_nanos()).await?;
         }
-        let outcome = insert.insert(batch, quarantined).await?;
+        let outcome = insert.insert(&SortedActivities::new(activities.to_vec()), quarantined).await?;
         insert.commit().await?;
         Ok(outcome)
     }
