@@ -62,6 +62,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             write(&mut std::fs::File::create(out)?).map_err(AppError::Output)
         };
     }
+    if let Command::Health { listen } = &cli.command {
+        return crate::health::probe(listen).await.map(|line| println!("{line}")).map_err(AppError::Failed);
+    }
     if let Command::Init { dir } = &cli.command {
         return crate::init::write_starter(dir).map(|written| {
             for p in written {
@@ -101,7 +104,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Init { .. } | Command::Generate { .. } => Ok(()),
+        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } => Ok(()),
         Command::Explain { domain, as_of, format } => {
             let store = open(&db, &config).await?;
             let as_of = as_of.unwrap_or_else(today);

@@ -11,7 +11,7 @@ use crate::scoring::Stage;
 #[command(name = "oql-sync", version, about = "Turns open-source usage signals into OQL stages and scores")]
 pub struct Cli {
     /// Config directory (connectors/, mappings/, attribution.yaml, scoring.yaml).
-    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    #[arg(long, global = true, env = "OQL_CONFIG_DIR", default_value = ".", value_name = "DIR")]
     pub config_dir: PathBuf,
     /// Store URL; default: sqlite://oql.db inside the config dir.
     #[arg(long, global = true, env = "OQL_DB", value_name = "URL")]
@@ -73,6 +73,13 @@ pub enum Command {
         #[arg(long, value_parser = parse_date, value_name = "DATE")]
         as_of: Option<NaiveDate>,
         /// Health and metrics endpoint address, or `none`.
+        #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+        listen: String,
+    },
+    /// Ask a running daemon's /healthz; exit 0 when it answers healthy (container
+    /// health checks: the image has no curl).
+    Health {
+        /// The daemon's `--listen` address (`HOST:PORT`, or `:PORT` for loopback).
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
     },

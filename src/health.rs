@@ -94,3 +94,35 @@ async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
         f.last_run_seconds.iter().map(|(c, s)| format!("oql_last_run_duration_seconds{{connector=\"{}\"}} {s:.3}", label(c))).collect());
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
+
+/// `oql-sync health`: asks the daemon at `listen` for `/healthz`. A wildcard or empty
+/// host (`0.0.0.0:9464`, `:9464`) is asked on loopback, where a daemon listening on
+/// every interface answers too. Returns the one line to print, or why it is unhealthy.
+pub async fn probe(listen: &str) -> Result<String, String> {
+    let (host, port) = listen.rsplit_once(':').ok_or_else(|| format!("`{listen}` is not HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port number (in `{listen}`)"))?;
+    let host = match host.trim_start_matches('[').trim_end_matches(']') {
+        "" | "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" => "[::1]".to_owned(),
+        h if h.contains(':') => format!("[{h}]"),
+        h => h.to_owned(),
+    };
+    let url = format!("http://{host}:{port}/healthz");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let answer = client.get(&url).send().await.map_err(|e| format!("no daemon answers at {url}: {}", crate::http::describe(&e)))?;
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    // `/healthz` answers JSON with a `status`; anything else is quoted, shortened.
+    let first = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.lines().next().unwrap_or_default().chars().take(200).collect());
+    if status.is_success() {
+        Ok(format!("healthy: {url} answered {} {first}", status.as_u16()))
+    } else {
+        Err(format!("unhealthy: {url} answered {} {first}", status.as_u16()))
+    }
+}

@@ -586,7 +586,7 @@ pub fn server_wait(r: &Response) -> Option<Duration> {
 }
 
 /// A transport error without its URL (which may carry a query string).
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
