@@ -17,13 +17,15 @@ RUN mkdir -p src benches \
     && cargo build --release --locked --bin oql-sync \
     && rm -rf src benches
 COPY src ./src
+COPY build.rs ./
 COPY migrations ./migrations
 COPY benches ./benches
 COPY connectors ./connectors
 COPY mappings ./mappings
 COPY examples ./examples
 # The placeholders' artifacts are older than the sources only by mtime: touch to be sure.
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin oql-sync
+ARG OQL_COMMIT=unknown
+RUN touch src/main.rs src/lib.rs && OQL_COMMIT=$OQL_COMMIT cargo build --release --locked --bin oql-sync
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \

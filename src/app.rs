@@ -62,6 +62,14 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             write(&mut std::fs::File::create(out)?).map_err(AppError::Output)
         };
     }
+    match &cli.command {
+        Command::Completions { shell } => {
+            crate::cli::write_completions(*shell, &mut std::io::stdout().lock());
+            return Ok(());
+        }
+        Command::Man => return crate::cli::write_man_page(&mut std::io::stdout().lock()).map_err(AppError::Output),
+        _ => {}
+    }
     if let Command::Health { listen } = &cli.command {
         return crate::health::probe(listen).await.map(|line| println!("{line}")).map_err(AppError::Failed);
     }
@@ -104,7 +112,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } => Ok(()),
+        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man => Ok(()),
         Command::Explain { domain, as_of, format } => {
             let store = open(&db, &config).await?;
             let as_of = as_of.unwrap_or_else(today);

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::scoring::Stage;
 
 #[derive(Debug, Parser)]
-#[command(name = "oql-sync", version, about = "Turns open-source usage signals into OQL stages and scores")]
+#[command(
+    name = "oql-sync",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("OQL_COMMIT"), ")"),
+    about = "Turns open-source usage signals into OQL stages and scores"
+)]
 pub struct Cli {
     /// Config directory (connectors/, mappings/, attribution.yaml, scoring.yaml).
     #[arg(long, global = true, env = "OQL_CONFIG_DIR", default_value = ".", value_name = "DIR")]
@@ -51,14 +55,17 @@ pub enum Command {
         /// Scoring date (YYYY-MM-DD); default today, UTC.
         #[arg(long, value_parser = parse_date, value_name = "DATE")]
         as_of: Option<NaiveDate>,
-        /// Only companies in this stage.
+        /// Only companies in this stage: interest, investigation, experimentation, ongoing_usage
+        /// or inactive.
         #[arg(long, value_parser = parse_stage, value_name = "S")]
         stage: Option<Stage>,
+        /// Output format: a table for people, JSON (the scoring model's output contract) or CSV.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
     /// Write a commented starter config into DIR.
     Init {
+        /// Where to write it; files that exist are kept.
         #[arg(default_value = ".", value_name = "DIR")]
         dir: PathBuf,
     },
@@ -83,6 +90,14 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
     },
+    /// Print a shell completion script (e.g. `oql-sync completions bash > /etc/bash_completion.d/oql-sync`).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; e.g. `oql-sync man > /usr/local/share/man/man1/oql-sync.1`).
+    Man,
     /// Write benchmark activities as NDJSON (deterministic; for `benches/`).
     #[command(hide = true)]
     Generate {
@@ -110,6 +125,7 @@ pub enum Command {
         /// Scoring date (YYYY-MM-DD); default today, UTC.
         #[arg(long, value_parser = parse_date, value_name = "DATE")]
         as_of: Option<NaiveDate>,
+        /// Output format: a table for people, or JSON.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
     },
@@ -142,6 +158,7 @@ pub enum Command {
     },
     /// Show the sync log: runs and their records.
     Log {
+        /// Only this connector's runs and records.
         #[arg(long, value_name = "NAME")]
         connector: Option<String>,
         /// ok or failed (runs and records), or a record outcome: accepted, created,
@@ -154,6 +171,7 @@ pub enum Command {
         /// Most runs and records shown.
         #[arg(long, default_value_t = 200)]
         limit: i64,
+        /// Output format: a table for people, or JSON.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
     },
@@ -189,4 +207,60 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
     Stage::parse(s).ok_or_else(|| {
         format!("`{s}` is not a stage (expected interest, investigation, experimentation, ongoing_usage or inactive)")
     })
+}
+
+/// Writes the completion script of `shell` for the whole command line.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "oql-sync", out);
+}
+
+/// Writes the manual page (roff), subcommands included.
+pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    // One section per visible command, with its options, after the main page.
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        clap_mangen::Man::new(sub.clone()).title(format!("oql-sync-{}", sub.get_name())).render(out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_option_of_every_command_says_what_it_is_for() {
+        let root = Cli::command();
+        let mut missing = Vec::new();
+        for command in std::iter::once(&root).chain(root.get_subcommands().filter(|c| !c.is_hide_set())) {
+            for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+                if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str()) {
+                    missing.push(format!("{} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+            if command.get_about().is_none() {
+                missing.push(format!("{} (the command itself)", command.get_name()));
+            }
+        }
+        assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+
+    #[test]
+    fn the_version_names_the_commit_and_completions_and_man_page_cover_every_command() {
+        assert!(Cli::command().get_version().unwrap().contains("(commit "));
+        let mut bash = Vec::new();
+        write_completions(clap_complete::Shell::Bash, &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        let mut man = Vec::new();
+        write_man_page(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        for command in Cli::command().get_subcommands().filter(|c| !c.is_hide_set()) {
+            assert!(bash.contains(command.get_name()), "completion lacks {}", command.get_name());
+            assert!(man.contains(&format!("oql\\-sync\\-{}", command.get_name().replace('-', "\\-"))), "man page lacks {}", command.get_name());
+        }
+    }
 }
