@@ -73,12 +73,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     if let Command::Health { listen } = &cli.command {
         return crate::health::probe(listen).await.map(|line| println!("{line}")).map_err(AppError::Failed);
     }
-    if let Command::Init { dir } = &cli.command {
-        return crate::init::write_starter(dir).map(|written| {
-            for p in written {
-                println!("wrote {}", p.display());
-            }
-        });
+    if let Command::Init { dir, state_dir } = &cli.command {
+        let dir = dir.as_deref().unwrap_or(&cli.config_dir);
+        let report = crate::init::write_starter(dir, state_dir.as_deref())?;
+        print!("{}", report.render());
+        return Ok(());
     }
     let config = Config::load(&cli.config_dir)?;
     let db = cli

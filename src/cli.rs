@@ -65,9 +65,14 @@ pub enum Command {
     },
     /// Write a commented starter config into DIR.
     Init {
-        /// Where to write it; files that exist are kept.
-        #[arg(default_value = ".", value_name = "DIR")]
-        dir: PathBuf,
+        /// Where to write it (default: the --config-dir); files that exist are kept.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// A writable folder for the drop folder and the file sink's output, when the
+        /// config dir will be read-only to the daemon (systemd: /var/lib/oql-sync,
+        /// Docker: /data). Default: inside DIR.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Validate the config; list connectors, their schedules and next runs.
     Check,

@@ -11,7 +11,8 @@ use crate::config::Config;
 
 /// The starter files: a working export source and file sink, and every other connector
 /// as a disabled example (`.yaml.disabled` is not loaded; rename it to enable it).
-const STARTER: [(&str, &str); 13] = [
+/// Nothing is written into the drop folder: whatever sits there is read as an export.
+const STARTER: [(&str, &str); 12] = [
     ("connectors/exports.yaml", include_str!("../examples/starter/exports.yaml")),
     ("connectors/crm-file.yaml", include_str!("../examples/starter/crm-file.yaml")),
     ("mappings/crm.yaml", include_str!("../examples/quickstart/mappings/crm.yaml")),
@@ -24,22 +25,75 @@ const STARTER: [(&str, &str); 13] = [
     ("mappings/hubspot.yaml", include_str!("../mappings/hubspot.yaml")),
     ("mappings/salesforce.yaml", include_str!("../mappings/salesforce.yaml")),
     ("mappings/common-room.yaml", include_str!("../mappings/common-room.yaml")),
-    ("data/README", "Drop export files (NDJSON, CSV, Scarf CSV) here: `oql-sync poll` or the daemon imports each new or changed file once.\n"),
 ];
 
-/// Writes the starter config; files that exist are left alone. Returns what was written.
-pub fn write_starter(dir: &Path) -> Result<Vec<PathBuf>, AppError> {
-    let mut written = Vec::new();
+/// The starter's relative state paths, as its connector files spell them.
+const DROP_FOLDER: &str = "data";
+const SINK_OUTPUT: &str = "out/crm.csv";
+
+/// What `init` did: files written, files left alone because they existed, folders made.
+#[derive(Debug, Default)]
+pub struct InitReport {
+    pub written: Vec<PathBuf>,
+    pub kept: Vec<PathBuf>,
+    pub folders: Vec<PathBuf>,
+}
+
+impl InitReport {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for p in &self.written {
+            let _ = writeln!(out, "wrote {}", p.display());
+        }
+        for p in &self.folders {
+            let _ = writeln!(out, "made  {}/ (the drop folder: export files put here are imported once)", p.display());
+        }
+        for p in &self.kept {
+            let _ = writeln!(out, "kept  {} (exists; not overwritten)", p.display());
+        }
+        if self.written.is_empty() && !self.kept.is_empty() {
+            let _ = writeln!(out, "nothing written: every starter file exists already");
+        }
+        out
+    }
+}
+
+/// Writes the starter config into `dir`; files that exist are left alone. With a
+/// `state_dir` (a daemon whose config dir is read-only: systemd, Docker), the drop
+/// folder and the file sink's output are absolute paths inside it.
+pub fn write_starter(dir: &Path, state_dir: Option<&Path>) -> Result<InitReport, AppError> {
+    let mut report = InitReport::default();
+    let state = match state_dir {
+        Some(s) => Some(std::path::absolute(s).map_err(|e| AppError::Usage(format!("--state-dir {}: {e}", s.display())))?),
+        None => None,
+    };
     for (name, text) in STARTER {
         let path = dir.join(name);
         if path.exists() {
+            report.kept.push(path);
             continue;
         }
+        let text = match &state {
+            Some(state) => text
+                .replace(&format!("path: {DROP_FOLDER}\n"), &format!("path: {}\n", yaml_string(&state.join(DROP_FOLDER))))
+                .replace(&format!("path: {SINK_OUTPUT}\n"), &format!("path: {}\n", yaml_string(&state.join(SINK_OUTPUT)))),
+            None => text.to_owned(),
+        };
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         std::fs::write(&path, text)?;
-        written.push(path);
+        report.written.push(path);
     }
-    Ok(written)
+    let drop = state.as_deref().unwrap_or(dir).join(DROP_FOLDER);
+    if !drop.exists() {
+        std::fs::create_dir_all(&drop)?;
+        report.folders.push(drop);
+    }
+    Ok(report)
+}
+
+/// A path as a YAML double-quoted scalar (JSON's escaping is valid there).
+fn yaml_string(path: &Path) -> String {
+    serde_json::to_string(&path.display().to_string()).unwrap_or_default()
 }
 
 /// What `check` prints: every connector with its kind, schedule and next three runs.
