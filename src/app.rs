@@ -128,10 +128,24 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Command::Check => {
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(&config)) {
+                return Err(e.into());
+            }
             print!("{}", crate::init::check_report(&config, chrono::Utc::now()));
             Ok(())
         }
         Command::Run { once, as_of, listen } => {
+            // A secret missing now would fail every run of its connector while the
+            // health endpoint says ok: refuse to start instead.
+            if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(&config)) {
+                return Err(e.into());
+            }
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
             let listen = match listen.as_str() {
                 "none" => None,
                 addr => Some(addr.parse::<std::net::SocketAddr>().map_err(|_| {

@@ -42,6 +42,29 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    /// Every problem of a config dir at once, one a line: fixing them one run at a time
+    /// is the slow road.
+    #[error("{} problems in the config:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Many(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// One error as itself, several as `Many`; `None` for none.
+    pub fn from_list(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(ConfigError::Many(errors)),
+        }
+    }
+
+    /// The problems one a line, for counting and listing.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ConfigError::Many(all) => all.iter().flat_map(ConfigError::lines).collect(),
+            other => vec![other.to_string()],
+        }
+    }
 }
 
 /// A loaded, validated config directory.
@@ -53,6 +76,8 @@ pub struct Config {
     pub connectors: Vec<Connector>,
     /// Every `mappings/*.yaml`, by path relative to the config dir.
     pub mappings: BTreeMap<String, std::sync::Arc<Mapping>>,
+    /// Things that are not errors but most likely mistakes (`check` prints them).
+    pub warnings: Vec<String>,
 }
 
 /// Fields every connector file has, whatever its kind.
@@ -227,6 +252,10 @@ pub struct ConfigFiles {
     pub dir: PathBuf,
     pub scoring: Option<Vec<u8>>,
     pub attribution: Option<Vec<u8>>,
+    /// Where `scoring` and `attribution` were read (`.yaml` or `.yml`), for messages;
+    /// `None`: `scoring.yaml`, `attribution.yaml`.
+    pub scoring_path: Option<PathBuf>,
+    pub attribution_path: Option<PathBuf>,
     /// `mappings/*.yaml` and `connectors/*.yaml`, by path, sorted.
     pub mappings: Vec<(PathBuf, Vec<u8>)>,
     pub connectors: Vec<(PathBuf, Vec<u8>)>,
@@ -237,9 +266,19 @@ impl ConfigFiles {
         if !dir.is_dir() {
             return Err(ConfigError::MissingDir(dir.to_path_buf()));
         }
-        let optional = |name: &str| -> Result<Option<Vec<u8>>, ConfigError> {
-            let path = dir.join(name);
-            if path.exists() { read_bytes(&path).map(Some) } else { Ok(None) }
+        // `.yml` is read wherever `.yaml` is; both at once would leave one ignored.
+        let optional = |name: &str| -> Result<Option<(PathBuf, Vec<u8>)>, ConfigError> {
+            let yaml = dir.join(format!("{name}.yaml"));
+            let yml = dir.join(format!("{name}.yml"));
+            let path = match (yaml.exists(), yml.exists()) {
+                (true, true) => {
+                    return Err(ConfigError::File { path: yml, message: format!("both {name}.yaml and {name}.yml exist; keep one") });
+                }
+                (true, false) => yaml,
+                (false, true) => yml,
+                (false, false) => return Ok(None),
+            };
+            read_bytes(&path).map(|b| Some((path, b)))
         };
         let yaml_files = |sub: &str| -> Result<Vec<(PathBuf, Vec<u8>)>, ConfigError> {
             let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
@@ -252,10 +291,14 @@ impl ConfigFiles {
             paths.sort();
             paths.into_iter().map(|p| read_bytes(&p).map(|b| (p, b))).collect()
         };
+        let (scoring_path, scoring) = optional("scoring")?.unzip();
+        let (attribution_path, attribution) = optional("attribution")?.unzip();
         Ok(ConfigFiles {
             dir: dir.to_path_buf(),
-            scoring: optional("scoring.yaml")?,
-            attribution: optional("attribution.yaml")?,
+            scoring,
+            attribution,
+            scoring_path,
+            attribution_path,
             mappings: yaml_files("mappings")?,
             connectors: yaml_files("connectors")?,
         })
@@ -268,25 +311,61 @@ impl Config {
         Config::from_files(ConfigFiles::read(dir)?)
     }
 
-    /// Parses and checks the files of a config dir (no I/O).
+    /// Parses and checks the files of a config dir (no I/O). Every problem is reported,
+    /// not only the first: a file that fails is skipped and the others are still read.
     pub fn from_files(files: ConfigFiles) -> Result<Config, ConfigError> {
         let dir = files.dir.as_path();
+        let mut errors = Vec::new();
         let mut model = Model::default();
         if let Some(bytes) = &files.scoring {
-            let path = dir.join("scoring.yaml");
-            model.apply(parse::<ModelOverrides>(&path, &decode(&path, bytes)?)?);
-        }
-        let attribution = match &files.attribution {
-            Some(bytes) => {
-                let path = dir.join("attribution.yaml");
-                AttributionRules::from_file(parse(&path, &decode(&path, bytes)?)?)
+            let path = files.scoring_path.clone().unwrap_or_else(|| dir.join("scoring.yaml"));
+            match decode(&path, bytes).and_then(|text| parse::<ModelOverrides>(&path, &text)) {
+                Ok(overrides) => model.apply(overrides),
+                Err(e) => errors.push(e),
             }
-            None => AttributionRules::default(),
-        };
-        let mappings = load_mappings(&files.mappings)?;
-        let connectors = load_connectors(&files.connectors)?;
-        for (c, (_, text)) in connectors.iter().zip(&files.connectors) {
-            check_sink(dir, c, &decode(&c.path, text)?, &mappings)?;
+        }
+        let mut attribution = AttributionRules::default();
+        if let Some(bytes) = &files.attribution {
+            let path = files.attribution_path.clone().unwrap_or_else(|| dir.join("attribution.yaml"));
+            match decode(&path, bytes).and_then(|text| parse(&path, &text)) {
+                Ok(file) => attribution = AttributionRules::from_file(file),
+                Err(e) => errors.push(e),
+            }
+        }
+        let mappings = load_mappings(&files.mappings, &mut errors);
+        let connectors = load_connectors(&files.connectors, &mut errors);
+        let texts: BTreeMap<&Path, &[u8]> = files.connectors.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+        let mapping_files: std::collections::BTreeSet<String> =
+            files.mappings.iter().map(|(p, _)| format!("mappings/{}", p.file_name().unwrap_or_default().to_string_lossy())).collect();
+        for c in &connectors {
+            let text = texts.get(c.path.as_path()).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            // A mapping that failed to load was reported already.
+            if c.mapping_path().is_some_and(|m| mapping_files.contains(&mapping_key(m)) && !mappings.contains_key(&mapping_key(m))) {
+                continue;
+            }
+            if let Err(e) = check_sink(dir, c, &text, &mappings) {
+                errors.push(e);
+            }
+        }
+        errors.extend(check_shared_outputs(dir, &connectors));
+        if let Some(e) = ConfigError::from_list(errors) {
+            return Err(e);
+        }
+        let mut warnings = Vec::new();
+        if files.connectors.is_empty() {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name == "connectors" || name == "mappings" {
+                warnings.push(format!(
+                    "{} is a {name}/ folder, not a config dir: pass its parent (--config-dir {})",
+                    dir.display(),
+                    dir.parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| "..".into())
+                ));
+            } else {
+                warnings.push(format!(
+                    "{} has no connectors/ folder with connector files: nothing will be polled or synced (`oql-sync init` writes a starter config)",
+                    dir.display()
+                ));
+            }
         }
         Ok(Config {
             dir: dir.to_path_buf(),
@@ -294,6 +373,7 @@ impl Config {
             attribution,
             connectors,
             mappings,
+            warnings,
         })
     }
 
@@ -316,26 +396,34 @@ fn mapping_key(path: &str) -> String {
     path.trim_start_matches("./").to_owned()
 }
 
-fn load_mappings(files: &[(PathBuf, Vec<u8>)]) -> Result<BTreeMap<String, std::sync::Arc<Mapping>>, ConfigError> {
+fn load_mappings(files: &[(PathBuf, Vec<u8>)], errors: &mut Vec<ConfigError>) -> BTreeMap<String, std::sync::Arc<Mapping>> {
     let mut out = BTreeMap::new();
     for (path, bytes) in files {
-        let path = path.clone();
-        let text = decode(&path, bytes)?;
-        let mapping: Mapping = parse_lenient(&path, &text)?;
-        if let Err((at, message)) = mapping.validate() {
-            let (line, column) = locate(&text, &at);
-            return Err(ConfigError::Invalid { path, line, column, message: format!("{at}: {message}") });
+        match load_mapping(path, bytes) {
+            Ok(mapping) => {
+                let key = format!("mappings/{}", path.file_name().unwrap_or_default().to_string_lossy());
+                out.insert(key, std::sync::Arc::new(mapping));
+            }
+            Err(e) => errors.push(e),
         }
-        let key = format!("mappings/{}", path.file_name().unwrap_or_default().to_string_lossy());
-        out.insert(key, std::sync::Arc::new(mapping));
     }
-    Ok(out)
+    out
+}
+
+fn load_mapping(path: &Path, bytes: &[u8]) -> Result<Mapping, ConfigError> {
+    let text = decode(path, bytes)?;
+    let mapping: Mapping = parse_lenient(path, &text)?;
+    if let Err((at, message)) = mapping.validate() {
+        let (line, column) = locate(&text, &at);
+        return Err(ConfigError::Invalid { path: path.to_path_buf(), line, column, message: format!("{at}: {message}") });
+    }
+    Ok(mapping)
 }
 
 /// The line and column of a dotted key path (`fields.oql_stage.values`) in a YAML text:
 /// each key is searched for after the previous one. Good enough to point at the key of a
 /// semantic error that the parser could not see.
-fn locate(text: &str, path: &str) -> (u64, u64) {
+pub(crate) fn locate(text: &str, path: &str) -> (u64, u64) {
     let mut from = 0usize;
     for key in path.split('.') {
         let key = key.split('[').next().unwrap_or(key);
@@ -387,17 +475,38 @@ fn check_sink(dir: &Path, c: &Connector, text: &str, mappings: &BTreeMap<String,
     Ok(())
 }
 
-fn load_connectors(files: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Connector>, ConfigError> {
+fn load_connectors(files: &[(PathBuf, Vec<u8>)], errors: &mut Vec<ConfigError>) -> Vec<Connector> {
     let mut out: Vec<Connector> = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (path, bytes) in files {
-        let path = path.clone();
+        let connector = match load_connector(path, bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert(connector.name.clone(), path.clone()) {
+            errors.push(ConfigError::File {
+                path: path.clone(),
+                message: format!("connector name `{}` is already used by {}", connector.name, first.display()),
+            });
+            continue;
+        }
+        out.push(connector);
+    }
+    out
+}
+
+fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
+    {
+        let path = path.to_path_buf();
         let text = decode(&path, bytes)?;
         let header: ConnectorHeader = parse_lenient(&path, &text)?;
         let file_error = |message: String| ConfigError::File { path: path.clone(), message };
         check_env_names(&path, &text)?;
         let kind = header.kind.ok_or_else(|| file_error("missing required key `kind`".into()))?;
-        let name = header.name.ok_or_else(|| file_error("missing required key `name`".into()))?;
+        header.name.ok_or_else(|| file_error("missing required key `name`".into()))?;
         let connector = match kind.as_str() {
             "export" => {
                 let e: ExportConnector = parse(&path, &text)?;
@@ -461,20 +570,57 @@ fn load_connectors(files: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Connector>, Confi
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Slack(c) }
             }
             other => {
-                return Err(file_error(format!(
-                    "unknown connector kind `{other}` (expected export, github, slack, hubspot, salesforce, common_room, webhook or file)"
-                )));
+                let (line, column) = locate(&text, "kind");
+                return Err(ConfigError::Invalid {
+                    path,
+                    line,
+                    column,
+                    message: format!(
+                        "unknown connector kind `{other}` (expected export, github, slack, hubspot, salesforce, common_room, webhook or file)"
+                    ),
+                });
             }
         };
-        if let Some(first) = seen.insert(name.clone(), path.clone()) {
-            return Err(file_error(format!(
-                "connector name `{name}` is already used by {}",
-                first.display()
-            )));
-        }
-        out.push(connector);
+        Ok(connector)
     }
-    Ok(out)
+}
+
+/// Two file sinks writing one file would overwrite each other's rows every run.
+fn check_shared_outputs(dir: &Path, connectors: &[Connector]) -> Vec<ConfigError> {
+    let mut seen: BTreeMap<PathBuf, &Connector> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for c in connectors {
+        let ConnectorKind::File(f) = &c.kind else { continue };
+        let out = normalize_path(&dir.join(&f.path));
+        if let Some(first) = seen.insert(out.clone(), c) {
+            errors.push(ConfigError::File {
+                path: c.path.clone(),
+                message: format!(
+                    "file sink `{}` writes {}, as `{}` ({}) does: each file sink needs its own file",
+                    c.name,
+                    out.display(),
+                    first.name,
+                    first.path.display()
+                ),
+            });
+        }
+    }
+    errors
+}
+
+/// `a/./b/../c` as `a/c`, without touching the file system (the file may not exist yet).
+fn normalize_path(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Every `*_env` key, at any depth, must name an environment variable: a value that is
@@ -607,6 +753,9 @@ fn plain_message(message: String) -> String {
     if let Some(plain) = plain {
         return plain.to_owned();
     }
+    if let Some(plain) = without_rust_types(&message) {
+        return plain;
+    }
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let key = rest.split('`').next().unwrap_or_default();
         let expected = rest.split_once("expected one of ").map_or("", |(_, e)| e);
@@ -618,6 +767,30 @@ fn plain_message(message: String) -> String {
         }
     }
     message
+}
+
+/// serde's "invalid value: integer `300`, expected u8" names a Rust type: say the
+/// range in numbers instead.
+fn without_rust_types(message: &str) -> Option<String> {
+    let (head, expected) = message.rsplit_once("expected ")?;
+    let expected = expected.trim_end_matches('.').trim_start_matches("a ").trim_start_matches("an ");
+    let (nonzero, ty) = match expected.strip_prefix("nonzero ") {
+        Some(ty) => (true, ty),
+        None => (false, expected),
+    };
+    let range = match ty {
+        "u8" => "a whole number from 0 to 255".to_owned(),
+        "u16" => "a whole number from 0 to 65535".to_owned(),
+        "u32" | "usize" | "u64" if nonzero => "a whole number of at least 1".to_owned(),
+        "u32" | "usize" | "u64" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "bool" | "a boolean" | "boolean" => "true or false".to_owned(),
+        _ => return None,
+    };
+    let range = if nonzero && !range.contains("at least") { format!("{range}, not 0") } else { range };
+    let found = head.split('`').nth(1).map(|v| format!(", found `{v}`")).unwrap_or_default();
+    Some(format!("expected {range}{found}"))
 }
 
 impl Default for ExportConnector {

@@ -20,3 +20,4 @@ pub mod app;
 pub mod cli;
 pub mod import;
 pub mod output;
+pub mod preflight;

@@ -84,3 +84,89 @@ fn with_a_state_dir_the_daemon_writes_nothing_into_its_config_dir() {
     assert!(std::fs::read_to_string(state.join("out/crm.csv")).unwrap().contains("acme.com"));
     assert_eq!(files_under(&config), before, "the run wrote into the (read-only in production) config dir");
 }
+
+fn check_in(env: &Env, envs: &[(&str, &str)]) -> common::Run {
+    env.run_with(&["check"], envs)
+}
+
+#[test]
+fn check_reports_every_problem_at_once_in_plain_words() {
+    let env = Env::new();
+    env.write("connectors/typo.yaml", "name: typo\nkind: hubspt\nschedule: \"0 * * * * *\"\n");
+    env.write("connectors/gh.yaml", "name: gh\nkind: github\nschedule: \"0 * * * * *\"\ntoken_env: OQL_TEST_UNSET_GH\nrepos: [a/b]\nrate_limit: { requests: 0, per_seconds: 1 }\n");
+    env.write("connectors/late.yaml", "name: late\nkind: export\nschedule: \"0 61 * * * *\"\npath: data\n");
+    env.write("scoring.yml", "windows:\n  scroe: 30\n");
+    let r = check_in(&env, &[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let e = &r.stderr;
+    assert!(e.contains("4 problems in the config"), "{e}");
+    assert!(e.contains("connectors/typo.yaml:2:1: unknown connector kind `hubspt`"), "{e}");
+    assert!(e.contains("connectors/gh.yaml:6:15: expected a whole number of at least 1, found `0`"), "{e}");
+    assert!(e.contains("connectors/late.yaml:3:11: `0 61 * * * *` is not a cron expression"), "{e}");
+    // `.yml` is read where `.yaml` is (a scoring.yml was silently ignored).
+    assert!(e.contains("scoring.yml:2:3: unknown field `scroe`"), "{e}");
+    for rust in ["u8", "u32", "u64", "nonzero", "usize", "invalid value"] {
+        assert!(!e.contains(rust), "a message shows a Rust type ({rust}):\n{e}");
+    }
+}
+
+#[test]
+fn check_and_run_refuse_a_config_whose_secrets_are_missing() {
+    let env = Env::new();
+    env.write("connectors/gh.yaml", "name: gh\nkind: github\nschedule: \"0 * * * * *\"\ntoken_env: OQL_TEST_GH_TOKEN\nrepos: [a/b]\n");
+    env.write(
+        "connectors/sf.yaml",
+        "name: sf\nkind: salesforce\nschedule: \"0 * * * * *\"\nmapping: mappings/sf.yaml\nauth:\n  flow: jwt_bearer\n  login_url: https://login.salesforce.com\n  client_id: abc\n  username: u@x.com\n  private_key_file: secrets/sf.key\n",
+    );
+    env.write("mappings/sf.yaml", "object: Account\nmatch: { crm_field: Website }\nfields:\n  OQL_Stage__c: { from: stage }\n");
+    env.write("connectors/hooks.yaml", "name: hooks\nkind: file\nschedule: \"0 * * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
+    env.write(
+        "mappings/rows.yaml",
+        "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: experimentation }\n    action: { webhook: { url_env: OQL_TEST_HOOK_URL } }\n",
+    );
+    let r = check_in(&env, &[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("3 problems in the config"), "{}", r.stderr);
+    assert!(r.stderr.contains("connectors/gh.yaml:4:1: `token_env`: the environment variable OQL_TEST_GH_TOKEN is not set"), "{}", r.stderr);
+    assert!(r.stderr.contains("connectors/sf.yaml:10:3: `private_key_file`:") && r.stderr.contains("secrets/sf.key does not exist"), "{}", r.stderr);
+    assert!(r.stderr.contains("mappings/rows.yaml:7:26: `url_env`: the environment variable OQL_TEST_HOOK_URL is not set"), "{}", r.stderr);
+
+    // A key file that is not a key is told apart from a missing one.
+    env.write("secrets/sf.key", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    let envs = [("OQL_TEST_GH_TOKEN", "ghp_canary"), ("OQL_TEST_HOOK_URL", "https://hooks.example.com/x")];
+    let r = check_in(&env, &envs);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("is not an RSA private key in PEM form"), "{}", r.stderr);
+
+    // `run` refuses to start on the same problems, before it opens the store.
+    let run = env.run_with(&["run", "--once", "--listen", "none"], &envs);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("is not an RSA private key"), "{}", run.stderr);
+    assert!(!env.path().join("oql.db").exists(), "run opened the store before refusing");
+    assert!(!run.stderr.contains("ghp_canary") && !run.stdout.contains("ghp_canary"));
+}
+
+#[test]
+fn two_file_sinks_writing_one_file_are_rejected() {
+    let env = Env::new();
+    env.write("mappings/rows.yaml", "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\n");
+    env.write("connectors/a.yaml", "name: a\nkind: file\nschedule: \"0 * * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
+    env.write("connectors/b.yaml", "name: b\nkind: file\nschedule: \"0 * * * * *\"\nmapping: mappings/rows.yaml\npath: ./out/../out/rows.csv\n");
+    let r = check_in(&env, &[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("connectors/b.yaml: file sink `b` writes") && r.stderr.contains("as `a`"), "{}", r.stderr);
+}
+
+#[test]
+fn check_warns_about_a_config_dir_without_connectors_or_inside_them() {
+    let env = Env::new();
+    let r = check_in(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("warning:") && r.stderr.contains("has no connectors/ folder"), "{}", r.stderr);
+
+    env.write("connectors/drops.yaml", "name: drops\nkind: export\nschedule: \"0 0 3 * * *\"\npath: data\n");
+    let inside = env.path().join("connectors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oql-sync")).arg("--config-dir").arg(&inside).arg("check").env_remove("OQL_DB").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a connectors/ folder, not a config dir: pass its parent"), "{stderr}");
+}
