@@ -97,16 +97,18 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             println!("scored {}", output::stage_summary(&scores, as_of));
             Ok(())
         }
-        Command::Companies { as_of, stage, format } => {
+        Command::Companies { as_of, stage, format, limit, wide } => {
             let store = open(&db, &config).await?;
             let (as_of, mut scores) = current_scores(&store, &config.model, as_of).await?;
+            let total = scores.len();
             if let Some(stage) = stage {
                 scores.retain(|s| s.stage == stage);
             }
             let text = match format {
-                OutputFormat::Json => output::json(&scores),
-                OutputFormat::Csv => output::csv(&scores),
-                OutputFormat::Table => output::table(&scores, as_of),
+                // Tools get what they asked for: `--limit` cuts, nothing else is said.
+                OutputFormat::Json => output::json(&scores[..limit.map_or(scores.len(), |l| l.min(scores.len()))]),
+                OutputFormat::Csv => output::csv(&scores[..limit.map_or(scores.len(), |l| l.min(scores.len()))]),
+                OutputFormat::Table => output::table(&scores, as_of, &output::Listing { stage, total, limit, wide }),
             };
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())

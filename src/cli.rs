@@ -62,6 +62,12 @@ pub enum Command {
         /// Output format: a table for people, JSON (the scoring model's output contract) or CSV.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+        /// Only the N highest-scoring companies.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Every column of the table, however wide (default: what fits 80 columns).
+        #[arg(long)]
+        wide: bool,
     },
     /// Write a commented starter config into DIR.
     Init {

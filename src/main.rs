@@ -28,8 +28,23 @@ fn main() {
         .expect("tokio runtime starts");
     let result = runtime.block_on(app::run(cli));
     if let Err(e) = result {
+        // `oql-sync companies | head`: the reader is gone, which is nobody's error.
+        if is_broken_pipe(&e) {
+            std::process::exit(0);
+        }
         let code = e.exit_code();
         eprintln!("oql-sync: {:#}", anyhow::Error::from(e));
         std::process::exit(code);
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

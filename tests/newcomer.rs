@@ -170,3 +170,51 @@ fn check_warns_about_a_config_dir_without_connectors_or_inside_them() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is a connectors/ folder, not a config dir: pass its parent"), "{stderr}");
 }
+
+fn quickstart() -> Env {
+    let env = Env::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/data");
+    for f in ["activities.ndjson", "scarf-export.csv"] {
+        std::fs::copy(root.join(f), env.path().join(f)).unwrap();
+    }
+    env.ok(&["import", env.path().join("activities.ndjson").to_str().unwrap()]);
+    env
+}
+
+#[test]
+fn companies_fit_80_columns_and_say_what_they_left_out() {
+    let env = quickstart();
+    let table = env.ok(&["companies", "--as-of", "2026-10-31", "--limit", "5"]);
+    for line in table.lines() {
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+    }
+    assert_eq!(table.lines().take_while(|l| !l.is_empty()).count(), 6, "a header and the top 5:\n{table}");
+    assert!(table.contains("showing the top 5 of"), "{table}");
+    assert!(table.contains("--wide shows"), "{table}");
+
+    let filtered = env.ok(&["companies", "--as-of", "2026-10-31", "--stage", "investigation"]);
+    assert!(filtered.contains("filtered: --stage investigation ("), "{filtered}");
+
+    let wide = env.ok(&["companies", "--as-of", "2026-10-31", "--wide"]);
+    assert!(wide.lines().next().unwrap().contains("TELEM 30D") && !wide.contains("--wide shows"), "{wide}");
+
+    // Tools get exactly the rows asked for, nothing more said.
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["companies", "--as-of", "2026-10-31", "--format", "json", "--limit", "2"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let env = quickstart();
+    let mut child = env
+        .command(&["companies", "--as-of", "2026-10-31", "--wide"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(0));
+}
