@@ -74,7 +74,9 @@ fn a_first_poll_pages_through_every_endpoint_and_attributes_by_profile() {
     let env = setup(&h, "acme/db", "");
     let r = poll(&env);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("github: 256 fetched, 255 new activities"), "{}", r.stdout);
+    // 258: the issues and comments windows moved, so their new first pages (the newest
+    // issue and comment again) are read before an ETag is kept.
+    assert!(r.stdout.contains("github: 258 fetched, 255 new activities"), "{}", r.stdout);
     assert_eq!(activity_count(&env), 255, "250 stars, a fork, an issue, a pull request, a comment, a reaction");
     let stars = h.gh.requests().iter().filter(|q| q.path.ends_with("/stargazers")).count();
     assert_eq!(stars, 3, "250 stars are three pages of 100");

@@ -410,7 +410,11 @@ impl<'a> GitHubSource<'a> {
                 return Ok(());
             }
             let news = self.read_items(repo, endpoint, &items, None).0;
-            cursor = Cursor { page: Some(page), full: items.len() >= PER_PAGE, etag: page_etag, v: 2, ..Cursor::default() };
+            // The last page is kept with its ETag; before it, the next page to read.
+            cursor = match has_next {
+                true => Cursor { page: Some(page + 1), v: 2, ..Cursor::default() },
+                false => Cursor { page: Some(page), full: items.len() >= PER_PAGE, etag: page_etag, v: 2, ..Cursor::default() },
+            };
             self.commit(key, &cursor, news, &[]).await?;
             if !has_next {
                 return Ok(());
