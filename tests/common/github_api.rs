@@ -181,8 +181,8 @@ impl GitHub {
     pub fn sent_while_limited(&self) -> u64 {
         self.lock().sent_while_limited
     }
-    /// Runs `hook` right after the next request to a path starting with `path_prefix`
-    /// is answered (before its client can send another).
+    /// Runs `hook` right after the next request whose path and query (`/a/b?x=1`)
+    /// start with `path_prefix` is answered (before its client can send another).
     pub fn after_next(&self, path_prefix: &str, hook: impl FnOnce(&GitHub) + Send + 'static) {
         self.lock().hooks.push((path_prefix.into(), Box::new(hook)));
     }
@@ -198,7 +198,7 @@ fn github_error(status: u16, message: &str, docs: &str) -> (u16, Value) {
 }
 
 async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let path = uri.path().to_owned();
+    let path = format!("{}?{}", uri.path(), uri.query().unwrap_or_default());
     let response = answer(State(state.clone()), method, uri, headers, body).await;
     let hook = {
         let mut s = state.lock().unwrap();
