@@ -269,11 +269,10 @@ impl<'a> GitHubSource<'a> {
             }
         }
         if !stopped {
-            if let Err(e) = self.refresh_profiles().await {
-                match e {
-                    e if e.stops_poll() => self.stop(&e),
-                    e => return Err(e),
-                }
+            match self.refresh_profiles().await {
+                Err(e) if e.stops_poll() => self.stop(&e),
+                Err(e) => return Err(e),
+                Ok(()) => {}
             }
         }
         // What cached profiles say places this poll's activities even when fetching
@@ -632,6 +631,8 @@ impl<'a> GitHubSource<'a> {
         // Known profiles due for a (conditional, so free when unchanged) revalidation: a
         // profile that changed moves its activities.
         logins.extend(self.store.github_logins_checked_before(now.saturating_sub(due).saturating_add(1)).await?);
+        // Whatever is fetched places its activities, even if the poll stops half-way.
+        self.logins.extend(logins.iter().cloned());
         let mut failed: Vec<String> = Vec::new();
         for login in &logins {
             let cached = self.store.github_profile(login).await?;
@@ -659,7 +660,6 @@ impl<'a> GitHubSource<'a> {
             // Activities stay stored; only their placement waits for the retry.
             tracing::warn!(connector = %self.config.name, "{} profiles not fetched, queued for retry: {first}", failed.len());
         }
-        self.logins.extend(logins);
         Ok(())
     }
 
