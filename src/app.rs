@@ -359,6 +359,7 @@ fn api_totals(mut totals: RunTotals, polled: Result<crate::sources::github::Poll
             totals.planned = s.fetched as i64;
             totals.accepted = s.inserted as i64;
             totals.api_calls = s.api_calls;
+            totals.rate_limit_waits = s.rate_limit_waits;
             (totals, s.errors)
         }
         Err(e) => (totals, vec![e.to_string()]),

@@ -30,6 +30,52 @@ pub const FREE_MAIL: [&str; 14] = [
     "users.noreply.github.com",
 ];
 
+/// Hosts of personal pages, link lists, blogs and social profiles: a profile `blog` (or
+/// any URL) there names a person, never their employer. Each entry covers its
+/// subdomains too (`medium.com` covers `me.medium.com`, `github.io` every Pages site).
+pub const PERSONAL_HOSTS: [&str; 40] = [
+    "about.me",
+    "behance.net",
+    "bio.link",
+    "blogspot.com",
+    "bsky.app",
+    "carrd.co",
+    "codeberg.page",
+    "codepen.io",
+    "dev.to",
+    "dribbble.com",
+    "facebook.com",
+    "fly.dev",
+    "ghost.io",
+    "github.com",
+    "github.io",
+    "gitlab.com",
+    "gitlab.io",
+    "hashnode.dev",
+    "herokuapp.com",
+    "instagram.com",
+    "keybase.io",
+    "linkedin.com",
+    "linktr.ee",
+    "mastodon.social",
+    "medium.com",
+    "netlify.app",
+    "notion.site",
+    "pages.dev",
+    "read.cv",
+    "replit.app",
+    "sites.google.com",
+    "stackoverflow.com",
+    "substack.com",
+    "t.me",
+    "tumblr.com",
+    "twitter.com",
+    "vercel.app",
+    "wordpress.com",
+    "x.com",
+    "youtube.com",
+];
+
 /// Which rule placed an activity; kept in the store so that `explain` can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
@@ -67,6 +113,9 @@ pub struct AttributionFile {
     /// more free-mail domains, beside the built-in list
     #[serde(default)]
     pub free_mail: Vec<Domain>,
+    /// more personal-page hosts, beside the built-in list (`PERSONAL_HOSTS`)
+    #[serde(default)]
+    pub personal_hosts: Vec<PersonalHost>,
     /// GitHub org handle (as in a profile's `company: "@acme-inc"`) → company domain
     #[serde(default)]
     pub github_orgs: BTreeMap<String, Domain>,
@@ -77,6 +126,7 @@ pub struct AttributionRules {
     actors: BTreeMap<String, String>,
     email_domains: BTreeMap<String, String>,
     free_mail: BTreeSet<String>,
+    personal_hosts: BTreeSet<String>,
     github_orgs: BTreeMap<String, String>,
 }
 
@@ -96,6 +146,7 @@ impl AttributionRules {
                 .map(|s| s.to_string())
                 .chain(file.free_mail.into_iter().map(|d| d.0))
                 .collect(),
+            personal_hosts: PERSONAL_HOSTS.iter().map(|s| s.to_string()).chain(file.personal_hosts.into_iter().map(|h| h.0)).collect(),
             github_orgs: file
                 .github_orgs
                 .into_iter()
@@ -131,16 +182,13 @@ impl AttributionRules {
 
     /// A free-mail domain or any subdomain of one (`x.users.noreply.github.com`).
     pub fn is_free_mail(&self, domain: &str) -> bool {
-        let mut d = domain;
-        loop {
-            if self.free_mail.contains(d) {
-                return true;
-            }
-            match d.split_once('.') {
-                Some((_, rest)) if rest.contains('.') => d = rest,
-                _ => return false,
-            }
-        }
+        within(&self.free_mail, domain)
+    }
+
+    /// A personal-page host or any subdomain of one (`me.substack.com`): a URL there
+    /// never names a company.
+    pub fn is_personal_host(&self, host: &str) -> bool {
+        within(&self.personal_hosts, host)
     }
 
     /// Identifies the rules: when it changes, stored attributions are recomputed.
@@ -158,7 +206,38 @@ impl AttributionRules {
         for (k, v) in &self.github_orgs {
             h.update(format!("g\0{k}\0{v}\n"));
         }
+        for d in &self.personal_hosts {
+            h.update(format!("p\0{d}\n"));
+        }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Whether `domain` is in `set` or a subdomain of an entry.
+fn within(set: &BTreeSet<String>, domain: &str) -> bool {
+    let mut d = domain;
+    loop {
+        if set.contains(d) {
+            return true;
+        }
+        match d.split_once('.') {
+            Some((_, rest)) if rest.contains('.') => d = rest,
+            _ => return false,
+        }
+    }
+}
+
+/// A `personal_hosts:` entry: a domain, optionally written as a wildcard
+/// (`*.mysite.dev`), which means the same (an entry always covers its subdomains).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PersonalHost(pub String);
+
+impl TryFrom<String> for PersonalHost {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bare = s.trim().trim_start_matches("*.");
+        crate::activity::normalize_domain(bare).map(PersonalHost).ok_or_else(|| format!("`{s}` is not a host name"))
     }
 }
 
@@ -190,6 +269,20 @@ mod tests {
         assert_eq!(r.attribute(None, None, Some("mailbox.org")), None);
         assert_eq!(r.attribute(None, None, Some("12345.users.noreply.github.com")), None);
         assert_eq!(r.attribute(None, None, None), None);
+    }
+
+    #[test]
+    fn personal_hosts_cover_their_subdomains_and_extend_from_the_file() {
+        let file: AttributionFile = serde_saphyr::from_str("personal_hosts: [mysite.dev, \"*.pages.example\"]\n").unwrap();
+        let r = AttributionRules::from_file(file);
+        for host in ["dev.to", "linktr.ee", "me.medium.com", "x.netlify.app", "me.substack.com", "me.github.io", "a.vercel.app", "mysite.dev", "me.mysite.dev", "a.pages.example"] {
+            assert!(r.is_personal_host(host), "{host}");
+        }
+        for host in ["acme.com", "devto.com", "netlify.com", "example"] {
+            assert!(!r.is_personal_host(host), "{host}");
+        }
+        assert_ne!(r.fingerprint(), AttributionRules::default().fingerprint());
+        assert!(serde_saphyr::from_str::<AttributionFile>("personal_hosts: [\"not a host\"]\n").is_err());
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct RetryPolicy {
     /// request is given up for this run.
     pub max_wait_ms: u64,
     pub timeout_ms: u64,
+    /// The first wait after a GitHub secondary rate limit that names no time (no
+    /// `retry-after`, requests remaining); it doubles on each repeat. GitHub asks for at
+    /// least a minute.
+    pub secondary_limit_wait_ms: u64,
 }
 
 impl Default for RetryPolicy {
@@ -83,6 +87,7 @@ impl Default for RetryPolicy {
             max_delay_ms: 30_000,
             max_wait_ms: 120_000,
             timeout_ms: 30_000,
+            secondary_limit_wait_ms: 60_000,
         }
     }
 }
@@ -414,14 +419,15 @@ impl HttpClient {
                         return Err(response.into_error());
                     }
                     let wait = server_wait(&response)
-                        .or_else(|| response.header("x-ratelimit-reset").and_then(parse_reset))
+                        .or_else(|| primary_reset(&response))
+                        .or_else(|| is_secondary_limit(&response).then(|| self.secondary_wait(waits)))
                         .unwrap_or_else(|| self.backoff(waits + 1));
                     if waits >= self.policy.max_rate_limited || wait > Duration::from_millis(self.policy.max_wait_ms) {
                         return Err(HttpError::RateLimited {
                             method: method.into(),
                             url: safe_url.into(),
                             waits,
-                            status: 429,
+                            status: response.status,
                         });
                     }
                     self.spend_retry(method, safe_url)?;
@@ -449,6 +455,13 @@ impl HttpClient {
             return Err(HttpError::BudgetSpent { method: method.into(), url: url.into() });
         }
         Ok(())
+    }
+
+    /// GitHub's wait for a secondary limit that names no time: "wait for at least one
+    /// minute", then "an exponentially increasing amount of time between retries".
+    /// <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit>
+    fn secondary_wait(&self, waits: u32) -> Duration {
+        Duration::from_millis(self.policy.secondary_limit_wait_ms.saturating_mul(1u64 << waits.min(20)))
     }
 
     /// Exponential backoff with full jitter: a random wait up to `base * 2^(n-1)`, capped.
@@ -544,7 +557,27 @@ fn parse_reset(v: &str) -> Option<Duration> {
 }
 
 fn is_rate_limited_403(r: &Response) -> bool {
-    r.status == 403 && (r.header("retry-after").is_some() || r.header("x-ratelimit-remaining").map(str::trim) == Some("0"))
+    r.status == 403
+        && (r.header("retry-after").is_some() || r.header("x-ratelimit-remaining").map(str::trim) == Some("0") || is_secondary_limit(r))
+}
+
+/// `X-RateLimit-Reset` counts only once the window is spent (`X-RateLimit-Remaining: 0`,
+/// or no remaining count given): GitHub sends the reset on every answer, secondary
+/// limits included, where it says nothing about when to try again.
+fn primary_reset(r: &Response) -> Option<Duration> {
+    match r.header("x-ratelimit-remaining").map(str::trim) {
+        Some("0") | None => r.header("x-ratelimit-reset").and_then(parse_reset),
+        Some(_) => None,
+    }
+}
+
+/// GitHub's secondary limits (403 or 429) say so only in their message.
+fn is_secondary_limit(r: &Response) -> bool {
+    (r.status == 403 || r.status == 429)
+        && serde_json::from_slice::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(|m| m.to_ascii_lowercase()))
+            .is_some_and(|m| m.contains("secondary rate limit") || m.contains("abuse detection"))
 }
 
 /// HubSpot's daily limit is not worth waiting for inside a run.

@@ -20,7 +20,7 @@
 //! their ETag and give attribution rule 4: public email domain, then `blog` domain, then
 //! `company` (an `@org` handle mapped in attribution.yaml, or a known company's name).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -33,7 +33,7 @@ use crate::attribution::AttributionRules;
 use crate::auth::{Auth, secret_source};
 use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
-use crate::store::{GithubProfile, NewActivity, Store, StoreError};
+use crate::store::{GithubPage, GithubProfile, NewActivity, PendingReactions, Store, StoreError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +92,21 @@ pub enum PollError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Api(String),
+    /// The API refused the token itself (401): no other request can do better.
+    #[error("{0}")]
+    Unauthorized(String),
+}
+
+impl PollError {
+    /// Causes that end the whole poll: every further request would meet them too, and
+    /// requests sent while rate limited risk a ban of the integration.
+    fn stops_poll(&self) -> bool {
+        matches!(
+            self,
+            PollError::Unauthorized(_)
+                | PollError::Http(crate::http::HttpError::RateLimited { .. } | crate::http::HttpError::BudgetSpent { .. })
+        )
+    }
 }
 
 /// What a poll of one source did.
@@ -101,21 +116,50 @@ pub struct PollSummary {
     pub inserted: u64,
     pub api_calls: i64,
     pub not_modified: i64,
-    /// Problems that stopped one part (a repo, an endpoint) while the rest went on.
+    /// Waits for a rate limit (the client's pacing and the server's limits).
+    pub rate_limit_waits: i64,
+    /// Problems that stopped one part (a repo, an endpoint) while the rest went on;
+    /// each cause once.
     pub errors: Vec<String>,
 }
 
-/// Where one endpoint of one repo stands.
+impl PollSummary {
+    /// Adds a problem unless the same one is already reported.
+    pub fn report(&mut self, message: String) {
+        if !self.errors.contains(&message) {
+            self.errors.push(message);
+        }
+    }
+}
+
+/// Items a page holds at most (`per_page`, GitHub's maximum).
+const PER_PAGE: usize = 100;
+
+/// Where one endpoint of one repo stands. Holds no URL: the next poll builds its
+/// requests on the configured `base_url`, so moving it (say, to a proxy) moves them.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Cursor {
-    /// The next URL to read (paged endpoints: the last page seen).
-    #[serde(default)]
-    url: Option<String>,
+    /// Stars and forks: the last page that held items, read again (conditionally)
+    /// next poll since new items are appended to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page: Option<u32>,
+    /// Stars and forks: whether that page was full, so that new items land on the next
+    /// one, which an unchanged (304) page cannot tell.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    full: bool,
+    /// The ETag of a response whose items are all stored: a 304 to it means nothing new.
     #[serde(default)]
     etag: Option<String>,
-    /// For `since` endpoints: the newest `updated_at` seen.
+    /// For `since` endpoints and pulls: the newest `updated_at` seen.
     #[serde(default)]
     since: Option<String>,
+    /// Cursors before version 2 kept the page as an absolute URL (read for its page
+    /// number only) and, for issues, pulls and comments, an ETag that could cover
+    /// items never read (dropped).
+    #[serde(default, skip_serializing)]
+    url: Option<String>,
+    #[serde(default)]
+    v: u8,
 }
 
 pub struct GitHubSource<'a> {
@@ -127,6 +171,13 @@ pub struct GitHubSource<'a> {
     base: String,
     now: DateTime<Utc>,
     logins: BTreeSet<String>,
+    /// Issues whose reactions this poll already queued, with the `updated_at` then: a
+    /// re-read of the same issue queues nothing more.
+    queued_reactions: HashSet<(String, i64, String)>,
+    /// Repos whose pending reactions failed this poll: not tried again until the next.
+    reactions_failed: HashSet<String>,
+    /// How the token is configured, for the message of a 401.
+    token_name: String,
     summary: PollSummary,
 }
 
@@ -151,6 +202,13 @@ impl Endpoint {
             Endpoint::Comments => "comments",
         }
     }
+
+    fn accept(self) -> &'static str {
+        match self {
+            Endpoint::Stars => "application/vnd.github.star+json",
+            _ => "application/vnd.github+json",
+        }
+    }
 }
 
 impl<'a> GitHubSource<'a> {
@@ -162,6 +220,11 @@ impl<'a> GitHubSource<'a> {
     ) -> Result<GitHubSource<'a>, PollError> {
         let dir = file.parent().and_then(Path::parent).unwrap_or(Path::new("."));
         let source = secret_source("token", config.token_env.as_ref(), config.token_file.as_ref(), dir).map_err(PollError::Api)?;
+        let token_name = match (&config.token_env, &config.token_file) {
+            (Some(var), _) => format!("the token in ${var}"),
+            (None, Some(path)) => format!("the token in {}", path.display()),
+            (None, None) => "the token".to_owned(),
+        };
         Ok(GitHubSource {
             config,
             store,
@@ -171,22 +234,32 @@ impl<'a> GitHubSource<'a> {
             base: config.base_url.trim_end_matches('/').to_owned(),
             now: Utc::now(),
             logins: BTreeSet::new(),
+            queued_reactions: HashSet::new(),
+            reactions_failed: HashSet::new(),
+            token_name,
             summary: PollSummary::default(),
         })
     }
 
     /// Polls every repo and endpoint once; one failing repo or endpoint is reported and
-    /// the others go on.
+    /// the others go on, except for causes every request would meet (a rejected token,
+    /// a rate limit), which end the poll with one message.
     pub async fn poll(mut self) -> Result<PollSummary, PollError> {
-        for repo in &self.config.repos {
+        let mut stopped = false;
+        'repos: for repo in &self.config.repos {
             for endpoint in Endpoint::ALL {
                 match self.poll_endpoint(repo, endpoint).await {
                     Ok(()) => {}
                     Err(PollError::Store(e)) => return Err(PollError::Store(e)),
+                    Err(e) if e.stops_poll() => {
+                        self.stop(&e);
+                        stopped = true;
+                        break 'repos;
+                    }
                     Err(e) => {
                         let message = format!("{repo} {}: {e}", endpoint.key());
                         tracing::warn!(connector = %self.config.name, "{message}");
-                        self.summary.errors.push(message);
+                        self.summary.report(message);
                         // A missing repo fails every endpoint alike: say it once.
                         if e.to_string().contains("(HTTP 404)") {
                             break;
@@ -195,9 +268,29 @@ impl<'a> GitHubSource<'a> {
                 }
             }
         }
-        self.refresh_profiles().await?;
+        if !stopped {
+            match self.refresh_profiles().await {
+                Err(e) if e.stops_poll() => self.stop(&e),
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+        }
+        // What cached profiles say places this poll's activities even when fetching
+        // more had to wait.
+        attribute_profiles(self.store, self.rules, &self.logins).await?;
         self.summary.api_calls = self.http.stats.calls();
+        self.summary.rate_limit_waits = self.http.stats.rate_limit_waits();
         Ok(self.summary)
+    }
+
+    /// Reports a cause that ends the poll, once.
+    fn stop(&mut self, e: &PollError) {
+        let message = match e {
+            PollError::Unauthorized(_) => format!("{e}; polling stopped"),
+            _ => format!("{e}; polling stopped until the next run (work left is resumed then)"),
+        };
+        tracing::warn!(connector = %self.config.name, "{message}");
+        self.summary.report(message);
     }
 
     async fn get(&mut self, url: &str, etag: Option<&str>, accept: &str) -> Result<Response, PollError> {
@@ -220,6 +313,12 @@ impl<'a> GitHubSource<'a> {
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| r.body_text());
+            if r.status == 401 {
+                return Err(PollError::Unauthorized(format!(
+                    "GitHub rejected {} ({message}, HTTP 401): check that it is set and still valid",
+                    self.token_name
+                )));
+            }
             let hint = match (r.status, r.header("x-accepted-github-permissions")) {
                 (403, Some(p)) => format!(" (the token needs: {p})"),
                 _ => String::new(),
@@ -233,14 +332,16 @@ impl<'a> GitHubSource<'a> {
         let b = &self.base;
         let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
         match endpoint {
-            Endpoint::Stars => format!("{b}/repos/{repo}/stargazers?per_page=100"),
-            Endpoint::Forks => format!("{b}/repos/{repo}/forks?sort=oldest&per_page=100"),
-            Endpoint::Issues => format!("{b}/repos/{repo}/issues?state=all&sort=updated&direction=asc&per_page=100{since}"),
-            Endpoint::Pulls => format!("{b}/repos/{repo}/pulls?state=all&sort=updated&direction=desc&per_page=100"),
-            Endpoint::Comments => format!("{b}/repos/{repo}/issues/comments?sort=updated&direction=asc&per_page=100{since}"),
+            Endpoint::Stars => format!("{b}/repos/{repo}/stargazers?per_page={PER_PAGE}"),
+            Endpoint::Forks => format!("{b}/repos/{repo}/forks?sort=oldest&per_page={PER_PAGE}"),
+            Endpoint::Issues => format!("{b}/repos/{repo}/issues?state=all&sort=updated&direction=asc&per_page={PER_PAGE}{since}"),
+            Endpoint::Pulls => format!("{b}/repos/{repo}/pulls?state=all&sort=updated&direction=desc&per_page={PER_PAGE}"),
+            Endpoint::Comments => format!("{b}/repos/{repo}/issues/comments?sort=updated&direction=asc&per_page={PER_PAGE}{since}"),
         }
     }
 
+    /// The oldest time stored: `backfill_days` back from now, on every poll (a later
+    /// poll re-reads old items too: a stars page, an old issue that got a comment).
     fn backfill_start(&self) -> Option<DateTime<Utc>> {
         self.config.backfill_days.map(|d| self.now - chrono::TimeDelta::days(d as i64))
     }
@@ -251,119 +352,250 @@ impl<'a> GitHubSource<'a> {
             Some(text) => serde_json::from_str(&text).unwrap_or_default(),
             None => Cursor::default(),
         };
-        let first_poll = cursor.url.is_none() && cursor.since.is_none();
-        let backfill = if first_poll { self.backfill_start() } else { None };
-        let since = cursor.since.clone().or_else(|| backfill.map(|b| b.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
-        let accept = match endpoint {
-            Endpoint::Stars => "application/vnd.github.star+json",
-            _ => "application/vnd.github+json",
-        };
-        // Stars and forks resume at the last page seen; the others restart from the first
-        // page of their window (`since`, or the pulls checkpoint).
-        let mut url = match endpoint {
-            Endpoint::Stars | Endpoint::Forks => cursor.url.clone().unwrap_or_else(|| self.first_url(repo, endpoint, None)),
-            _ => self.first_url(repo, endpoint, since.as_deref()),
+        if cursor.v < 2 {
+            cursor.page = cursor.page.or_else(|| cursor.url.as_deref().and_then(page_number));
+            if !matches!(endpoint, Endpoint::Stars | Endpoint::Forks) {
+                cursor.etag = None;
+            }
+            cursor.v = 2;
+        }
+        match endpoint {
+            Endpoint::Stars | Endpoint::Forks => self.poll_pages(repo, endpoint, &key, cursor).await,
+            Endpoint::Issues | Endpoint::Comments => {
+                if matches!(endpoint, Endpoint::Issues) {
+                    self.drain_reactions(repo).await?;
+                }
+                self.poll_since(repo, endpoint, &key, cursor).await
+            }
+            Endpoint::Pulls => self.poll_pulls(repo, &key, cursor).await,
+        }
+    }
+
+    /// Stars and forks: no `since`, oldest first, so new items are appended to the last
+    /// page. It is read again with its ETag; when it was full, a 304 says nothing about
+    /// what follows it, so the next page is asked for too.
+    async fn poll_pages(&mut self, repo: &str, endpoint: Endpoint, key: &str, mut cursor: Cursor) -> Result<(), PollError> {
+        let mut page = cursor.page.unwrap_or(1).max(1);
+        let mut etag = cursor.etag.clone();
+        let mut full = cursor.full;
+        loop {
+            let url = format!("{}&page={page}", self.first_url(repo, endpoint, None));
+            let r = self.get(&url, etag.as_deref(), endpoint.accept()).await?;
+            if r.status == 304 {
+                if !full {
+                    return Ok(());
+                }
+                (page, etag, full) = (page + 1, None, false);
+                continue;
+            }
+            let items: Vec<Value> = r.json().map_err(|e| PollError::Api(format!("unreadable page: {e}")))?;
+            let has_next = next_link(r.header("link")).is_some();
+            let page_etag = r.header("etag").map(str::to_owned);
+            if items.is_empty() {
+                if page > 1 && cursor.page == Some(page) {
+                    // Items were removed (unstarred, forks deleted) and the list shrank
+                    // below the page: step back to the page that now ends it.
+                    page -= 1;
+                    (etag, full) = (None, false);
+                    cursor.page = Some(page);
+                    continue;
+                }
+                if cursor.page.is_none() {
+                    // Nothing yet: the empty first page's ETag makes the next poll free.
+                    cursor = Cursor { page: Some(1), etag: page_etag, v: 2, ..Cursor::default() };
+                    self.store.set_cursor(&self.config.name, key, &serde_json::to_string(&cursor).unwrap_or_default()).await?;
+                }
+                // Past a full last page: nothing after it yet.
+                return Ok(());
+            }
+            let news = self.read_items(repo, endpoint, &items, None).0;
+            // The last page is kept with its ETag; before it, the next page to read.
+            cursor = match has_next {
+                true => Cursor { page: Some(page + 1), v: 2, ..Cursor::default() },
+                false => Cursor { page: Some(page), full: items.len() >= PER_PAGE, etag: page_etag, v: 2, ..Cursor::default() },
+            };
+            self.commit(key, &cursor, news, &[]).await?;
+            if !has_next {
+                return Ok(());
+            }
+            (page, etag, full) = (page + 1, None, false);
+        }
+    }
+
+    /// Issues and comments: `since` the newest `updated_at` stored, oldest first. The
+    /// ETag kept is that of the very request the next poll makes, and only once its
+    /// items are stored: when the window moved, its new first page is read (items
+    /// and all) before an ETag is kept, so nothing that landed between two requests
+    /// hides behind a 304.
+    async fn poll_since(&mut self, repo: &str, endpoint: Endpoint, key: &str, mut cursor: Cursor) -> Result<(), PollError> {
+        let backfill = self.backfill_start().map(|b| b.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let mut since = match (cursor.since.clone(), backfill) {
+            (Some(s), Some(b)) => Some(s.max(b)),
+            (s, b) => s.or(b),
         };
         let mut etag = cursor.etag.clone();
-        let checkpoint = match endpoint {
-            Endpoint::Pulls => since.clone(),
-            _ => None,
-        };
+        // Each round reads the window from its start; more than a few rounds means
+        // items keep landing, and the next poll goes on from where this one stopped.
+        for _ in 0..3 {
+            let mut url = self.first_url(repo, endpoint, since.as_deref());
+            let mut newest = since.clone();
+            let (mut pages, mut first_etag) = (0, None);
+            loop {
+                let r = self.get(&url, if pages == 0 { etag.as_deref() } else { None }, endpoint.accept()).await?;
+                if r.status == 304 {
+                    return Ok(());
+                }
+                pages += 1;
+                let items: Vec<Value> = r.json().map_err(|e| PollError::Api(format!("unreadable page: {e}")))?;
+                let next = next_link(r.header("link"));
+                if pages == 1 {
+                    first_etag = r.header("etag").map(str::to_owned);
+                }
+                let (news, page_newest, _) = self.read_items(repo, endpoint, &items, None);
+                newest = newest.max(page_newest);
+                cursor = Cursor { since: newest.clone(), v: 2, ..Cursor::default() };
+                let due = self.reactions_due(repo, endpoint, &items);
+                self.commit(key, &cursor, news, &due).await?;
+                if !due.is_empty() {
+                    self.drain_reactions(repo).await?;
+                }
+                match next {
+                    Some(n) => url = n,
+                    None => break,
+                }
+            }
+            if pages == 1 && newest == since {
+                cursor.etag = first_etag;
+                self.store.set_cursor(&self.config.name, key, &serde_json::to_string(&cursor).unwrap_or_default()).await?;
+                return Ok(());
+            }
+            (since, etag) = (newest, None);
+        }
+        Ok(())
+    }
+
+    /// Pulls: no `since`, newest first: pages are read until an item older than the
+    /// checkpoint. The first page's ETag is kept with the new checkpoint: its items are
+    /// stored, and any update moves a pull request to its top, so a 304 means none.
+    async fn poll_pulls(&mut self, repo: &str, key: &str, mut cursor: Cursor) -> Result<(), PollError> {
+        let checkpoint = cursor.since.clone();
+        let mut url = self.first_url(repo, Endpoint::Pulls, None);
+        let mut etag = cursor.etag.clone();
         let mut newest = cursor.since.clone();
-        loop {
-            let r = self.get(&url, etag.as_deref(), accept).await?;
+        let mut first_etag = None;
+        for page in 1.. {
+            let r = self.get(&url, etag.as_deref(), Endpoint::Pulls.accept()).await?;
             if r.status == 304 {
                 return Ok(());
             }
             let items: Vec<Value> = r.json().map_err(|e| PollError::Api(format!("unreadable page: {e}")))?;
             let next = next_link(r.header("link"));
-            let page_etag = r.header("etag").map(str::to_owned);
-            let mut acts = Vec::new();
-            let mut reached_checkpoint = false;
-            for item in &items {
-                self.summary.fetched += 1;
-                if let Some(updated) = item["updated_at"].as_str() {
-                    if newest.as_deref().is_none_or(|n| updated > n) {
-                        newest = Some(updated.to_owned());
-                    }
-                    if let Some(cp) = &checkpoint {
-                        if updated < cp.as_str() {
-                            reached_checkpoint = true;
-                            continue;
-                        }
-                    }
-                }
-                if let Some(a) = activity(repo, endpoint, item) {
-                    if backfill.is_some_and(|b| a.occurred_at < b.timestamp_nanos_opt().unwrap_or(0)) {
-                        continue;
-                    }
-                    if let Some(login) = &a.actor {
-                        self.logins.insert(login.clone());
-                    }
-                    acts.push(a);
-                }
+            if page == 1 {
+                first_etag = r.header("etag").map(str::to_owned);
             }
-            // The cursor that covers this page: for paged endpoints the page itself (it
-            // may still grow) until a next page exists; for `since` ones the newest seen.
-            match endpoint {
-                Endpoint::Stars | Endpoint::Forks => {
-                    cursor.url = Some(if next.is_some() { next.clone().unwrap_or_default() } else { url.clone() });
-                    cursor.etag = if next.is_some() { None } else { page_etag.clone() };
-                }
-                Endpoint::Issues | Endpoint::Comments => {
-                    cursor.since = newest.clone();
-                    cursor.etag = None;
-                }
-                Endpoint::Pulls => {}
-            }
+            let (news, page_newest, reached_checkpoint) = self.read_items(repo, Endpoint::Pulls, &items, checkpoint.as_deref());
+            newest = newest.max(page_newest);
             let done = next.is_none() || reached_checkpoint;
-            if done && matches!(endpoint, Endpoint::Pulls) {
-                cursor.since = newest.clone();
-            }
-            let value = serde_json::to_string(&cursor).unwrap_or_default();
-            let news: Vec<NewActivity> = acts
-                .into_iter()
-                .map(|activity| {
-                    let company = self.rules.attribute(None, activity.actor.as_deref(), None);
-                    NewActivity { activity, company }
-                })
-                .collect();
-            let outcome = self.store.insert_with_cursor(&news, &[], Some((&self.config.name, &key, &value))).await?;
-            self.summary.inserted += outcome.inserted;
-            if matches!(endpoint, Endpoint::Issues) {
-                self.poll_reactions(repo, &items, backfill).await?;
-            }
             if done {
-                break;
+                cursor = Cursor { since: newest.clone(), etag: first_etag.clone(), v: 2, ..Cursor::default() };
+            }
+            self.commit(key, &cursor, news, &[]).await?;
+            if done {
+                return Ok(());
             }
             url = next.unwrap_or_default();
             etag = None;
         }
-        // The next poll asks for the same first page conditionally (issues, comments and
-        // pulls): an unchanged answer is a free 304.
-        if !matches!(endpoint, Endpoint::Stars | Endpoint::Forks) {
-            let first = self.first_url(repo, endpoint, cursor.since.as_deref());
-            let r = self.get(&first, None, accept).await.ok();
-            if let Some(etag) = r.as_ref().and_then(|r| r.header("etag")).map(str::to_owned) {
-                cursor.etag = Some(etag);
-                self.store.set_cursor(&self.config.name, &key, &serde_json::to_string(&cursor).unwrap_or_default()).await?;
-            }
-        }
         Ok(())
     }
 
-    /// Reactions to the issues and pull requests of a page that have any (the issue's
-    /// `reactions.total_count` says so, which saves a call per issue without them). The
-    /// reactions endpoint gives each reaction's time. Stored by reaction id, so reading
-    /// them again adds nothing.
-    async fn poll_reactions(&mut self, repo: &str, items: &[Value], backfill: Option<DateTime<Utc>>) -> Result<(), PollError> {
+    /// The activities of a page (those since the backfill start), its newest
+    /// `updated_at`, and whether it reached an item older than the checkpoint.
+    fn read_items(&mut self, repo: &str, endpoint: Endpoint, items: &[Value], checkpoint: Option<&str>) -> (Vec<NewActivity>, Option<String>, bool) {
+        let backfill = self.backfill_start().and_then(|b| b.timestamp_nanos_opt());
+        let mut newest: Option<String> = None;
+        let mut reached_checkpoint = false;
+        let mut news = Vec::new();
+        for item in items {
+            self.summary.fetched += 1;
+            if let Some(updated) = item["updated_at"].as_str() {
+                if newest.as_deref().is_none_or(|n| updated > n) {
+                    newest = Some(updated.to_owned());
+                }
+                if checkpoint.is_some_and(|cp| updated < cp) {
+                    reached_checkpoint = true;
+                    continue;
+                }
+            }
+            let Some(activity) = activity(repo, endpoint, item) else { continue };
+            if backfill.is_some_and(|b| activity.occurred_at < b) {
+                continue;
+            }
+            news.push(self.placed(activity));
+        }
+        (news, newest, reached_checkpoint)
+    }
+
+    /// An activity with the company rules 1 to 3 give it (rule 4 comes with profiles).
+    fn placed(&mut self, activity: Activity) -> NewActivity {
+        if let Some(login) = &activity.actor {
+            self.logins.insert(login.clone());
+        }
+        let company = self.rules.attribute(None, activity.actor.as_deref(), None);
+        NewActivity { activity, company }
+    }
+
+    /// Commits a page's activities with its cursor, the reactions it found and the
+    /// profiles it needs.
+    async fn commit(&mut self, key: &str, cursor: &Cursor, news: Vec<NewActivity>, due: &[PendingReactions]) -> Result<(), PollError> {
+        let value = serde_json::to_string(cursor).unwrap_or_default();
+        let page = GithubPage { cursor: Some((key, &value)), reactions_due: due, reactions_read: None };
+        self.summary.inserted += self.store.insert_github_page(&self.config.name, &news, page).await?.inserted;
+        Ok(())
+    }
+
+    /// The issues and pull requests of an issues page that have reactions (the issue's
+    /// `reactions.total_count` says so, which saves a call per issue without them) and
+    /// were not queued yet this poll as they are now.
+    fn reactions_due(&mut self, repo: &str, endpoint: Endpoint, items: &[Value]) -> Vec<PendingReactions> {
+        if !matches!(endpoint, Endpoint::Issues) {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
         for item in items.iter().filter(|i| i["reactions"]["total_count"].as_u64().unwrap_or(0) > 0) {
-            let Some(number) = item["number"].as_u64() else { continue };
-            let mut url = Some(format!("{}/repos/{repo}/issues/{number}/reactions?per_page=100", self.base));
+            let Some(number) = item["number"].as_i64() else { continue };
+            let seen = (repo.to_owned(), number, item["updated_at"].as_str().unwrap_or_default().to_owned());
+            if self.queued_reactions.insert(seen) {
+                due.push(PendingReactions { repo: repo.to_owned(), number, url: item["html_url"].as_str().map(str::to_owned) });
+            }
+        }
+        due
+    }
+
+    /// Reads the reactions still pending for a repo (the reactions endpoint gives each
+    /// one's time). Each issue's reactions leave the queue in the transaction that
+    /// stores them; stored by reaction id, so reading them again adds nothing. A failed
+    /// fetch stays queued for the next poll.
+    async fn drain_reactions(&mut self, repo: &str) -> Result<(), PollError> {
+        if self.reactions_failed.contains(repo) {
+            return Ok(());
+        }
+        let backfill = self.backfill_start().and_then(|b| b.timestamp_nanos_opt());
+        for pending in self.store.github_pending_reactions(&self.config.name, repo).await? {
+            let mut url = Some(format!("{}/repos/{repo}/issues/{}/reactions?per_page={PER_PAGE}", self.base, pending.number));
             while let Some(u) = url {
-                let r = self.get(&u, None, "application/vnd.github+json").await?;
-                let list: Vec<Value> = r.json().map_err(|e| PollError::Api(format!("unreadable reactions: {e}")))?;
-                url = next_link(r.header("link"));
+                let list: Vec<Value> = match self.get(&u, None, "application/vnd.github+json").await {
+                    Ok(r) => {
+                        url = next_link(r.header("link"));
+                        r.json().map_err(|e| PollError::Api(format!("unreadable reactions: {e}")))?
+                    }
+                    Err(e) if e.stops_poll() || matches!(e, PollError::Store(_)) => return Err(e),
+                    Err(e) => {
+                        self.summary.report(format!("{repo} reactions of #{}: {e} (read again next poll)", pending.number));
+                        self.reactions_failed.insert(repo.to_owned());
+                        return Ok(());
+                    }
+                };
                 let mut news = Vec::new();
                 for reaction in &list {
                     self.summary.fetched += 1;
@@ -372,58 +604,97 @@ impl<'a> GitHubSource<'a> {
                     else {
                         continue;
                     };
-                    if backfill.is_some_and(|b| at < b.timestamp_nanos_opt().unwrap_or(0)) {
+                    if backfill.is_some_and(|b| at < b) {
                         continue;
                     }
-                    self.logins.insert(login.to_owned());
                     let mut activity = Activity::community("github", format!("reaction:{repo}:{id}"), Action::Reaction, login, at);
                     activity.package = Some(repo.to_owned());
-                    activity.url = item["html_url"].as_str().map(str::to_owned);
-                    let company = self.rules.attribute(None, activity.actor.as_deref(), None);
-                    news.push(NewActivity { activity, company });
+                    activity.url = pending.url.clone();
+                    news.push(self.placed(activity));
                 }
-                self.summary.inserted += self.store.insert_batch(&news, &[]).await?.inserted;
+                let read = url.is_none().then_some((repo, pending.number));
+                let page = GithubPage { reactions_read: read, ..GithubPage::default() };
+                self.summary.inserted += self.store.insert_github_page(&self.config.name, &news, page).await?.inserted;
             }
         }
         Ok(())
     }
 
-    /// Fetches profiles never seen or due for revalidation, then places their
-    /// activities (rule 4).
+    /// Fetches the profiles queued (logins first seen, failed fetches now due) and
+    /// those due for revalidation, then places their activities (rule 4). A failed
+    /// fetch stays queued with backoff and does not fail the poll; a 404 (the account
+    /// is gone or renamed) is asked again only after a long wait.
     async fn refresh_profiles(&mut self) -> Result<(), PollError> {
         let due = chrono::TimeDelta::days(self.config.profile_refresh_days as i64).num_nanoseconds().unwrap_or(i64::MAX);
         let now = self.now.timestamp_nanos_opt().unwrap_or(0);
-        // New logins, and known ones due for a (conditional, so free when unchanged)
-        // revalidation: a profile that changed moves its activities.
-        self.logins.extend(self.store.github_logins_checked_before(now.saturating_sub(due).saturating_add(1)).await?);
-        let logins: Vec<String> = self.logins.iter().cloned().collect();
-        for login in logins {
-            let cached = self.store.github_profile(&login).await?;
-            if cached.as_ref().is_some_and(|(_, at)| now - at < due && due > 0) {
-                continue;
-            }
+        let mut logins: BTreeSet<String> = self.store.github_profiles_due(Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)).await?.into_iter().collect();
+        // Known profiles due for a (conditional, so free when unchanged) revalidation: a
+        // profile that changed moves its activities.
+        logins.extend(self.store.github_logins_checked_before(now.saturating_sub(due).saturating_add(1)).await?);
+        // Whatever is fetched places its activities, even if the poll stops half-way.
+        self.logins.extend(logins.iter().cloned());
+        let mut failed: Vec<String> = Vec::new();
+        for login in &logins {
+            let cached = self.store.github_profile(login).await?;
             let url = format!("{}/users/{login}", self.base);
             let etag = cached.as_ref().and_then(|(p, _)| p.etag.clone());
             match self.get(&url, etag.as_deref(), "application/vnd.github+json").await {
-                Ok(r) if r.status == 304 => self.store.touch_github_profile(&login).await?,
-                Ok(r) => {
-                    let v: Value = r.json().map_err(|e| PollError::Api(format!("unreadable profile of {login}: {e}")))?;
-                    let text = |k: &str| v[k].as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-                    let profile = GithubProfile {
-                        login: login.clone(),
-                        etag: r.header("etag").map(str::to_owned),
-                        email_domain: text("email").and_then(|e| e.rsplit_once('@').map(|(_, d)| d.to_owned())).and_then(|d| normalize_domain(&d)),
-                        blog_domain: text("blog").and_then(|b| normalize_domain(&b)),
-                        company: text("company"),
-                    };
-                    self.store.save_github_profile(&profile).await?;
+                Ok(r) if r.status == 304 => self.store.touch_github_profile(login).await?,
+                Ok(r) => match r.json::<Value>() {
+                    Ok(v) => self.store.save_github_profile(&read_profile(login, r.header("etag"), &v)).await?,
+                    Err(e) => failed.push(self.profile_failed(login, &format!("unreadable profile: {e}")).await?),
+                },
+                Err(e) if e.stops_poll() || matches!(e, PollError::Store(_)) => return Err(e),
+                Err(e) if e.to_string().contains("(HTTP 404)") => {
+                    if cached.is_some() {
+                        self.store.touch_github_profile(login).await?;
+                    } else {
+                        self.store.github_profile_failed(login, "not found (HTTP 404)", |_| NOT_FOUND_WAIT).await?;
+                        tracing::info!(connector = %self.config.name, "profile {login}: not found; asked again in 30 days");
+                    }
                 }
-                Err(e) => self.summary.errors.push(format!("profile {login}: {e}")),
+                Err(e) => failed.push(self.profile_failed(login, &e.to_string()).await?),
             }
         }
-        attribute_profiles(self.store, self.rules, &self.logins).await?;
+        if let Some(first) = failed.first() {
+            // Activities stay stored; only their placement waits for the retry.
+            tracing::warn!(connector = %self.config.name, "{} profiles not fetched, queued for retry: {first}", failed.len());
+        }
         Ok(())
     }
+
+    /// Queues a failed profile fetch for retry; returns the line that says so.
+    async fn profile_failed(&mut self, login: &str, error: &str) -> Result<String, PollError> {
+        let attempts = self.store.github_profile_failed(login, error, profile_retry_delay).await?;
+        Ok(format!("profile {login}: {error} (attempt {attempts})"))
+    }
+}
+
+/// A 404 profile (an account deleted or renamed) is asked again after 30 days.
+const NOT_FOUND_WAIT: i64 = 30 * 24 * 3600 * 1_000_000_000;
+
+/// After a failed profile fetch: the next poll tries again, then waits double each
+/// time from 15 minutes, at most a day.
+fn profile_retry_delay(attempts: i64) -> i64 {
+    const MINUTE: i64 = 60 * 1_000_000_000;
+    if attempts <= 1 { 0 } else { (15 * MINUTE).saturating_mul(1 << (attempts - 2).min(10)).min(24 * 60 * MINUTE) }
+}
+
+/// What a profile says about its owner's company.
+fn read_profile(login: &str, etag: Option<&str>, v: &Value) -> GithubProfile {
+    let text = |k: &str| v[k].as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    GithubProfile {
+        login: login.to_owned(),
+        etag: etag.map(str::to_owned),
+        email_domain: text("email").and_then(|e| e.rsplit_once('@').map(|(_, d)| d.to_owned())).and_then(|d| normalize_domain(&d)),
+        blog_domain: text("blog").and_then(|b| normalize_domain(&b)),
+        company: text("company"),
+    }
+}
+
+/// The `page` parameter of a URL (cursors before version 2 kept whole URLs).
+fn page_number(url: &str) -> Option<u32> {
+    url.split(['?', '&']).find_map(|p| p.strip_prefix("page=")).and_then(|n| n.parse().ok())
 }
 
 /// Re-places the GitHub activities of these logins by their cached profiles (rule 4).
@@ -439,14 +710,13 @@ pub async fn attribute_profiles(store: &Store, rules: &AttributionRules, logins:
 }
 
 /// Rule 4: a profile's public email domain (not free mail), then its `blog` domain (not
-/// a free host), then its `company`: an `@org` handle mapped in attribution.yaml or the
+/// a personal-page host such as `dev.to` or `*.github.io`), then its `company`: an `@org` handle mapped in attribution.yaml or the
 /// name of a known company.
 pub fn profile_domain(p: &GithubProfile, rules: &AttributionRules, names: &HashMap<String, String>) -> Option<String> {
-    const FREE_HOSTS: [&str; 6] = ["github.io", "github.com", "medium.com", "linkedin.com", "twitter.com", "x.com"];
     if let Some(d) = p.email_domain.as_deref().filter(|d| !rules.is_free_mail(d)) {
         return Some(d.to_owned());
     }
-    if let Some(d) = p.blog_domain.as_deref().filter(|d| !FREE_HOSTS.iter().any(|h| *d == *h || d.ends_with(&format!(".{h}")))) {
+    if let Some(d) = p.blog_domain.as_deref().filter(|d| !rules.is_personal_host(d)) {
         return Some(d.to_owned());
     }
     let company = p.company.as_deref()?.trim();

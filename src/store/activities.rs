@@ -198,6 +198,11 @@ impl Insert {
         Ok(outcome)
     }
 
+    /// The transaction, for a source's bookkeeping that must commit with its batch.
+    pub(super) fn tx(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
+
     /// Activities handed to `insert` so far (inserted or not).
     pub fn activities(&self) -> u64 {
         self.activities

@@ -1,9 +1,12 @@
 //! Source positions (cursors), GitHub profiles and imported export files: what lets a
-//! poll resume exactly where the last one stopped.
+//! poll resume exactly where the last one stopped. GitHub work a poll could not finish
+//! (profiles to fetch, reactions to read) is kept here too, written in the same
+//! transaction as the page that found it, so that no crash or failed request loses it.
 
 use sqlx::{Row, SqliteConnection};
 
-use super::{Store, StoreError, bump_data_version, now_nanos};
+use super::activities::SortedActivities;
+use super::{InsertOutcome, NewActivity, Store, StoreError, bump_data_version, now_nanos};
 
 pub(super) async fn set_cursor(
     tx: &mut SqliteConnection,
@@ -35,7 +38,104 @@ pub struct GithubProfile {
     pub company: Option<String>,
 }
 
+/// An issue or pull request whose reactions are still to be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingReactions {
+    pub repo: String,
+    pub number: i64,
+    /// The issue's page on github.com (the reactions' `url`).
+    pub url: Option<String>,
+}
+
+/// What a GitHub page leaves behind, committed with its activities.
+#[derive(Default)]
+pub struct GithubPage<'a> {
+    /// `(key, value)` of the cursor that covers the page.
+    pub cursor: Option<(&'a str, &'a str)>,
+    /// Reactions to read later (issues pages).
+    pub reactions_due: &'a [PendingReactions],
+    /// `(repo, number)` whose reactions this batch holds: no longer pending.
+    pub reactions_read: Option<(&'a str, i64)>,
+}
+
 impl Store {
+    /// Inserts a GitHub page's activities and, in the same transaction, moves its
+    /// cursor, queues the reactions it found, and queues a profile fetch for each actor
+    /// without a cached profile: a crash leaves all of it or none.
+    pub async fn insert_github_page(&self, connector: &str, activities: &[NewActivity], page: GithubPage<'_>) -> Result<InsertOutcome, StoreError> {
+        let mut insert = self.begin_insert().await?;
+        let tx = insert.tx();
+        if let Some((key, value)) = page.cursor {
+            set_cursor(&mut *tx, connector, key, value, now_nanos()).await?;
+        }
+        for p in page.reactions_due {
+            sqlx::query("INSERT OR IGNORE INTO github_pending_reactions (connector, repo, number, url) VALUES (?, ?, ?, ?)")
+                .bind(connector)
+                .bind(&p.repo)
+                .bind(p.number)
+                .bind(&p.url)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((repo, number)) = page.reactions_read {
+            sqlx::query("DELETE FROM github_pending_reactions WHERE connector = ? AND repo = ? AND number = ?")
+                .bind(connector)
+                .bind(repo)
+                .bind(number)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let logins: std::collections::BTreeSet<&str> = activities.iter().filter_map(|a| a.activity.actor.as_deref()).collect();
+        for login in logins {
+            sqlx::query(
+                "INSERT OR IGNORE INTO github_profile_queue (login) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM github_profiles WHERE login = ?1)",
+            )
+            .bind(login)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let outcome = insert.insert(&SortedActivities::new(activities.to_vec()), &[]).await?;
+        insert.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The issues and pull requests of a repo whose reactions are still to be read.
+    pub async fn github_pending_reactions(&self, connector: &str, repo: &str) -> Result<Vec<PendingReactions>, StoreError> {
+        let rows = sqlx::query("SELECT repo, number, url FROM github_pending_reactions WHERE connector = ? AND repo = ? ORDER BY number")
+            .bind(connector)
+            .bind(repo)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| PendingReactions { repo: r.get(0), number: r.get(1), url: r.get(2) }).collect())
+    }
+
+    /// Logins whose queued profile fetch is due at `now` (nanoseconds).
+    pub async fn github_profiles_due(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT login FROM github_profile_queue WHERE next_at <= ? ORDER BY login").bind(now).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Records a failed profile fetch: the login stays queued, due again after
+    /// `delay(attempts)` nanoseconds (attempts counts this one). Returns the attempts.
+    pub async fn github_profile_failed(&self, login: &str, error: &str, delay: impl Fn(i64) -> i64) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let attempts: i64 = sqlx::query_scalar(
+            "INSERT INTO github_profile_queue (login, attempts, last_error) VALUES (?1, 1, ?2) \
+             ON CONFLICT (login) DO UPDATE SET attempts = attempts + 1, last_error = ?2 RETURNING attempts",
+        )
+        .bind(login)
+        .bind(error)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE github_profile_queue SET next_at = ? WHERE login = ?")
+            .bind(now_nanos().saturating_add(delay(attempts)))
+            .bind(login)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(attempts)
+    }
+
     pub async fn cursor(&self, connector: &str, key: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM source_cursors WHERE connector = ? AND key = ?")
             .bind(connector)
@@ -65,7 +165,10 @@ impl Store {
         }))
     }
 
+    /// Caches a profile; a queued fetch of it is done.
     pub async fn save_github_profile(&self, p: &GithubProfile) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM github_profile_queue WHERE login = ?").bind(&p.login).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO github_profiles (login, etag, email_domain, blog_domain, company, fetched_at) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (login) DO UPDATE SET etag = excluded.etag, email_domain = excluded.email_domain, \
@@ -77,8 +180,9 @@ impl Store {
         .bind(&p.blog_domain)
         .bind(&p.company)
         .bind(now_nanos())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -87,19 +191,31 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
-    /// Profiles last checked before `before` (nanoseconds): due for revalidation.
+    /// Profiles last checked before `before` (nanoseconds): due for revalidation, unless
+    /// a failed revalidation put them in the queue to wait.
     pub async fn github_logins_checked_before(&self, before: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT login FROM github_profiles WHERE fetched_at < ?").bind(before).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(
+            "SELECT login FROM github_profiles WHERE fetched_at < ? \
+             AND login NOT IN (SELECT login FROM github_profile_queue WHERE next_at > ?)",
+        )
+        .bind(before)
+        .bind(now_nanos())
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
-    /// Marks a cached profile as checked now (a 304 said it did not change).
+    /// Marks a cached profile as checked now (a 304 said it did not change); a queued
+    /// fetch of it is done.
     pub async fn touch_github_profile(&self, login: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM github_profile_queue WHERE login = ?").bind(login).execute(&mut *tx).await?;
         sqlx::query("UPDATE github_profiles SET fetched_at = ? WHERE login = ?")
             .bind(now_nanos())
             .bind(login)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

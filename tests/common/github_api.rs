@@ -1,9 +1,14 @@
 //! A GitHub REST emulator for the endpoints the GitHub source reads: stargazers (with
 //! `application/vnd.github.star+json` timestamps), forks, issues (pull requests
 //! included, as GitHub lists them), pulls, issue comments and user profiles, with
-//! `per_page`/`page` paging and `Link` headers, strong ETags and `If-None-Match` → 304
-//! (which GitHub does not count against the rate limit), `x-ratelimit-*` headers, and
-//! GitHub's error bodies (`{"message", "documentation_url", "status"}`).
+//! `per_page`/`page` paging and `Link` headers, weak ETags (`W/"…"`) computed from the
+//! body alone (so a page that gained a `rel="next"` link still answers 304) and
+//! `If-None-Match` → 304 with weak comparison (which GitHub does not count against the
+//! rate limit), `x-ratelimit-*` headers, GitHub's error bodies (`{"message",
+//! "documentation_url", "status"}`), primary limits (403, `x-ratelimit-remaining: 0`),
+//! secondary limits with or without `retry-after` (a limited window keeps answering
+//! 403 and counts what was sent into it), profiles that are missing (404) or fail
+//! (502), and hooks that land items between two requests.
 //! Shapes: <https://docs.github.com/en/rest/activity/starring>,
 //! <https://docs.github.com/en/rest/issues/issues>, <https://docs.github.com/en/rest/pulls/pulls>,
 //! <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>.
@@ -27,6 +32,9 @@ use sha2::{Digest, Sha256};
 pub enum Fault {
     /// 403 with `retry-after` and GitHub's secondary-limit message.
     SecondaryLimit { retry_after_secs: u64 },
+    /// 403 with `x-ratelimit-remaining: 0` and the reset that far ahead: the primary
+    /// (hourly) limit is spent.
+    PrimaryLimit { reset_in_secs: i64 },
     ServerError(u16),
     Delay(Duration),
     /// 200 with a body cut short.
@@ -65,10 +73,21 @@ struct Inner {
     faults: Faults<Fault>,
     counted: u64,
     next_id: u64,
+    missing_users: std::collections::BTreeSet<String>,
+    /// A secondary limit in force: every request before then gets 403 without
+    /// `retry-after`, as GitHub answers when it names no time.
+    limited_until: Option<Instant>,
+    sent_while_limited: u64,
+    hooks: Vec<(String, Hook)>,
 }
+
+/// Runs once the request to a path with its prefix is answered: what it adds lands
+/// between that request and the next.
+type Hook = Box<dyn FnOnce(&GitHub) + Send>;
 
 type Shared = Arc<Mutex<Inner>>;
 
+#[derive(Clone)]
 pub struct GitHub {
     pub url: String,
     state: Shared,
@@ -150,6 +169,23 @@ impl GitHub {
     pub fn fail_next(&self, path_prefix: &str, fault: Fault, times: usize) {
         self.lock().faults.push_back((path_prefix.into(), fault, times));
     }
+    /// A login GitHub does not know (deleted or renamed): its profile is a 404.
+    pub fn missing_user(&self, login: &str) {
+        self.lock().missing_users.insert(login.into());
+    }
+    /// A secondary limit for this long from now, answered without `retry-after`.
+    pub fn limit_secondary(&self, d: Duration) {
+        self.lock().limited_until = Some(Instant::now() + d);
+    }
+    /// Requests that arrived while a secondary limit was in force.
+    pub fn sent_while_limited(&self) -> u64 {
+        self.lock().sent_while_limited
+    }
+    /// Runs `hook` right after the next request whose path and query (`/a/b?x=1`)
+    /// start with `path_prefix` is answered (before its client can send another).
+    pub fn after_next(&self, path_prefix: &str, hook: impl FnOnce(&GitHub) + Send + 'static) {
+        self.lock().hooks.push((path_prefix.into(), Box::new(hook)));
+    }
 }
 
 fn user_json(login: &str) -> Value {
@@ -161,7 +197,28 @@ fn github_error(status: u16, message: &str, docs: &str) -> (u16, Value) {
     (status, json!({"message": message, "documentation_url": docs, "status": status.to_string()}))
 }
 
-async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, _body: Bytes) -> Response {
+async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = format!("{}?{}", uri.path(), uri.query().unwrap_or_default());
+    let response = answer(State(state.clone()), method, uri, headers, body).await;
+    let hook = {
+        let mut s = state.lock().unwrap();
+        s.hooks.iter().position(|(p, _)| path.starts_with(p.as_str())).map(|i| s.hooks.remove(i).1)
+    };
+    if let Some(hook) = hook {
+        let base = state.lock().unwrap().base.clone();
+        hook(&GitHub { url: base, state });
+    }
+    response
+}
+
+/// `If-None-Match` matches with GitHub's weak comparison: `W/` is ignored on both sides,
+/// and the header may list several tags.
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    if_none_match.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+async fn answer(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, _body: Bytes) -> Response {
     let at = Instant::now();
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or_default().to_owned();
@@ -179,7 +236,21 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     let mut s = state.lock().unwrap();
     let auth_ok = header("authorization").as_deref() == Some(&format!("Bearer {}", s.token)[..]);
     let read_only = s.read_only_token.as_ref().is_some_and(|t| header("authorization").as_deref() == Some(&format!("Bearer {t}")[..]));
+    let limited = s.limited_until.is_some_and(|t| at < t);
+    if limited {
+        s.sent_while_limited += 1;
+    }
     let (status, body, link) = match &fault {
+        _ if limited => {
+            let (st, b) = github_error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.", "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits");
+            (st, b, None)
+        }
+        Some(Fault::PrimaryLimit { reset_in_secs }) => {
+            extra.push(("x-ratelimit-remaining", "0".into()));
+            extra.push(("x-ratelimit-reset", (chrono::Utc::now().timestamp() + reset_in_secs).to_string()));
+            let (st, b) = github_error(403, "API rate limit exceeded for user ID 1.", "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits");
+            (st, b, None)
+        }
         Some(Fault::SecondaryLimit { retry_after_secs }) => {
             extra.push(("retry-after", retry_after_secs.to_string()));
             let (st, b) = github_error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits");
@@ -196,10 +267,11 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
             respond(&mut s, &method, &path, &params, star_json, read_only, &mut extra)
         }
     };
-    // Strong ETag of the body; a matching If-None-Match gets 304 with no body.
+    // A weak ETag of the body alone (not the Link header); a matching If-None-Match
+    // gets 304 with no body.
     let text = if body == Value::String("MALFORMED".into()) { "[{\"id\": 1, \"own".to_owned() } else { body.to_string() };
-    let etag = format!("\"{}\"", Sha256::digest(text.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
-    let not_modified = status == 200 && header("if-none-match").as_deref() == Some(etag.as_str());
+    let etag = format!("W/\"{}\"", Sha256::digest(text.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
+    let not_modified = status == 200 && header("if-none-match").is_some_and(|h| etag_matches(&h, &etag));
     let final_status = if not_modified { 304 } else { status };
     if final_status != 304 {
         s.counted += 1;
@@ -265,6 +337,10 @@ fn respond(
 ) -> (u16, Value, Option<String>) {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if let ["users", login] = segments.as_slice() {
+        if s.missing_users.contains(*login) {
+            let (st, b) = github_error(404, "Not Found", "https://docs.github.com/rest/users/users#get-a-user");
+            return (st, b, None);
+        }
         // Every login the emulator lists exists; `user()` gives it details.
         let u = s.users.get(*login).cloned().unwrap_or_else(|| {
             json!({"login": login, "id": login.len(), "type": "User", "name": null, "company": null, "blog": "", "email": null})
