@@ -198,6 +198,12 @@ impl Insert {
         Ok(outcome)
     }
 
+    /// The transaction, for rows of other tables that must commit with the batches
+    /// (a source's position).
+    pub(super) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
+
     /// Activities handed to `insert` so far (inserted or not).
     pub fn activities(&self) -> u64 {
         self.activities
