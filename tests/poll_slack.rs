@@ -327,13 +327,13 @@ fn after_the_switch_to_the_restricted_pace_the_next_call_waits_instead_of_meetin
     env.write("connectors/slack.yaml", slack_yaml(&w, "C01", "restricted_rate_limit: { requests: 1, per_seconds: 1 }\n"));
     let r = poll(&env);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("65 new activities"), "{}", r.stdout);
     let history = calls(&w, "conversations.history");
     let statuses: Vec<u16> = history.iter().map(|q| q.status).collect();
     // The first page comes at once; the second call meets the limit, waits and is
     // sent again; from then on every call waits its turn.
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1, "{statuses:?}");
     assert_eq!(statuses[..3], [200, 429, 200], "{statuses:?}");
+    assert!(r.stdout.contains("65 new activities"), "{}", r.stdout);
     let replies = calls(&w, "conversations.replies");
     assert!(replies.iter().all(|q| q.status == 200 && q.query["limit"] == "15"), "replies keep the restricted pace: {replies:?}");
     assert_eq!(replies.len(), 2, "the parent and 14 replies, then 6");
