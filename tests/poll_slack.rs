@@ -338,3 +338,47 @@ fn after_the_switch_to_the_restricted_pace_the_next_call_waits_instead_of_meetin
     assert!(replies.iter().all(|q| q.status == 200 && q.query["limit"] == "15"), "replies keep the restricted pace: {replies:?}");
     assert_eq!(replies.len(), 2, "the parent and 14 replies, then 6");
 }
+
+#[test]
+fn a_first_429_on_replies_switches_auto_pacing_too_and_no_reply_is_lost() {
+    let w = workspace();
+    let parent = ts_days_ago(1.0, 1);
+    w.slack.message("C01", &parent, "U01");
+    for i in 0..30 {
+        w.slack.reply("C01", &parent, &ts_days_ago(0.5, 1 + i), "U02");
+    }
+    let second = ts_days_ago(0.9, 1);
+    w.slack.message("C01", &second, "U03");
+    for i in 0..3 {
+        w.slack.reply("C01", &second, &ts_days_ago(0.4, 1 + i), "U01");
+    }
+    w.slack.fail_next("conversations.replies", Fault::RateLimited(1), 1);
+    let env = Env::new();
+    env.write("connectors/slack.yaml", slack_yaml(&w, "C01", "restricted_rate_limit: { requests: 1, per_seconds: 1 }\n"));
+    let r = poll(&env);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("39 new activities"), "{}", r.stdout);
+    let limits: Vec<(u16, &str)> = calls(&w, "conversations.replies").iter().map(|q| (q.status, if q.query["limit"] == "15" { "15" } else { "200" })).collect();
+    // The 429 is waited out and the call sent again as it was; the next thread is
+    // asked for 15 at a time.
+    assert_eq!(limits, [(429, "200"), (200, "200"), (200, "15")]);
+    let members = texts(&db(&env), "SELECT value FROM source_cursors WHERE key = 'members'");
+    assert!(members[0].contains("\"pacing\":\"restricted\""), "remembered: {members:?}");
+}
+
+#[test]
+fn a_thread_slack_no_longer_has_is_no_longer_followed() {
+    let w = workspace();
+    let old = ts_days_ago(20.0, 1);
+    w.slack.message("C01", &old, "U01");
+    w.slack.reply("C01", &old, &ts_days_ago(1.0, 1), "U02");
+    let env = Env::new();
+    env.write("connectors/slack.yaml", slack_yaml(&w, "C01", ""));
+    assert!(poll(&env).stdout.contains("6 new activities"));
+    assert_eq!(scalar(&db(&env), "SELECT COUNT(*) FROM slack_threads"), 1);
+    w.slack.delete_thread("C01", &old);
+    let r = poll(&env);
+    assert_eq!(r.code, 0, "thread_not_found ends the thread, not the poll: {}", r.stdout);
+    assert_eq!(scalar(&db(&env), "SELECT COUNT(*) FROM slack_threads"), 0);
+    assert_eq!(message_ids(&env).len(), 6, "what was read stays");
+}

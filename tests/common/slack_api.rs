@@ -160,6 +160,11 @@ impl Slack {
     pub fn broadcast_reply(&self, channel: &str, parent: &str, ts: &str, user: &str) {
         self.post(channel, Message { ts: ts.into(), user: user.into(), parent: Some(parent.into()), broadcast: true, bot: false });
     }
+    /// Deletes a message and its whole thread: `conversations.replies` then answers
+    /// `thread_not_found`.
+    pub fn delete_thread(&self, channel: &str, ts: &str) {
+        self.lock().channels.get_mut(channel).unwrap().messages.retain(|m| m.ts != ts && m.parent.as_deref() != Some(ts));
+    }
     fn post(&self, channel: &str, m: Message) {
         self.lock().channels.get_mut(channel).unwrap().messages.push(m);
     }
