@@ -193,13 +193,18 @@ fn thread_replies_are_read_across_pages_and_each_message_is_stored_once() {
     assert_eq!(message_ids(&env), ids);
 }
 
-#[test]
-fn new_replies_on_old_parents_are_read_on_later_polls() {
-    let w = workspace();
-    // Older than the 7-day window, with a reply inside it: still followed.
+/// A parent older than the 7-day thread window with a reply inside it: still followed.
+fn old_active_thread(w: &Workspace) -> String {
     let old = ts_days_ago(20.0, 1);
     w.slack.message("C01", &old, "U01");
     w.slack.reply("C01", &old, &ts_days_ago(2.0, 1), "U02");
+    old
+}
+
+#[test]
+fn new_replies_on_old_parents_are_read_on_later_polls() {
+    let w = workspace();
+    let old = old_active_thread(&w);
     // Read first without replies; its first reply comes later.
     let recent = ts_days_ago(3.0, 1);
     w.slack.message("C01", &recent, "U03");
@@ -369,9 +374,7 @@ fn a_first_429_on_replies_switches_auto_pacing_too_and_no_reply_is_lost() {
 #[test]
 fn a_thread_slack_no_longer_has_is_no_longer_followed() {
     let w = workspace();
-    let old = ts_days_ago(20.0, 1);
-    w.slack.message("C01", &old, "U01");
-    w.slack.reply("C01", &old, &ts_days_ago(1.0, 1), "U02");
+    let old = old_active_thread(&w);
     let env = Env::new();
     env.write("connectors/slack.yaml", slack_yaml(&w, "C01", ""));
     assert!(poll(&env).stdout.contains("6 new activities"));
