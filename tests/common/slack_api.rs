@@ -306,7 +306,7 @@ fn answer(s: &mut Inner, method: &str, query: &BTreeMap<String, String>) -> (u16
                     top.retain(|m| ts_key(&m.ts) < before);
                 }
                 let page: Vec<Value> = top.iter().take(limit).map(|m| message_json(m, &replies_of(&m.ts), &team_of)).collect();
-                let last = top.iter().take(limit).last().map(|m| m.ts.clone());
+                let last = top.iter().take(limit).next_back().map(|m| m.ts.clone());
                 (page, top.len() > limit, last)
             } else {
                 let ts = query.get("ts").cloned().unwrap_or_default();
@@ -324,7 +324,7 @@ fn answer(s: &mut Inner, method: &str, query: &BTreeMap<String, String>) -> (u16
                 }
                 let room = limit.saturating_sub(page.len()).max(1);
                 page.extend(replies.iter().take(room).map(|m| message_json(m, &[], &team_of)));
-                let last = replies.iter().take(room).last().map(|m| m.ts.clone());
+                let last = replies.iter().take(room).next_back().map(|m| m.ts.clone());
                 (page, replies.len() > room, last)
             };
             let next = if more { format!("bmV4dF90czo{}", last.unwrap_or_default()) } else { String::new() };
