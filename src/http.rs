@@ -511,6 +511,16 @@ impl HttpClient {
         }
     }
 
+    /// Holds this client's requests until `until` without waiting here: a pace learned
+    /// before the client existed (e.g. when another client last called the same
+    /// endpoint, whose limit this one now keeps).
+    pub async fn hold_from(&self, until: Instant) {
+        let mut nb = self.not_before.lock().await;
+        if nb.is_none_or(|t| t < until) {
+            *nb = Some(until);
+        }
+    }
+
     async fn hold_until(&self, until: Instant) {
         {
             let mut nb = self.not_before.lock().await;

@@ -1,6 +1,6 @@
 //! Crash safety: the real binary killed with SIGKILL at seeded pseudo-random points
 //! (spread over the measured length of an uninterrupted run) during an import, a GitHub
-//! poll and a HubSpot sync whose writes land in the CRM before their answer does; after
+//! poll, a Slack poll reading history and thread replies, and a HubSpot sync whose writes land in the CRM before their answer does; after
 //! each kill the command runs again, and the store and the CRM must equal those of the
 //! uninterrupted run: every activity once, the same cursors, every CRM record in its
 //! desired state, at most the unconfirmed records re-sent, each trigger fired once, and
@@ -24,11 +24,17 @@ const KILLS: usize = 50;
 
 /// Runs `kill_point(delay)` until `KILLS` of them killed the process; every point's
 /// checks run inside it, and a failure says which seed and delay to replay.
-fn survive(scenario: &str, span: Duration, mut kill_point: impl FnMut(Duration) -> bool) -> usize {
+fn survive(scenario: &str, span: Duration, kill_point: impl FnMut(Duration) -> bool) -> usize {
+    survive_kills(scenario, KILLS, span, kill_point)
+}
+
+/// `survive` with its own number of kill points (a scenario whose every point costs a
+/// second or more).
+fn survive_kills(scenario: &str, kills: usize, span: Duration, mut kill_point: impl FnMut(Duration) -> bool) -> usize {
     let mut points = KillPoints::new(scenario);
     let (mut killed, mut finished_first) = (0, 0);
-    while killed < KILLS {
-        assert!(finished_first < 4 * KILLS, "{scenario}: too many runs finished before their kill point");
+    while killed < kills {
+        assert!(finished_first < 4 * kills, "{scenario}: too many runs finished before their kill point");
         let delay = points.delay(span);
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kill_point(delay)));
@@ -198,6 +204,107 @@ mod poll {
             assert_eq!(keys.len(), want_keys.len(), "no gap and nothing twice");
             assert!(keys == want_keys, "the same activities as an uninterrupted poll");
             assert_eq!(cursors(&db(&env), &gh.url), want_cursors, "the cursors of an uninterrupted poll");
+            assert_sound(&db(&env));
+            true
+        });
+    }
+}
+
+/// A Slack poll killed while it reads channel history (newest first, the channel's
+/// position moved after the last page) and thread replies (each page committed with the
+/// thread's position): the restart stores exactly what an uninterrupted poll does.
+mod poll_slack {
+    use super::*;
+    use common::slack_api::{Slack, ts_days_ago};
+
+    const TOKEN: &str = "xoxb-crash-suite-token";
+    /// Each point is a killed poll and its restart against the real binary: fewer than
+    /// the other scenarios keep the suite quick.
+    const SLACK_KILLS: usize = 25;
+
+    /// Two channels: three pages of history in one, and threads of one to three pages
+    /// of replies; a deactivated member and a Slack Connect user among the speakers.
+    fn workspace(rt: &tokio::runtime::Runtime) -> Slack {
+        let slack = rt.block_on(Slack::start(TOKEN));
+        for (id, email) in [("U01", "ann@acme.com"), ("U02", "bob@initech.io"), ("U03", "cy@gmail.com")] {
+            slack.member(id, Some(email), false);
+        }
+        slack.deactivated("U04", Some("dee@umbrella.org"));
+        slack.external("W01", "T0GLOBEX", Some("eve@globex.com"));
+        let people = ["U01", "U02", "U03", "U04", "W01"];
+        for channel in ["C01", "C02"] {
+            slack.channel(channel, true);
+        }
+        // Timestamps within three seconds posted days ago: inside the thread window.
+        let second = |days: f64| ts_days_ago(days, 0).split_once('.').unwrap().0.to_owned();
+        let (c01, c02, replied) = (second(3.0), second(2.0), second(1.0));
+        for i in 0..450 {
+            slack.message("C01", &format!("{c01}.{i:06}"), people[i % 5]);
+        }
+        for i in 0..40 {
+            slack.message("C02", &format!("{c02}.{i:06}"), people[i % 5]);
+        }
+        for (channel, parent, first, replies) in [("C01", &c01, 10, 450), ("C01", &c01, 300, 5), ("C01", &c01, 449, 220), ("C02", &c02, 7, 30)] {
+            let parent = format!("{parent}.{first:06}");
+            for r in 0..replies {
+                slack.reply(channel, &parent, &format!("{replied}.{:06}", first * 1000 + r), people[r % 5]);
+            }
+        }
+        slack
+    }
+
+    fn config(slack: &Slack) -> Env {
+        let env = Env::new();
+        env.write(
+            "connectors/slack.yaml",
+            format!(
+                "name: slack\nkind: slack\nschedule: \"0 */5 * * * *\"\nbase_url: {}\ntoken_env: SLACK_TOKEN\nchannels: [C01, C02]\n\
+                 rate_limit: {{ requests: 2000, per_seconds: 1 }}\nhistory_rate_limit: {{ requests: 2000, per_seconds: 1 }}\n\
+                 retry: {{ base_delay_ms: 10, max_delay_ms: 50 }}\n",
+                slack.url
+            ),
+        );
+        env
+    }
+
+    fn poll(env: &Env) -> std::process::Command {
+        let mut c = env.command(&["poll"]);
+        c.env("SLACK_TOKEN", TOKEN);
+        c
+    }
+
+    fn threads(db: &Path) -> Vec<String> {
+        texts(db, "SELECT channel || ' ' || thread_ts || ' ' || latest_reply || ' ' || read_to FROM slack_threads ORDER BY channel, thread_ts")
+    }
+
+    #[test]
+    fn a_slack_poll_killed_anywhere_resumes_with_no_gap_no_repeat_and_the_same_positions() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        // One workspace for every point: a poll changes nothing in it.
+        let slack = workspace(&rt);
+        let (reference, span) = quickest(|| {
+            let env = config(&slack);
+            let took = measure(&mut poll(&env));
+            (env, took)
+        });
+        let want_keys = activity_keys(&db(&reference));
+        let want_cursors = cursors(&db(&reference), &slack.url);
+        let want_threads = threads(&db(&reference));
+        assert_eq!(want_keys.len(), 450 + 40 + 450 + 5 + 220 + 30, "every message and every reply");
+        assert_eq!(want_threads.len(), 4);
+
+        survive_kills("slack poll", SLACK_KILLS, span, |delay| {
+            let env = config(&slack);
+            if !kill_after(&mut poll(&env), delay) {
+                return false;
+            }
+            let out = poll(&env).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+            let keys = activity_keys(&db(&env));
+            assert_eq!(keys.len(), want_keys.len(), "no gap and nothing twice");
+            assert!(keys == want_keys, "the same activities as an uninterrupted poll");
+            assert_eq!(cursors(&db(&env), &slack.url), want_cursors, "the channels' positions of an uninterrupted poll");
+            assert_eq!(threads(&db(&env)), want_threads, "the threads' positions of an uninterrupted poll");
             assert_sound(&db(&env));
             true
         });

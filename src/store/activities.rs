@@ -198,8 +198,9 @@ impl Insert {
         Ok(outcome)
     }
 
-    /// The transaction, for a source's bookkeeping that must commit with its batch.
-    pub(super) fn tx(&mut self) -> &mut sqlx::SqliteConnection {
+    /// The transaction, for rows of other tables that must commit with the batches
+    /// (a source's position and bookkeeping).
+    pub(super) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
         &mut self.tx
     }
 

@@ -64,7 +64,7 @@ impl Store {
     /// without a cached profile: a crash leaves all of it or none.
     pub async fn insert_github_page(&self, connector: &str, activities: &[NewActivity], page: GithubPage<'_>) -> Result<InsertOutcome, StoreError> {
         let mut insert = self.begin_insert().await?;
-        let tx = insert.tx();
+        let tx = insert.conn();
         if let Some((key, value)) = page.cursor {
             set_cursor(&mut *tx, connector, key, value, now_nanos()).await?;
         }

@@ -9,6 +9,7 @@ mod cursors;
 mod metrics;
 mod quarantine;
 mod raw;
+mod slack_threads;
 mod sync_log;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use cursors::{GithubPage, GithubProfile, PendingReactions};
 pub use metrics::StoreFigures;
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
+pub use slack_threads::{SlackThread, ThreadMark};
 pub use sync_log::{LogFilter, RecordRow, RunRow};
 
 /// The migrations of `migrations/`, embedded in the binary.

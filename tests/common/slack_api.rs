@@ -1,11 +1,24 @@
-//! A Slack Web API emulator for `users.list` and `conversations.history`: cursor
-//! paging (`response_metadata.next_cursor`), `oldest`, `has_more`, errors as HTTP 200
-//! with `{"ok": false, "error": …}` (`invalid_auth`, `not_in_channel`,
-//! `channel_not_found`), and 429 + `Retry-After`. A "restricted" mode plays an app
-//! outside the Marketplace: one `conversations.history` call per window, 15 messages
-//! at most. Shapes: <https://api.slack.com/methods/users.list>,
-//! <https://api.slack.com/methods/conversations.history>,
-//! <https://api.slack.com/apis/rate-limits>.
+//! A Slack Web API emulator for `users.list`, `users.info`, `conversations.history` and
+//! `conversations.replies`, shaped after Slack's OpenAPI description
+//! (`slackapi/slack-api-specs`, `web-api/slack_web_openapi_v2.json`) and method pages:
+//! - cursor paging (`response_metadata.next_cursor`, opaque, positioned by timestamp as
+//!   Slack's `next_ts:` cursors are, so a message landing between two requests shifts
+//!   nothing); `oldest` is exclusive unless `inclusive`; `has_more`;
+//! - history newest first, holding top-level messages and broadcast replies only; a
+//!   thread's parent carries `thread_ts`, `reply_count`, `reply_users`,
+//!   `latest_reply`, and a reply never moves the parent up the channel;
+//! - replies oldest first, the parent first on the first page whatever `oldest` says,
+//!   and counted against `limit`; `thread_not_found` for a `ts` the channel lacks;
+//! - deactivated members listed with `deleted: true`; Slack Connect users from other
+//!   organizations absent from `users.list`, their messages carrying `user_team`, and
+//!   `users.info` answering with `is_stranger: true`, with or without
+//!   `profile.email`, or `user_not_found`;
+//! - errors as HTTP 200 with `{"ok": false, "error": …}` (`invalid_auth`,
+//!   `not_in_channel`, `channel_not_found`), and 429 + `Retry-After`;
+//! - a "restricted" mode playing an app outside the Marketplace: one call per window
+//!   for each of `conversations.history` and `conversations.replies`, 15 items at most
+//!   (<https://api.slack.com/changelog/2025-05-terms-rate-limit-update-and-faq>);
+//! - messages that land after a given request, the way people post while a poll runs.
 
 #![allow(dead_code)]
 
@@ -18,21 +31,64 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::emulator::{Faults, take_fault};
+
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub method: String,
     pub query: BTreeMap<String, String>,
     pub status: u16,
+    pub at: Instant,
+}
+
+/// A fault queued for a method (`""`: any).
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// 429 with this `Retry-After` (seconds).
+    RateLimited(u64),
+    /// HTTP 200 with `{"ok": false, "error": code}`.
+    Refused(&'static str),
+}
+
+#[derive(Clone, Debug)]
+struct Message {
+    ts: String,
+    user: String,
+    /// The thread it replies to (replies only).
+    parent: Option<String>,
+    /// A reply also sent to the channel (`subtype: thread_broadcast`).
+    broadcast: bool,
+    /// Posted by an app: `bot_id` set.
+    bot: bool,
+}
+
+#[derive(Default)]
+struct Channel {
+    bot_is_member: bool,
+    messages: Vec<Message>,
+}
+
+/// A user of another organization seen through Slack Connect.
+#[derive(Clone)]
+enum External {
+    /// `users.info` answers, with the email when their organization shares it.
+    Visible { team: String, email: Option<String> },
+    /// `users.info` answers `user_not_found`.
+    Hidden,
 }
 
 #[derive(Default)]
 struct Inner {
     token: String,
     members: Vec<Value>,
-    /// channel → (bot is a member, messages as (ts, user))
-    channels: BTreeMap<String, (bool, Vec<(String, String)>)>,
+    externals: BTreeMap<String, External>,
+    channels: BTreeMap<String, Channel>,
     restricted: Option<(Duration, u64)>,
-    last_history: Option<Instant>,
+    /// Last answered call of each restricted method.
+    last_call: BTreeMap<String, Instant>,
+    faults: Faults<Fault>,
+    /// (method, answered calls of it after which it lands, channel, message).
+    landings: Vec<(String, usize, String, Message)>,
     requests: Vec<Recorded>,
 }
 
@@ -42,6 +98,20 @@ pub struct Slack {
     /// Base of the Web API (`…/api`).
     pub url: String,
     state: Shared,
+}
+
+/// `ts` as (seconds, microseconds): Slack's `0123456789.012345`.
+fn ts_key(ts: &str) -> (u64, u64) {
+    let (s, f) = ts.split_once('.').unwrap_or((ts, "0"));
+    let f = format!("{f:0<6}");
+    (s.parse().unwrap_or(0), f[..6].parse().unwrap_or(0))
+}
+
+/// A timestamp `days` ago (now, less), with `seq` as its microseconds: tests post
+/// messages relative to now, as thread following is.
+pub fn ts_days_ago(days: f64, seq: u32) -> String {
+    let secs = chrono::Utc::now().timestamp() - (days * 86_400.0) as i64;
+    format!("{secs}.{seq:06}")
 }
 
 impl Slack {
@@ -57,18 +127,61 @@ impl Slack {
         self.state.lock().unwrap()
     }
     pub fn member(&self, id: &str, email: Option<&str>, is_bot: bool) {
-        self.lock().members.push(json!({"id": id, "team_id": "T0EMUL", "name": id.to_lowercase(), "deleted": false, "is_bot": is_bot,
-            "updated": 1790000000, "profile": {"real_name": id, "display_name": id, "email": email}}));
+        self.lock().members.push(user_object(id, "T0EMUL", email, is_bot, false, false));
+    }
+    /// A deactivated member: still listed, with `deleted: true`.
+    pub fn deactivated(&self, id: &str, email: Option<&str>) {
+        self.lock().members.push(user_object(id, "T0EMUL", email, false, true, false));
+    }
+    /// A Slack Connect user of `team`: not in `users.list`; `users.info` gives the
+    /// email only when `email` is `Some`.
+    pub fn external(&self, id: &str, team: &str, email: Option<&str>) {
+        self.lock().externals.insert(id.into(), External::Visible { team: team.into(), email: email.map(str::to_owned) });
+    }
+    /// A Slack Connect user whom `users.info` does not find.
+    pub fn hidden_external(&self, id: &str) {
+        self.lock().externals.insert(id.into(), External::Hidden);
     }
     pub fn channel(&self, id: &str, bot_is_member: bool) {
-        self.lock().channels.insert(id.into(), (bot_is_member, Vec::new()));
+        self.lock().channels.insert(id.into(), Channel { bot_is_member, messages: Vec::new() });
     }
     pub fn message(&self, channel: &str, ts: &str, user: &str) {
-        self.lock().channels.get_mut(channel).unwrap().1.push((ts.into(), user.into()));
+        self.post(channel, Message { ts: ts.into(), user: user.into(), parent: None, broadcast: false, bot: false });
     }
-    /// Plays an app outside the Marketplace: one history call per `window`, 15 messages.
+    /// A message an app posted as its bot user (`bot_id` set).
+    pub fn bot_message(&self, channel: &str, ts: &str, user: &str) {
+        self.post(channel, Message { ts: ts.into(), user: user.into(), parent: None, broadcast: false, bot: true });
+    }
+    /// A reply in the thread of `parent` (a message of the channel).
+    pub fn reply(&self, channel: &str, parent: &str, ts: &str, user: &str) {
+        self.post(channel, Message { ts: ts.into(), user: user.into(), parent: Some(parent.into()), broadcast: false, bot: false });
+    }
+    /// A reply also sent to the channel ("Also send to #channel").
+    pub fn broadcast_reply(&self, channel: &str, parent: &str, ts: &str, user: &str) {
+        self.post(channel, Message { ts: ts.into(), user: user.into(), parent: Some(parent.into()), broadcast: true, bot: false });
+    }
+    /// Deletes a message and its whole thread: `conversations.replies` then answers
+    /// `thread_not_found`.
+    pub fn delete_thread(&self, channel: &str, ts: &str) {
+        self.lock().channels.get_mut(channel).unwrap().messages.retain(|m| m.ts != ts && m.parent.as_deref() != Some(ts));
+    }
+    fn post(&self, channel: &str, m: Message) {
+        self.lock().channels.get_mut(channel).unwrap().messages.push(m);
+    }
+    /// A reply (with `parent`) or message posted right after the `after`-th answered
+    /// call of `method`: while a poll is between two requests.
+    pub fn land_after(&self, method: &str, after: usize, channel: &str, parent: Option<&str>, ts: &str, user: &str) {
+        let m = Message { ts: ts.into(), user: user.into(), parent: parent.map(str::to_owned), broadcast: false, bot: false };
+        self.lock().landings.push((method.into(), after, channel.into(), m));
+    }
+    /// Plays an app outside the Marketplace: one call of each of `conversations.history`
+    /// and `conversations.replies` per `window`, 15 items.
     pub fn restrict(&self, window: Duration, retry_after_secs: u64) {
         self.lock().restricted = Some((window, retry_after_secs));
+    }
+    /// The next `times` calls of `method` (`""`: any) fail this way.
+    pub fn fail_next(&self, method: &str, fault: Fault, times: usize) {
+        self.lock().faults.push_back((method.into(), fault, times));
     }
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
@@ -78,68 +191,169 @@ impl Slack {
     }
 }
 
+fn user_object(id: &str, team: &str, email: Option<&str>, is_bot: bool, deleted: bool, stranger: bool) -> Value {
+    let mut profile = json!({"real_name": id, "display_name": id, "avatar_hash": "g0", "real_name_normalized": id,
+        "display_name_normalized": id, "title": "", "phone": "", "skype": "", "status_text": "", "status_emoji": "", "fields": null, "team": team});
+    if let Some(e) = email {
+        profile["email"] = json!(e);
+    }
+    let mut user = json!({"id": id, "team_id": team, "name": id.to_lowercase(), "deleted": deleted, "is_bot": is_bot,
+        "is_app_user": false, "updated": 1790000000, "profile": profile});
+    if stranger {
+        user["is_stranger"] = json!(true);
+    }
+    user
+}
+
+/// A message as `conversations.history`/`replies` give it.
+fn message_json(m: &Message, replies: &[&Message], team_of: &dyn Fn(&str) -> Option<String>) -> Value {
+    let mut v = json!({"type": "message", "user": m.user, "text": "hello", "ts": m.ts});
+    if let Some(parent) = &m.parent {
+        v["thread_ts"] = json!(parent);
+        v["parent_user_id"] = json!("U0PARENT");
+        if m.broadcast {
+            v["subtype"] = json!("thread_broadcast");
+        }
+    } else if !replies.is_empty() {
+        let mut users: Vec<&str> = replies.iter().map(|r| r.user.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        v["thread_ts"] = json!(m.ts);
+        v["reply_count"] = json!(replies.len());
+        v["reply_users"] = json!(users);
+        v["reply_users_count"] = json!(users.len());
+        v["latest_reply"] = json!(replies.iter().map(|r| &r.ts).max_by_key(|t| ts_key(t)));
+        v["subscribed"] = json!(false);
+    }
+    if m.bot {
+        v["bot_id"] = json!(format!("B{}", m.user));
+        v["app_id"] = json!("A0EMUL");
+    }
+    if let Some(team) = team_of(&m.user) {
+        v["user_team"] = json!(team);
+        v["source_team"] = json!(team);
+    }
+    v
+}
+
+/// Opaque cursors holding the timestamp to continue from.
+fn cursor_of(query: &BTreeMap<String, String>) -> Option<(u64, u64)> {
+    query.get("cursor").filter(|c| !c.is_empty()).and_then(|c| c.strip_prefix("bmV4dF90czo")).map(ts_key)
+}
+
+fn answer(s: &mut Inner, method: &str, query: &BTreeMap<String, String>) -> (u16, Value, Option<u64>) {
+    if let Some(fault) = take_fault(&mut s.faults, method) {
+        return match fault {
+            Fault::RateLimited(secs) => (429, json!({"ok": false, "error": "ratelimited"}), Some(secs)),
+            Fault::Refused(code) => (200, json!({"ok": false, "error": code}), None),
+        };
+    }
+    let restricted_method = method == "conversations.history" || method == "conversations.replies";
+    let mut limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100).max(1);
+    if let (Some((window, retry_after)), true) = (s.restricted, restricted_method) {
+        let now = Instant::now();
+        if s.last_call.get(method).is_some_and(|t| now.duration_since(*t) < window) {
+            return (429, json!({"ok": false, "error": "ratelimited"}), Some(retry_after));
+        }
+        s.last_call.insert(method.into(), now);
+        limit = limit.min(15);
+    }
+    let externals = s.externals.clone();
+    let team_of = move |user: &str| match externals.get(user) {
+        Some(External::Visible { team, .. }) => Some(team.clone()),
+        Some(External::Hidden) => Some("T0HIDDEN".to_string()),
+        None => None,
+    };
+    match method {
+        "users.list" => {
+            let start: usize = query.get("cursor").filter(|c| !c.is_empty()).and_then(|c| c.strip_prefix("dXNlcjo").and_then(|n| n.parse().ok())).unwrap_or(0);
+            let page: Vec<Value> = s.members.iter().skip(start).take(limit).cloned().collect();
+            let next = if start + limit < s.members.len() { format!("dXNlcjo{}", start + limit) } else { String::new() };
+            (200, json!({"ok": true, "members": page, "cache_ts": 1790000000, "response_metadata": {"next_cursor": next}}), None)
+        }
+        "users.info" => {
+            let id = query.get("user").cloned().unwrap_or_default();
+            if let Some(m) = s.members.iter().find(|m| m["id"] == json!(id)) {
+                return (200, json!({"ok": true, "user": m}), None);
+            }
+            match s.externals.get(&id) {
+                Some(External::Visible { team, email }) => {
+                    (200, json!({"ok": true, "user": user_object(&id, team, email.as_deref(), false, false, true)}), None)
+                }
+                _ => (200, json!({"ok": false, "error": "user_not_found"}), None),
+            }
+        }
+        "conversations.history" | "conversations.replies" => {
+            let channel = query.get("channel").cloned().unwrap_or_default();
+            let Some(c) = s.channels.get(&channel) else {
+                return (200, json!({"ok": false, "error": "channel_not_found"}), None);
+            };
+            if !c.bot_is_member {
+                return (200, json!({"ok": false, "error": "not_in_channel"}), None);
+            }
+            let inclusive = query.get("inclusive").is_some_and(|i| i == "true" || i == "1");
+            let oldest = query.get("oldest").map(|o| ts_key(o)).unwrap_or((0, 0));
+            let after_oldest = |ts: &str| if inclusive { ts_key(ts) >= oldest } else { ts_key(ts) > oldest };
+            let replies_of = |parent: &str| -> Vec<&Message> {
+                let mut r: Vec<&Message> = c.messages.iter().filter(|m| m.parent.as_deref() == Some(parent)).collect();
+                r.sort_by_key(|m| ts_key(&m.ts));
+                r
+            };
+            let (page, more, last) = if method == "conversations.history" {
+                let mut top: Vec<&Message> = c.messages.iter().filter(|m| (m.parent.is_none() || m.broadcast) && after_oldest(&m.ts)).collect();
+                top.sort_by_key(|m| std::cmp::Reverse(ts_key(&m.ts)));
+                if let Some(before) = cursor_of(query) {
+                    top.retain(|m| ts_key(&m.ts) < before);
+                }
+                let page: Vec<Value> = top.iter().take(limit).map(|m| message_json(m, &replies_of(&m.ts), &team_of)).collect();
+                let last = top.iter().take(limit).next_back().map(|m| m.ts.clone());
+                (page, top.len() > limit, last)
+            } else {
+                let ts = query.get("ts").cloned().unwrap_or_default();
+                let Some(parent) = c.messages.iter().find(|m| m.ts == ts && m.parent.is_none()) else {
+                    return (200, json!({"ok": false, "error": "thread_not_found"}), None);
+                };
+                let mut replies: Vec<&Message> = replies_of(&ts).into_iter().filter(|m| after_oldest(&m.ts)).collect();
+                let after = cursor_of(query);
+                if let Some(after) = after {
+                    replies.retain(|m| ts_key(&m.ts) > after);
+                }
+                let mut page = Vec::new();
+                if after.is_none() {
+                    page.push(message_json(parent, &replies_of(&ts), &team_of));
+                }
+                let room = limit.saturating_sub(page.len()).max(1);
+                page.extend(replies.iter().take(room).map(|m| message_json(m, &[], &team_of)));
+                let last = replies.iter().take(room).next_back().map(|m| m.ts.clone());
+                (page, replies.len() > room, last)
+            };
+            let next = if more { format!("bmV4dF90czo{}", last.unwrap_or_default()) } else { String::new() };
+            let mut body = json!({"ok": true, "messages": page, "has_more": more, "response_metadata": {"next_cursor": next}});
+            if method == "conversations.history" {
+                body["pin_count"] = json!(0);
+                body["channel_actions_ts"] = Value::Null;
+                body["channel_actions_count"] = json!(0);
+            }
+            (200, body, None)
+        }
+        _ => (200, json!({"ok": false, "error": "unknown_method"}), None),
+    }
+}
+
 async fn handle(State(state): State<Shared>, uri: Uri, headers: HeaderMap) -> Response {
     let method = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
-    let query: BTreeMap<String, String> = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let query = super::emulator::form_decode(uri.query().unwrap_or_default());
     let mut s = state.lock().unwrap();
     let authed = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", s.token)[..]);
-    let mut retry_after = None;
-    let (status, body) = if !authed {
-        (200, json!({"ok": false, "error": "invalid_auth"}))
-    } else {
-        match method.as_str() {
-            "users.list" => {
-                let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-                let start: usize = query.get("cursor").filter(|c| !c.is_empty()).and_then(|c| c.strip_prefix("dXNlcjo").and_then(|n| n.parse().ok())).unwrap_or(0);
-                let page: Vec<Value> = s.members.iter().skip(start).take(limit).cloned().collect();
-                let next = if start + limit < s.members.len() { format!("dXNlcjo{}", start + limit) } else { String::new() };
-                (200, json!({"ok": true, "members": page, "cache_ts": 1790000000, "response_metadata": {"next_cursor": next}}))
-            }
-            "conversations.history" => {
-                let now = Instant::now();
-                let restricted = s.restricted;
-                let too_soon = restricted.is_some_and(|(w, _)| s.last_history.is_some_and(|t| now.duration_since(t) < w));
-                if too_soon {
-                    retry_after = restricted.map(|(_, r)| r);
-                    (429, json!({"ok": false, "error": "ratelimited"}))
-                } else {
-                    s.last_history = Some(now);
-                    let channel = query.get("channel").cloned().unwrap_or_default();
-                    match s.channels.get(&channel) {
-                        None => (200, json!({"ok": false, "error": "channel_not_found"})),
-                        Some((false, _)) => (200, json!({"ok": false, "error": "not_in_channel"})),
-                        Some((true, msgs)) => {
-                            let mut limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-                            if restricted.is_some() {
-                                limit = limit.min(15);
-                            }
-                            let oldest: f64 = query.get("oldest").and_then(|o| o.parse().ok()).unwrap_or(0.0);
-                            let mut newest_first: Vec<&(String, String)> = msgs.iter().filter(|(ts, _)| ts.parse::<f64>().unwrap() > oldest).collect();
-                            newest_first.sort_by(|a, b| b.0.cmp(&a.0));
-                            let start: usize = query.get("cursor").filter(|c| !c.is_empty()).and_then(|c| c.strip_prefix("bmV4dDo").and_then(|n| n.parse().ok())).unwrap_or(0);
-                            let page: Vec<Value> = newest_first
-                                .iter()
-                                .skip(start)
-                                .take(limit)
-                                .map(|(ts, user)| json!({"type": "message", "user": user, "text": "hello", "ts": ts}))
-                                .collect();
-                            let more = start + limit < newest_first.len();
-                            let next = if more { format!("bmV4dDo{}", start + limit) } else { String::new() };
-                            (200, json!({"ok": true, "messages": page, "has_more": more, "pin_count": 0, "response_metadata": {"next_cursor": next}}))
-                        }
-                    }
-                }
-            }
-            _ => (200, json!({"ok": false, "error": "unknown_method"})),
-        }
-    };
-    s.requests.push(Recorded { method, query, status });
+    let (status, body, retry_after) = if authed { answer(&mut s, &method, &query) } else { (200, json!({"ok": false, "error": "invalid_auth"}), None) };
+    s.requests.push(Recorded { method: method.clone(), query, status, at: Instant::now() });
+    // Messages due to land once this many calls of their method were answered.
+    let answered = s.requests.iter().filter(|r| r.method == method).count();
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut s.landings).into_iter().partition(|(m, n, _, _)| *m == method && *n <= answered);
+    s.landings = later;
+    for (_, _, channel, message) in due {
+        s.channels.get_mut(&channel).unwrap().messages.push(message);
+    }
     drop(s);
     let mut response = (StatusCode::from_u16(status).unwrap(), body.to_string()).into_response();
     response.headers_mut().insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
