@@ -19,4 +19,5 @@ pub mod store;
 pub mod app;
 pub mod cli;
 pub mod import;
+pub mod json_object;
 pub mod output;
