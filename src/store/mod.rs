@@ -21,7 +21,7 @@ use sqlx::{Row, SqlitePool};
 
 pub use activities::{InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
-pub use cursors::GithubProfile;
+pub use cursors::{ExportFileState, GithubProfile};
 pub use metrics::StoreFigures;
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
