@@ -508,12 +508,12 @@ fn printable_reason(reason: &str) -> String {
 /// (what a compressed or binary file read as CSV shows).
 fn not_text(fields: &csv::ByteRecord) -> Option<String> {
     for field in fields {
-        if let Err(e) = std::str::from_utf8(field) {
-            let byte = field.get(e.valid_up_to()).copied().unwrap_or_default();
-            return Some(format!("is not UTF-8 (byte 0x{byte:02X})"));
-        }
-        if let Some(&b) = field.iter().find(|&&b| b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') {
-            return Some(format!("holds the control byte 0x{b:02X}"));
+        let control = field.iter().position(|&b| b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n');
+        let not_utf8 = std::str::from_utf8(field).err().map(|e| e.valid_up_to());
+        match (control, not_utf8) {
+            (Some(c), u) if u.is_none_or(|u| c < u) => return Some(format!("holds the control byte 0x{:02X}", field[c])),
+            (_, Some(u)) => return Some(format!("is not UTF-8 (byte 0x{:02X})", field[u])),
+            _ => {}
         }
     }
     None
