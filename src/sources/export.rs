@@ -1162,6 +1162,67 @@ mod tests {
         assert!(err.ends_with("a.csv:1: activity CSV is missing column `occurred_at` (header has: source, kind, id)"), "{err}");
     }
 
+    fn lines_of(file: &mut ExportFile) -> Vec<u64> {
+        file.by_ref().map(|r| match r.unwrap() {
+            Record::Valid { line, .. } | Record::Invalid { line, .. } => line,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_csv_resumes_after_its_last_complete_row_with_its_line_numbers() {
+        let header = "id,source,kind,occurred_at,properties\n";
+        let complete = format!("{header}1,web,download,2026-03-01T12:00:00Z,\"{{\"\"a\"\":\n1}}\"\n2,web,download,2026-03-01T12:00:00Z,\n");
+        let (_d, path) = write("a.csv", format!("{complete}3,web,down").as_bytes());
+        let mut file = ExportFile::open(&path, &ExportOptions::default()).unwrap();
+        assert_eq!(lines_of(&mut file), [2, 4, 5], "the unterminated row is read: the file is complete");
+        let point = file.resume_point().unwrap();
+        assert_eq!(point, ResumePoint { offset: complete.len() as u64, lines: 4 }, "the row spanning lines 2-3 counts both");
+        std::fs::write(&path, format!("{complete}3,web,download,2026-03-01T12:00:00Z,\n4,web,download,x,\n")).unwrap();
+        let span = Span { from: point, end: None, take_unterminated: true };
+        let file = ExportFile::open_span(&path, &ExportOptions::default(), span).unwrap();
+        let recs: Vec<Record> = file.map(|r| r.unwrap()).collect();
+        assert!(matches!(&recs[0], Record::Valid { line: 5, activity } if activity.id == "3"), "{recs:?}");
+        assert!(matches!(&recs[1], Record::Invalid { line: 6, .. }), "{recs:?}");
+    }
+
+    #[test]
+    fn an_ndjson_read_can_leave_a_last_line_without_newline() {
+        let first = "{\"source\":\"web\",\"id\":\"1\",\"kind\":\"page_view\",\"occurred_at\":\"2026-03-01T12:00:00Z\"}\n";
+        let (_d, path) = write("a.ndjson", format!("{first}{{\"source\":\"web\",\"id\":\"2").as_bytes());
+        let span = Span { from: ResumePoint::START, end: None, take_unterminated: false };
+        let mut file = ExportFile::open_span(&path, &ExportOptions::default(), span).unwrap();
+        assert_eq!(lines_of(&mut file), [1]);
+        assert_eq!(file.resume_point(), Some(ResumePoint { offset: first.len() as u64, lines: 1 }));
+        // Read to a size: bytes written after the look are not read.
+        let span = Span { from: ResumePoint::START, end: Some(10), take_unterminated: true };
+        let file = ExportFile::open_span(&path, &ExportOptions::default(), span).unwrap();
+        assert!(matches!(file.map(|r| r.unwrap()).collect::<Vec<_>>()[..], [Record::Invalid { line: 1, .. }]));
+    }
+
+    #[test]
+    fn a_cut_csv_row_makes_the_file_not_resumable() {
+        let mut text = b"id,source,kind,occurred_at\n1,web,download,".to_vec();
+        text.resize(text.len() + MAX_LINE_BYTES + 10, b'a');
+        text.extend_from_slice(b"\n2,web,download,2026-03-01T12:00:00Z\n");
+        let (_d, path) = write("a.csv", &text);
+        let mut file = ExportFile::open(&path, &ExportOptions::default()).unwrap();
+        assert_eq!(lines_of(&mut file), [2, 3]);
+        assert_eq!(file.resume_point(), None, "offsets in the capped stream are not the file's");
+    }
+
+    #[test]
+    fn gzip_is_read_by_magic_bytes_whatever_the_name() {
+        use flate2::write::GzEncoder;
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"source\":\"web\",\"id\":\"1\",\"kind\":\"page_view\",\"occurred_at\":\"2026-03-01T12:00:00Z\"}\n").unwrap();
+        let (_d, path) = write("export", &gz.finish().unwrap());
+        let mut file = ExportFile::open(&path, &ExportOptions::default()).unwrap();
+        assert_eq!(file.format, ExportFormat::Ndjson);
+        assert_eq!(lines_of(&mut file), [1]);
+        assert_eq!(file.resume_point(), None, "a gzip file is read whole");
+    }
+
     const SCARF_HEADER: &str = "id,type,package,pixel,version,time,referer,user_agent,platform,variables,origin_id,origin_latitude,origin_longitude,origin_country,origin_city,origin_postal,origin_connection_type,origin_company,origin_domain,dnt,confidence,endpoint_id,origin_state,mtc_quota_exceeded\n";
 
     #[test]
