@@ -233,7 +233,9 @@ impl Activity {
         if let Some(activity) = Activity::from_usual_line(text, source) {
             return Ok(activity);
         }
-        match serde_json::from_str::<Value>(text) {
+        // A repeated field is ambiguous: the line is quarantined, not read last-wins.
+        match crate::json_object::parse(text) {
+            Err(e) if crate::json_object::is_repeated_key(&e) => Err(Invalid(e.to_string())),
             Err(e) => Err(Invalid(format!("not valid JSON: {e}"))),
             Ok(Value::Object(mut obj)) => {
                 if let Some(source) = source {
@@ -764,7 +766,11 @@ mod tests {
 
     /// What the JSON map path makes of a line (the reference the fast path must match).
     fn through_map(line: &str, source: Option<&str>) -> Result<Activity, Invalid> {
-        let Value::Object(mut obj) = serde_json::from_str::<Value>(line).unwrap() else { panic!("{line}") };
+        let mut obj = match crate::json_object::parse(line) {
+            Ok(Value::Object(obj)) => obj,
+            Err(e) => return Err(Invalid(e.to_string())),
+            Ok(_) => panic!("{line}"),
+        };
         if let Some(s) = source {
             obj.insert("source".into(), Value::String(s.into()));
         }
@@ -787,6 +793,7 @@ mod tests {
             r#"{"id":"e\u00e9\n","source":"s","kind":"page_view","occurred_at":"2026-06-01T00:00:00+02:00","url":"/a?email=jo@acme.com"}"#.to_owned(),
             r#"{"id":"ip","source":"s","kind":"telemetry","occurred_at":"2026-06-01T00:00:00Z","actor":"10.1.2.3","actor_email":"Jo@Initech.io"}"#.to_owned(),
             r#"{"id":"dup","id":"dup2","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z"}"#.to_owned(),
+            r#"{"id":"dup3","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","extra":1,"extra":2}"#.to_owned(),
             r#"{"id":"u","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","extra":{"b":1,"a":[2]}}"#.to_owned(),
             r#"{"id":"p","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","properties":{"plan":"pro"}}"#.to_owned(),
             r#"{"id":"n","source":"s","kind":"download","occurred_at":"2026-06-01T00:00:00Z","version":3}"#.to_owned(),
@@ -800,6 +807,12 @@ mod tests {
             for source in [None, Some("override")] {
                 assert_eq!(Activity::from_json_line(line, source), through_map(line, source), "{line}");
             }
+        }
+        // A repeated field is not read last-wins by either path: the line is refused.
+        for (id, field) in [("\"dup\"", "id"), ("\"dup3\"", "extra")] {
+            let line = lines.iter().find(|l| l.contains(id)).unwrap();
+            let reason = Activity::from_json_line(line, None).unwrap_err().0;
+            assert!(reason.starts_with(&format!("field `{field}` appears twice")), "{reason}");
         }
     }
 

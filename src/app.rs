@@ -325,7 +325,10 @@ async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotal
         ConnectorKind::Export(e) => match poll_folder(store, &config.dir, &c.name, e, &config.attribution).await {
             Ok(files) => {
                 for f in &files {
-                    print!("{}", file_summary(f));
+                    // A file's error is said once, in the poll's `errors:` lines.
+                    if f.error.is_none() || f.format.is_some() {
+                        print!("{}", file_summary(&FileSummary { error: None, ..f.clone() }));
+                    }
                     totals.planned += (f.imported + f.duplicate + f.quarantined) as i64;
                     totals.accepted += f.imported as i64;
                 }
@@ -504,6 +507,9 @@ async fn import(
 }
 
 fn file_summary(s: &FileSummary) -> String {
+    if let Some(why) = &s.deferred {
+        return format!("{}: {why}\n", s.path.display());
+    }
     let mut out = format!(
         "{} ({}): {} imported, {} duplicate, {} quarantined, {} unattributed\n",
         s.path.display(),

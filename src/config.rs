@@ -152,6 +152,16 @@ pub struct ExportConnector {
     pub source: Option<String>,
     #[serde(default)]
     pub scarf: ScarfSettings,
+    /// How long a changed file must stay unchanged (size and modification time) before
+    /// it is read whole: an exporter may still be writing it. Lines an NDJSON file
+    /// already ends with a newline are read before.
+    #[serde(default = "default_settle", with = "humantime_serde")]
+    pub settle: std::time::Duration,
+}
+
+/// A few seconds: longer than an exporter's pause between two writes of one file.
+fn default_settle() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
 }
 
 /// Checks a connector's `base_url`-like key: (key, message) on failure.
@@ -803,6 +813,7 @@ impl Default for ExportConnector {
             format: ExportFormat::Auto,
             source: None,
             scarf: ScarfSettings::default(),
+            settle: default_settle(),
         }
     }
 }

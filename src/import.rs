@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::attribution::AttributionRules;
-use crate::sources::export::{BytesRead, ExportError, ExportFile, ExportFormat, ExportOptions, Record};
+use crate::sources::export::{BytesRead, ExportError, ExportFile, ExportFormat, ExportOptions, Record, ResumePoint, Span};
 use crate::store::{InsertOutcome, NewActivity, QuarantinedLine, SortedActivities, Store, StoreError};
 
 /// Activities per batch handed from the parsing thread to the inserting one.
@@ -41,6 +41,11 @@ pub struct FileSummary {
     pub reasons: Vec<(u64, String)>,
     /// Set when the file could not be read (or stopped being readable).
     pub error: Option<String>,
+    /// Where the last complete line or row read ends, when the read went to the end of
+    /// its span and the file can be resumed there.
+    pub resume_point: Option<ResumePoint>,
+    /// Why a watched file was left for a later poll (it is still being written).
+    pub deferred: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,8 @@ enum Message {
     Opened { format: ExportFormat, size: u64, bytes: BytesRead },
     Batch(Batch),
     Failed(ExportError),
+    /// The whole span was read.
+    Finished(Option<ResumePoint>),
 }
 
 /// The key quarantined lines are stored under: the absolute path, so that importing
@@ -72,8 +79,8 @@ fn file_key(path: &Path) -> String {
 /// Parses a file on the current (blocking) thread, sending batches as they fill. Each
 /// batch is sorted and its companies listed here, and comes back through `done` to be
 /// freed here too: the inserting thread, the import's bottleneck, only inserts.
-fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx: &mpsc::Sender<Message>, done: &std::sync::mpsc::Receiver<Batch>) {
-    let file = match ExportFile::open(path, options) {
+fn read_file(path: &Path, options: &ExportOptions, span: Span, rules: &AttributionRules, tx: &mpsc::Sender<Message>, done: &std::sync::mpsc::Receiver<Batch>) {
+    let mut file = match ExportFile::open_span(path, options, span) {
         Ok(f) => f,
         Err(e) => {
             let _ = tx.blocking_send(Message::Failed(e));
@@ -101,7 +108,7 @@ fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx:
         };
         tx.blocking_send(Message::Batch(batch)).is_ok()
     };
-    for record in file {
+    for record in file.by_ref() {
         match record {
             Ok(Record::Valid { activity, .. }) => {
                 let company = rules.attribute(
@@ -127,7 +134,9 @@ fn read_file(path: &Path, options: &ExportOptions, rules: &AttributionRules, tx:
             return;
         }
     }
-    send(&mut activities, &mut quarantined);
+    if send(&mut activities, &mut quarantined) {
+        let _ = tx.blocking_send(Message::Finished(file.resume_point()));
+    }
 }
 
 fn progress_bar(path: &Path, size: u64) -> ProgressBar {
@@ -145,19 +154,31 @@ fn progress_bar(path: &Path, size: u64) -> ProgressBar {
     bar
 }
 
-/// Imports one file. A file that cannot be read is reported in its summary; what was
-/// read before a read error stays imported.
+/// Imports one file whole (its last line too, newline or not: the file is complete). A
+/// file that cannot be read is reported in its summary; what was read before a read
+/// error stays imported.
 pub async fn import_file(
     store: &Store,
     path: &Path,
     options: &ExportOptions,
     rules: &AttributionRules,
 ) -> Result<FileSummary, ImportError> {
+    import_span(store, path, options, rules, Span::WHOLE).await
+}
+
+/// Imports part of a file (a watched folder's file, resumed or still being written).
+pub async fn import_span(
+    store: &Store,
+    path: &Path,
+    options: &ExportOptions,
+    rules: &AttributionRules,
+    span: Span,
+) -> Result<FileSummary, ImportError> {
     let (tx, mut rx) = mpsc::channel::<Message>(1);
     let (done, freed) = std::sync::mpsc::channel::<Batch>();
     let reader = {
         let (path, options, rules) = (path.to_path_buf(), options.clone(), rules.clone());
-        tokio::task::spawn_blocking(move || read_file(&path, &options, &rules, &tx, &freed))
+        tokio::task::spawn_blocking(move || read_file(&path, &options, span, &rules, &tx, &freed))
     };
     let mut summary = FileSummary {
         path: path.to_path_buf(),
@@ -174,6 +195,7 @@ pub async fn import_file(
                 bytes = b;
             }
             Message::Failed(e) => summary.error = Some(e.to_string()),
+            Message::Finished(resume_point) => summary.resume_point = resume_point,
             Message::Batch(batch) => {
                 let outcome: InsertOutcome = insert.insert(&batch.activities, &batch.quarantined).await?;
                 if insert.activities() >= COMMIT_EVERY {

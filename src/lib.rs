@@ -19,5 +19,6 @@ pub mod store;
 pub mod app;
 pub mod cli;
 pub mod import;
+pub mod json_object;
 pub mod output;
 pub mod preflight;

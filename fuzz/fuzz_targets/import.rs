@@ -33,7 +33,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(body) {
         let source = options.source.as_deref();
         for line in text.lines().map(str::trim) {
-            if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Err(e) = oql_sync::json_object::parse(line) {
+                if oql_sync::json_object::is_repeated_key(&e) {
+                    assert!(Activity::from_json_line(line, source).is_err(), "a repeated key is refused: {line}");
+                }
+            }
+            if let Ok(serde_json::Value::Object(mut obj)) = oql_sync::json_object::parse(line) {
                 if let Some(s) = source {
                     obj.insert("source".into(), serde_json::Value::String(s.into()));
                 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,10 +129,74 @@ pub struct ExportFile {
     pub size: u64,
     pub bytes_read: BytesRead,
     records: Box<dyn Iterator<Item = Result<Record, ExportError>>>,
+    /// Where the last complete line (NDJSON) or row (CSV) read so far ends.
+    complete: CompletePrefix,
+    /// Added to the stream's byte offsets to make them the file's.
+    offset_base: u64,
+    /// Whether stream offsets are file offsets (not for gzip or UTF-16 text).
+    resumable: bool,
+}
+
+/// Which part of a file a read covers: watched folders resume a grown file after its
+/// last complete line, and read no further than the size the file was seen at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Where a read starts: a [`ResumePoint`] of an earlier read.
+    pub from: ResumePoint,
+    /// Read no further than this many bytes of the file (`None`: to its end).
+    pub end: Option<u64>,
+    /// Whether a last line without its newline is read. A writer may still be writing
+    /// it: only a complete file's last line is taken (`import FILE`, a file unchanged
+    /// over the settle interval). Only NDJSON stops short: a CSV row may span lines
+    /// inside quotes, so a CSV is only ever read complete.
+    pub take_unterminated: bool,
+}
+
+impl Span {
+    /// The whole file, as `import FILE` reads it.
+    pub const WHOLE: Span = Span { from: ResumePoint::START, end: None, take_unterminated: true };
+}
+
+/// The end of a file's last complete line or row: a byte offset and the lines before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub offset: u64,
+    pub lines: u64,
+}
+
+impl ResumePoint {
+    pub const START: ResumePoint = ResumePoint { offset: 0, lines: 0 };
+}
+
+/// Shared between a file's record iterator and the file: the stream offset and line
+/// count at the end of the last complete line or row handed out, unless the stream's
+/// offsets stopped being the file's (a cut CSV row).
+#[derive(Clone, Default)]
+struct CompletePrefix(std::rc::Rc<(std::cell::Cell<(u64, u64)>, std::cell::Cell<bool>)>);
+
+impl CompletePrefix {
+    fn set(&self, offset: u64, lines: u64) {
+        self.0.0.set((offset, lines));
+    }
+
+    fn lose(&self) {
+        self.0.1.set(true);
+    }
+
+    fn get(&self) -> Option<(u64, u64)> {
+        (!self.0.1.get()).then(|| self.0.0.get())
+    }
 }
 
 impl ExportFile {
     pub fn open(path: &Path, options: &ExportOptions) -> Result<ExportFile, ExportError> {
+        ExportFile::open_span(path, options, Span::WHOLE)
+    }
+
+    /// Opens part of a file: from a resume point of an earlier read (the format, and a
+    /// CSV's header, are still read from the file's start) up to a size. gzip files are
+    /// decompressed, by extension or magic bytes, and always read whole.
+    pub fn open_span(path: &Path, options: &ExportOptions, span: Span) -> Result<ExportFile, ExportError> {
         let io = |source| ExportError::Io {
             path: path.to_path_buf(),
             source,
@@ -142,7 +206,33 @@ impl ExportFile {
         if meta.is_dir() {
             return Err(io(std::io::Error::other("is a directory, not an export file")));
         }
-        ExportFile::from_reader(path, file, meta.len(), options)
+        let end = span.end.unwrap_or(meta.len()).min(meta.len());
+        let mut head = BufReader::with_capacity(64 * 1024, file.take(end));
+        let gzip = head.fill_buf().map_err(io)?.starts_with(&GZIP_MAGIC) || has_gz_extension(path);
+        if gzip {
+            let reader = GzipReader(flate2::read::MultiGzDecoder::new(head));
+            let mut file = ExportFile::build(path, reader, meta.len(), options, ResumePoint::START, span.take_unterminated)?;
+            file.resumable = false;
+            return Ok(file);
+        }
+        if span.from.offset == 0 || span.from.offset > end {
+            return ExportFile::build(path, head, meta.len(), options, ResumePoint::START, span.take_unterminated);
+        }
+        // Resuming: the format and a CSV's header come from the file's start, the rows
+        // from the resume point on.
+        let format = match options.format {
+            ExportFormat::Auto => detect_format(path, &mut head).map_err(io)?,
+            f => f,
+        };
+        let header = match format {
+            ExportFormat::Csv | ExportFormat::Scarf => first_row(&mut head).map_err(io)?,
+            _ => Vec::new(),
+        };
+        let mut file = head.into_inner().into_inner();
+        file.seek(SeekFrom::Start(span.from.offset)).map_err(io)?;
+        let rest = std::io::Cursor::new(header).chain(file.take(end - span.from.offset));
+        let options = ExportOptions { format, ..options.clone() };
+        ExportFile::build(path, rest, meta.len(), &options, span.from, span.take_unterminated)
     }
 
     /// Reads an export from any reader; `path` names it in reasons and errors and its
@@ -153,6 +243,27 @@ impl ExportFile {
         inner: R,
         size: u64,
         options: &ExportOptions,
+    ) -> Result<ExportFile, ExportError> {
+        ExportFile::build(path, inner, size, options, ResumePoint::START, true)
+    }
+
+    /// Where the last complete line or row read so far ends in the file, so that a read
+    /// of the file grown can start there; `None` when offsets in the text read are not
+    /// offsets in the file (gzip, UTF-16).
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        let (offset, lines) = self.complete.get()?;
+        self.resumable.then_some(ResumePoint { offset: self.offset_base + offset, lines })
+    }
+
+    /// `from` is where the stream starts in the file (its lines numbered on from there);
+    /// a resumed CSV stream starts with its header row, which `from` does not count.
+    fn build<R: Read + 'static>(
+        path: &Path,
+        inner: R,
+        size: u64,
+        options: &ExportOptions,
+        from: ResumePoint,
+        take_unterminated: bool,
     ) -> Result<ExportFile, ExportError> {
         let io = |source| ExportError::Io {
             path: path.to_path_buf(),
@@ -168,7 +279,8 @@ impl ExportFile {
         );
         // UTF-16 (as some spreadsheet tools save "Unicode text") is read through a
         // transcoder, so the file imports instead of failing on every line.
-        let mut reader: Box<dyn BufRead> = match utf16_bom(&mut raw).map_err(io)? {
+        let utf16 = utf16_bom(&mut raw).map_err(io)?;
+        let mut reader: Box<dyn BufRead> = match utf16 {
             Some(big_endian) => Box::new(BufReader::with_capacity(256 * 1024, Utf16Reader::new(raw, big_endian))),
             None => Box::new(raw),
         };
@@ -176,19 +288,37 @@ impl ExportFile {
             ExportFormat::Auto => detect_format(path, &mut reader).map_err(io)?,
             f => f,
         };
+        let complete = CompletePrefix::default();
+        let mut offset_base = from.offset;
         let records: Box<dyn Iterator<Item = Result<Record, ExportError>>> = match format {
-            ExportFormat::Ndjson | ExportFormat::Auto => Box::new(NdjsonRecords {
-                path: path.to_path_buf(),
-                reader,
-                line: 0,
-                source: options.source.clone(),
-                done: false,
-            }),
+            ExportFormat::Ndjson | ExportFormat::Auto => {
+                complete.set(0, from.lines);
+                Box::new(NdjsonRecords {
+                    path: path.to_path_buf(),
+                    reader,
+                    line: from.lines,
+                    offset: 0,
+                    complete: complete.clone(),
+                    take_unterminated,
+                    source: options.source.clone(),
+                    done: false,
+                })
+            }
             ExportFormat::Csv | ExportFormat::Scarf => {
                 let capped = RowCap::new(reader);
-                let cut = capped.cut.clone();
+                let (cut, ends_with_newline) = (capped.cut.clone(), capped.ends_with_newline.clone());
                 let mut csv = CsvRecords::new(path, capped, format, options)?;
                 csv.cut = cut;
+                csv.ends_with_newline = ends_with_newline;
+                // A resumed stream is the header row, then the rows after `from`.
+                let header_end = csv.reader.position().clone();
+                if from.offset > 0 {
+                    offset_base -= header_end.byte();
+                    csv.line_shift = from.lines - (header_end.line() - 1);
+                }
+                csv.last_row_start = (header_end.byte(), header_end.line() - 1 + csv.line_shift);
+                complete.set(csv.last_row_start.0, csv.last_row_start.1);
+                csv.complete = complete.clone();
                 Box::new(csv)
             }
         };
@@ -198,7 +328,68 @@ impl ExportFile {
             size,
             bytes_read,
             records,
+            complete,
+            offset_base,
+            resumable: utf16.is_none(),
         })
+    }
+}
+
+/// The first bytes of every gzip member (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1F, 0x8B];
+
+fn has_gz_extension(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// The extension that names a file's format: `activities.ndjson.gz` is NDJSON.
+fn format_extension(path: &Path) -> Option<String> {
+    let name = if has_gz_extension(path) { Path::new(path.file_stem()?) } else { path };
+    name.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase)
+}
+
+/// Whether a file name is one of an export's: `.ndjson`, `.jsonl`, `.json`, `.csv`,
+/// each also gzipped (`.csv.gz`). A watched folder reads only these, so a README, a
+/// `.tmp` or `.part` file an exporter is still writing, or a checksum is left alone.
+pub fn is_export_file_name(name: &str) -> bool {
+    matches!(format_extension(Path::new(name)).as_deref(), Some("ndjson" | "jsonl" | "json" | "csv"))
+}
+
+/// gzip's errors, said as such (a damaged or cut-short compressed file).
+struct GzipReader<R>(flate2::read::MultiGzDecoder<R>);
+
+impl<R: BufRead> Read for GzipReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::UnexpectedEof { "the compressed data ends early (cut short or still being written?)".to_owned() } else { e.to_string() };
+            std::io::Error::new(e.kind(), format!("not a readable gzip file: {what}"))
+        })
+    }
+}
+
+/// A CSV's first row, through its newline (quoted fields may hold line breaks).
+fn first_row<R: BufRead>(reader: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut row = Vec::new();
+    let mut quote = Quote::FieldStart;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(row);
+        }
+        let mut used = 0;
+        for &b in chunk {
+            used += 1;
+            quote = quote.after(b, b',');
+            row.push(b);
+            if b == b'\n' && quote != Quote::Quoted {
+                reader.consume(used);
+                return Ok(row);
+            }
+        }
+        reader.consume(used);
+        if row.len() > MAX_LINE_BYTES {
+            return Err(std::io::Error::other(format!("the CSV header is longer than {MAX_LINE_BYTES} bytes")));
+        }
     }
 }
 
@@ -313,6 +504,21 @@ fn printable_reason(reason: &str) -> String {
     out
 }
 
+/// Why a CSV header is not text, if it is not: not UTF-8, or holding control bytes
+/// (what a compressed or binary file read as CSV shows).
+fn not_text(fields: &csv::ByteRecord) -> Option<String> {
+    for field in fields {
+        let control = field.iter().position(|&b| b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n');
+        let not_utf8 = std::str::from_utf8(field).err().map(|e| e.valid_up_to());
+        match (control, not_utf8) {
+            (Some(c), u) if u.is_none_or(|u| c < u) => return Some(format!("holds the control byte 0x{:02X}", field[c])),
+            (_, Some(u)) => return Some(format!("is not UTF-8 (byte 0x{:02X})", field[u])),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Why bytes are not UTF-8, with the offending byte and where it is (1-based column).
 fn not_utf8(what: &str, bytes: &[u8], e: std::str::Utf8Error) -> String {
     let at = e.valid_up_to();
@@ -332,11 +538,7 @@ impl Iterator for ExportFile {
 
 /// NDJSON by extension or a leading `{`; CSV otherwise, Scarf when its header says so.
 fn detect_format<R: BufRead>(path: &Path, reader: &mut R) -> std::io::Result<ExportFormat> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if matches!(ext.as_deref(), Some("ndjson" | "jsonl" | "json")) {
+    if matches!(format_extension(path).as_deref(), Some("ndjson" | "jsonl" | "json")) {
         return Ok(ExportFormat::Ndjson);
     }
     let head = reader.fill_buf()?;
@@ -360,20 +562,33 @@ struct NdjsonRecords<R> {
     path: PathBuf,
     reader: R,
     line: u64,
+    /// Bytes of the stream read so far.
+    offset: u64,
+    complete: CompletePrefix,
+    take_unterminated: bool,
     source: Option<String>,
     done: bool,
 }
 
-/// Reads one line into `buf`, keeping at most `MAX_LINE_BYTES`; returns (bytes seen,
-/// whether the line was longer than the limit).
-fn read_capped_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
+/// One line as `read_capped_line` saw it.
+struct LineRead {
+    /// Bytes of the line, its newline included.
+    seen: usize,
+    /// Longer than `MAX_LINE_BYTES`: only its start is in the buffer.
+    too_long: bool,
+    /// Ended by a newline (else by the end of the stream).
+    terminated: bool,
+}
+
+/// Reads one line into `buf`, keeping at most `MAX_LINE_BYTES`.
+fn read_capped_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<LineRead> {
     buf.clear();
     let mut seen = 0;
     let mut too_long = false;
     loop {
         let chunk = reader.fill_buf()?;
         if chunk.is_empty() {
-            return Ok((seen, too_long));
+            return Ok(LineRead { seen, too_long, terminated: false });
         }
         let (take, found) = match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
@@ -387,7 +602,7 @@ fn read_capped_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::R
         seen += take;
         reader.consume(take);
         if found {
-            return Ok((seen, too_long));
+            return Ok(LineRead { seen, too_long, terminated: true });
         }
     }
 }
@@ -398,7 +613,7 @@ impl<R: BufRead> Iterator for NdjsonRecords<R> {
     fn next(&mut self) -> Option<Self::Item> {
         let mut buf = Vec::new();
         while !self.done {
-            let (seen, too_long) = match read_capped_line(&mut self.reader, &mut buf) {
+            let LineRead { seen, too_long, terminated } = match read_capped_line(&mut self.reader, &mut buf) {
                 Ok(x) => x,
                 Err(source) => {
                     self.done = true;
@@ -408,11 +623,17 @@ impl<R: BufRead> Iterator for NdjsonRecords<R> {
                     }));
                 }
             };
-            if seen == 0 {
+            if seen == 0 || (!terminated && !self.take_unterminated) {
+                // A last line without its newline may still be being written: it is
+                // left for a read of the file once complete.
                 self.done = true;
                 break;
             }
             self.line += 1;
+            self.offset += seen as u64;
+            if terminated {
+                self.complete.set(self.offset, self.line);
+            }
             let line = self.line;
             if too_long {
                 return Some(Ok(invalid_record(
@@ -466,6 +687,22 @@ enum Quote {
     AfterQuote,
 }
 
+impl Quote {
+    /// The quoting of the csv crate: a `"` opens a quoted field only at the start of a
+    /// field, `""` inside one is a quote, anything after the closing `"` is plain.
+    fn after(self, b: u8, delimiter: u8) -> Quote {
+        match (self, b) {
+            (Quote::FieldStart, b'"') => Quote::Quoted,
+            (Quote::Quoted, b'"') => Quote::AfterQuote,
+            (Quote::Quoted, _) => Quote::Quoted,
+            (Quote::AfterQuote, b'"') => Quote::Quoted,
+            (_, b'\n') => Quote::FieldStart,
+            (_, b) if b == delimiter => Quote::FieldStart,
+            _ => Quote::Plain,
+        }
+    }
+}
+
 struct RowCap<R> {
     inner: R,
     line: u64,
@@ -475,11 +712,24 @@ struct RowCap<R> {
     quote: Quote,
     skipping: bool,
     cut: std::rc::Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
+    /// Whether the last byte handed out was a newline: at the end of the stream, tells
+    /// whether the last row was complete.
+    ends_with_newline: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl<R: BufRead> RowCap<R> {
     fn new(inner: R) -> Self {
-        RowCap { inner, line: 1, row_start: 1, row_bytes: 0, in_quotes: false, quote: Quote::FieldStart, skipping: false, cut: Default::default() }
+        RowCap {
+            inner,
+            line: 1,
+            row_start: 1,
+            row_bytes: 0,
+            in_quotes: false,
+            quote: Quote::FieldStart,
+            skipping: false,
+            cut: Default::default(),
+            ends_with_newline: Default::default(),
+        }
     }
 }
 
@@ -498,17 +748,7 @@ impl<R: BufRead> Read for RowCap<R> {
                     break;
                 }
                 used += 1;
-                // The quoting of the csv crate: a `"` opens a quoted field only at the
-                // start of a field, `""` inside one is a quote, anything after the
-                // closing `"` is plain.
-                self.quote = match (self.quote, b) {
-                    (Quote::FieldStart, b'"') => Quote::Quoted,
-                    (Quote::Quoted, b'"') => Quote::AfterQuote,
-                    (Quote::Quoted, _) => Quote::Quoted,
-                    (Quote::AfterQuote, b'"') => Quote::Quoted,
-                    (_, b',' | b'\n') => Quote::FieldStart,
-                    _ => Quote::Plain,
-                };
+                self.quote = self.quote.after(b, b',');
                 self.in_quotes = self.quote == Quote::Quoted;
                 if b == b'\n' {
                     self.line += 1;
@@ -543,6 +783,9 @@ impl<R: BufRead> Read for RowCap<R> {
             }
             self.inner.consume(used);
         }
+        if written > 0 {
+            self.ends_with_newline.set(out[written - 1] == b'\n');
+        }
         Ok(written)
     }
 }
@@ -557,6 +800,13 @@ struct CsvRecords<R: Read> {
     done: bool,
     /// Start lines of rows `RowCap` cut.
     cut: std::rc::Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
+    ends_with_newline: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Added to the stream's line numbers to make them the file's (a resumed read).
+    line_shift: u64,
+    complete: CompletePrefix,
+    /// Where the last row read starts: the end of the complete rows when that row
+    /// turns out to be the last one and unterminated.
+    last_row_start: (u64, u64),
 }
 
 impl<R: Read> CsvRecords<R> {
@@ -570,6 +820,12 @@ impl<R: Read> CsvRecords<R> {
             line: 1,
             message: format!("cannot read the CSV header: {e}"),
         })?;
+        let header_error = |message: String| ExportError::Header { path: path.to_path_buf(), line: 1, message };
+        if let Some(why) = not_text(headers) {
+            return Err(header_error(format!(
+                "the first line is not a CSV header: it {why} (is this a compressed or binary file? exports must be UTF-8 text, or gzip named `.gz`)"
+            )));
+        }
         let headers: Vec<String> = headers
             .iter()
             .enumerate()
@@ -579,6 +835,17 @@ impl<R: Read> CsvRecords<R> {
                 h.trim().to_ascii_lowercase()
             })
             .collect();
+        // Two columns of one name would leave one of them unread: which one is the
+        // exporter's meaning is not ours to guess.
+        for (i, name) in headers.iter().enumerate() {
+            if let Some(j) = headers[..i].iter().position(|h| h == name && !h.is_empty()) {
+                return Err(header_error(printable_reason(&crate::activity::redact_personal_data(&format!(
+                    "column `{name}` appears twice in the header (columns {} and {}): rename or remove one",
+                    j + 1,
+                    i + 1
+                )))));
+            }
+        }
         let required: &[&str] = if format == ExportFormat::Scarf {
             &REQUIRED_SCARF_COLUMNS
         } else {
@@ -594,13 +861,12 @@ impl<R: Read> CsvRecords<R> {
             return Err(ExportError::Header {
                 path: path.to_path_buf(),
                 line: 1,
-                message: crate::activity::redact_personal_data(&format!(
+                message: printable_reason(&crate::activity::redact_personal_data(&format!(
                     "{what} is missing column{} {} (header has: {})",
                     if missing.len() > 1 { "s" } else { "" },
                     missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
                     headers.join(", ")
-                ))
-                .into_owned(),
+                ))),
             });
         }
         Ok(CsvRecords {
@@ -612,6 +878,10 @@ impl<R: Read> CsvRecords<R> {
             record: csv::ByteRecord::new(),
             done: false,
             cut: Default::default(),
+            ends_with_newline: Default::default(),
+            line_shift: 0,
+            complete: CompletePrefix::default(),
+            last_row_start: (0, 0),
         })
     }
 
@@ -650,13 +920,18 @@ impl<R: Read> Iterator for CsvRecords<R> {
         if self.done {
             return None;
         }
+        let start = self.reader.position().clone();
         match self.reader.read_byte_record(&mut self.record) {
             Ok(false) => {
                 self.done = true;
+                // The last row had no line break: the end of the complete rows is its start.
+                if !self.ends_with_newline.get() {
+                    self.complete.set(self.last_row_start.0, self.last_row_start.1);
+                }
                 None
             }
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| p.line() + self.line_shift).unwrap_or(0);
                 if e.is_io_error() {
                     self.done = true;
                     let source = match e.into_kind() {
@@ -668,8 +943,15 @@ impl<R: Read> Iterator for CsvRecords<R> {
                 Some(Ok(invalid_record(line, &format!("unreadable CSV row: {e}"), "")))
             }
             Ok(true) => {
-                let line = self.record.position().map(|p| p.line()).unwrap_or(0);
-                let cut = self.cut.borrow().contains(&line);
+                let stream_line = self.record.position().map(|p| p.line()).unwrap_or(0);
+                let line = stream_line + self.line_shift;
+                let cut = self.cut.borrow().contains(&stream_line);
+                if cut {
+                    self.complete.lose();
+                }
+                let end = self.reader.position();
+                self.last_row_start = (start.byte(), start.line() - 1 + self.line_shift);
+                self.complete.set(end.byte(), end.line() - 1 + self.line_shift);
                 let result = if cut {
                     Err(Invalid(format!("row is longer than {MAX_LINE_BYTES} bytes; the rest of its last line was skipped")))
                 } else {
@@ -685,7 +967,7 @@ impl<R: Read> Iterator for CsvRecords<R> {
                         // A quoted field may hold line breaks; when the row is invalid, an
                         // unbalanced `"` is the likely cause, and the lines it swallowed
                         // are in this row's raw text, not lost: say so.
-                        let last = self.reader.position().line().saturating_sub(1);
+                        let last = (self.reader.position().line() + self.line_shift).saturating_sub(1);
                         let reason = if last > line {
                             format!(
                                 "{} (the row runs from line {line} to line {last} inside a quoted field: is a `\"` unbalanced?)",
@@ -878,6 +1160,67 @@ mod tests {
         let (_d, path) = write("a.csv", b"source,kind,id\nscarf,download,1\n");
         let err = ExportFile::open(&path, &ExportOptions::default()).err().unwrap().to_string();
         assert!(err.ends_with("a.csv:1: activity CSV is missing column `occurred_at` (header has: source, kind, id)"), "{err}");
+    }
+
+    fn lines_of(file: &mut ExportFile) -> Vec<u64> {
+        file.by_ref().map(|r| match r.unwrap() {
+            Record::Valid { line, .. } | Record::Invalid { line, .. } => line,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_csv_resumes_after_its_last_complete_row_with_its_line_numbers() {
+        let header = "id,source,kind,occurred_at,properties\n";
+        let complete = format!("{header}1,web,download,2026-03-01T12:00:00Z,\"{{\"\"a\"\":\n1}}\"\n2,web,download,2026-03-01T12:00:00Z,\n");
+        let (_d, path) = write("a.csv", format!("{complete}3,web,down").as_bytes());
+        let mut file = ExportFile::open(&path, &ExportOptions::default()).unwrap();
+        assert_eq!(lines_of(&mut file), [2, 4, 5], "the unterminated row is read: the file is complete");
+        let point = file.resume_point().unwrap();
+        assert_eq!(point, ResumePoint { offset: complete.len() as u64, lines: 4 }, "the row spanning lines 2-3 counts both");
+        std::fs::write(&path, format!("{complete}3,web,download,2026-03-01T12:00:00Z,\n4,web,download,x,\n")).unwrap();
+        let span = Span { from: point, end: None, take_unterminated: true };
+        let file = ExportFile::open_span(&path, &ExportOptions::default(), span).unwrap();
+        let recs: Vec<Record> = file.map(|r| r.unwrap()).collect();
+        assert!(matches!(&recs[0], Record::Valid { line: 5, activity } if activity.id == "3"), "{recs:?}");
+        assert!(matches!(&recs[1], Record::Invalid { line: 6, .. }), "{recs:?}");
+    }
+
+    #[test]
+    fn an_ndjson_read_can_leave_a_last_line_without_newline() {
+        let first = "{\"source\":\"web\",\"id\":\"1\",\"kind\":\"page_view\",\"occurred_at\":\"2026-03-01T12:00:00Z\"}\n";
+        let (_d, path) = write("a.ndjson", format!("{first}{{\"source\":\"web\",\"id\":\"2").as_bytes());
+        let span = Span { from: ResumePoint::START, end: None, take_unterminated: false };
+        let mut file = ExportFile::open_span(&path, &ExportOptions::default(), span).unwrap();
+        assert_eq!(lines_of(&mut file), [1]);
+        assert_eq!(file.resume_point(), Some(ResumePoint { offset: first.len() as u64, lines: 1 }));
+        // Read to a size: bytes written after the look are not read.
+        let span = Span { from: ResumePoint::START, end: Some(10), take_unterminated: true };
+        let file = ExportFile::open_span(&path, &ExportOptions::default(), span).unwrap();
+        assert!(matches!(file.map(|r| r.unwrap()).collect::<Vec<_>>()[..], [Record::Invalid { line: 1, .. }]));
+    }
+
+    #[test]
+    fn a_cut_csv_row_makes_the_file_not_resumable() {
+        let mut text = b"id,source,kind,occurred_at\n1,web,download,".to_vec();
+        text.resize(text.len() + MAX_LINE_BYTES + 10, b'a');
+        text.extend_from_slice(b"\n2,web,download,2026-03-01T12:00:00Z\n");
+        let (_d, path) = write("a.csv", &text);
+        let mut file = ExportFile::open(&path, &ExportOptions::default()).unwrap();
+        assert_eq!(lines_of(&mut file), [2, 3]);
+        assert_eq!(file.resume_point(), None, "offsets in the capped stream are not the file's");
+    }
+
+    #[test]
+    fn gzip_is_read_by_magic_bytes_whatever_the_name() {
+        use flate2::write::GzEncoder;
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"source\":\"web\",\"id\":\"1\",\"kind\":\"page_view\",\"occurred_at\":\"2026-03-01T12:00:00Z\"}\n").unwrap();
+        let (_d, path) = write("export", &gz.finish().unwrap());
+        let mut file = ExportFile::open(&path, &ExportOptions::default()).unwrap();
+        assert_eq!(file.format, ExportFormat::Ndjson);
+        assert_eq!(lines_of(&mut file), [1]);
+        assert_eq!(file.resume_point(), None, "a gzip file is read whole");
     }
 
     const SCARF_HEADER: &str = "id,type,package,pixel,version,time,referer,user_agent,platform,variables,origin_id,origin_latitude,origin_longitude,origin_country,origin_city,origin_postal,origin_connection_type,origin_company,origin_domain,dnt,confidence,endpoint_id,origin_state,mtc_quota_exceeded\n";

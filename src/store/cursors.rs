@@ -28,6 +28,23 @@ pub(super) async fn set_cursor(
     Ok(())
 }
 
+/// How far a watched folder imported one file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportFileState {
+    /// The bytes imported: up to the end of the last complete line or row, or the whole
+    /// file when it is not `resumable`.
+    pub imported_bytes: u64,
+    /// SHA-256 (hex) of those bytes: when they changed, the file is read again whole.
+    pub sha256: String,
+    /// Lines in those bytes, for the line numbers of what follows.
+    pub lines: u64,
+    /// Whether a grown file is read from `imported_bytes` on (else whole again).
+    pub resumable: bool,
+    /// The file's size and modification time (nanoseconds) when it was last read to
+    /// its end: a file showing both still is not read again.
+    pub seen: Option<(u64, i64)>,
+}
+
 /// What a GitHub profile says about its owner's company.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GithubProfile {
@@ -285,26 +302,40 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// The size and hash an export file had when it was last imported.
-    pub async fn export_file(&self, connector: &str, path: &str) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT size, sha256 FROM export_files WHERE connector = ? AND path = ?")
+    /// What a watched folder knows of a file it imported before.
+    pub async fn export_file(&self, connector: &str, path: &str) -> Result<Option<ExportFileState>, StoreError> {
+        let row = sqlx::query("SELECT size, sha256, lines, resumable, seen_size, seen_mtime FROM export_files WHERE connector = ? AND path = ?")
             .bind(connector)
             .bind(path)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        Ok(row.map(|r| ExportFileState {
+            imported_bytes: r.get::<i64, _>(0) as u64,
+            sha256: r.get(1),
+            lines: r.get::<i64, _>(2) as u64,
+            resumable: r.get(3),
+            seen: r.get::<Option<i64>, _>(4).zip(r.get::<Option<i64>, _>(5)).map(|(size, mtime)| (size as u64, mtime)),
+        }))
     }
 
-    pub async fn export_file_done(&self, connector: &str, path: &str, size: i64, sha256: &str) -> Result<(), StoreError> {
+    /// Records how far a file was imported, once its activities are committed.
+    pub async fn save_export_file(&self, connector: &str, path: &str, state: &ExportFileState) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO export_files (connector, path, size, sha256, imported_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (connector, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, imported_at = excluded.imported_at",
+            "INSERT INTO export_files (connector, path, size, sha256, imported_at, lines, resumable, seen_size, seen_mtime) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (connector, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, \
+             imported_at = excluded.imported_at, lines = excluded.lines, resumable = excluded.resumable, \
+             seen_size = excluded.seen_size, seen_mtime = excluded.seen_mtime",
         )
         .bind(connector)
         .bind(path)
-        .bind(size)
-        .bind(sha256)
+        .bind(state.imported_bytes as i64)
+        .bind(&state.sha256)
         .bind(now_nanos())
+        .bind(state.lines as i64)
+        .bind(state.resumable)
+        .bind(state.seen.map(|(size, _)| size as i64))
+        .bind(state.seen.map(|(_, mtime)| mtime))
         .execute(&self.pool)
         .await?;
         Ok(())

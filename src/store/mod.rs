@@ -22,7 +22,7 @@ use sqlx::{Row, SqlitePool};
 
 pub use activities::{InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
-pub use cursors::{GithubPage, GithubProfile, PendingReactions};
+pub use cursors::{ExportFileState, GithubPage, GithubProfile, PendingReactions};
 pub use metrics::StoreFigures;
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
