@@ -279,7 +279,7 @@ mod tests {
         let (text, dropped) = fit_table(&columns, &rows, Some(20));
         assert_eq!(dropped, ["EXTRA"]);
         assert!(text.lines().all(|l| l.chars().count() <= 20), "{text}");
-        assert!(text.contains("a-very-long-compa… 12"), "{text}");
+        assert!(text.contains("a-very-long-com…  12"), "{text}");
         let (wide, none) = fit_table(&columns, &rows, None);
         assert!(none.is_empty() && wide.contains("something"));
     }
