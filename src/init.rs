@@ -74,9 +74,10 @@ pub fn write_starter(dir: &Path, state_dir: Option<&Path>) -> Result<InitReport,
             continue;
         }
         let text = match &state {
-            Some(state) => text
-                .replace(&format!("path: {DROP_FOLDER}\n"), &format!("path: {}\n", yaml_string(&state.join(DROP_FOLDER))))
-                .replace(&format!("path: {SINK_OUTPUT}\n"), &format!("path: {}\n", yaml_string(&state.join(SINK_OUTPUT)))),
+            Some(state) => {
+                let text = with_path(text, DROP_FOLDER, &yaml_string(&state.join(DROP_FOLDER)));
+                with_path(&text, SINK_OUTPUT, &yaml_string(&state.join(SINK_OUTPUT)))
+            }
             None => text.to_owned(),
         };
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
@@ -89,6 +90,19 @@ pub fn write_starter(dir: &Path, state_dir: Option<&Path>) -> Result<InitReport,
         report.folders.push(drop);
     }
     Ok(report)
+}
+
+/// `text` with the value of its top-level `path: old` line replaced, comment kept.
+fn with_path(text: &str, old: &str, new: &str) -> String {
+    let key = format!("path: {old}");
+    text.lines()
+        .map(|line| match line.strip_prefix(&key) {
+            Some(rest) if rest.is_empty() || rest.starts_with([' ', '#']) => format!("path: {new}{rest}"),
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// A path as a YAML double-quoted scalar (JSON's escaping is valid there).
