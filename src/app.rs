@@ -68,6 +68,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             return Ok(());
         }
         Command::Man => return crate::cli::write_man_page(&mut std::io::stdout().lock()).map_err(AppError::Output),
+        Command::Schema { file } => {
+            let text = serde_json::to_string_pretty(&crate::schema::schema(*file)).unwrap_or_default();
+            return writeln!(std::io::stdout().lock(), "{text}").map_err(AppError::Output);
+        }
         _ => {}
     }
     if let Command::Health { listen } = &cli.command {
@@ -113,7 +117,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man | Command::Schema { .. } => Ok(()),
         Command::Explain { domain, as_of, format } => {
             let store = open(&db, &config).await?;
             let as_of = as_of.unwrap_or_else(today);

@@ -109,6 +109,14 @@ pub enum Command {
     },
     /// Print the manual page (roff; e.g. `oql-sync man > /usr/local/share/man/man1/oql-sync.1`).
     Man,
+    /// Print the JSON Schema of a config file, for editors (`init` writes them all to
+    /// `<config dir>/schemas/` and points each starter file at its schema).
+    Schema {
+        /// Which file: connector (connectors/*.yaml), mapping (mappings/*.yaml),
+        /// scoring (scoring.yaml) or attribution (attribution.yaml).
+        #[arg(value_enum)]
+        file: crate::schema::ConfigFile,
+    },
     /// Write benchmark activities as NDJSON (deterministic; for `benches/`).
     #[command(hide = true)]
     Generate {

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::auth::{Auth, AuthError};
 
 /// `rate_limit: { requests: 100, per_seconds: 10 }`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub requests: NonZeroU32,
@@ -55,7 +55,7 @@ impl RateLimit {
 }
 
 /// `retry:` in a connector file.
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Retries of one request after 5xx, timeouts and connection errors.

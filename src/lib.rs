@@ -22,3 +22,4 @@ pub mod import;
 pub mod json_object;
 pub mod output;
 pub mod preflight;
+pub mod schema;

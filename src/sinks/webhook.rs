@@ -15,7 +15,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, RetryPolicy, redact_url};
 use crate::store::Firing;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub name: String,
