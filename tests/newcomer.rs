@@ -218,3 +218,58 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The whole road of a new operator, as README and docs/getting-started.md then
+/// docs/crm/hubspot.md tell it: init, check, a first run, companies, explain; then
+/// HubSpot enabled against the emulator: the token missing is caught by `check`, then
+/// `check --live`, a dry run against HubSpot's values, the sync, and a second sync that
+/// writes nothing.
+#[test]
+fn the_newcomer_road_from_init_to_a_first_hubspot_sync() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let hs = rt.block_on(common::hubspot_crm::HubSpot::start());
+    const TOKEN: &str = "pat-na1-newcomer-token";
+    hs.accept_token(TOKEN);
+    let acme = hs.add_company(&[("name", "Acme"), ("domain", "acme.com")]);
+
+    let env = Env::new();
+    env.ok(&["init"]);
+    env.ok(&["check"]);
+    let day = |d: u32, id: u32| {
+        format!("{{\"source\":\"web\",\"id\":\"{id}\",\"kind\":\"download\",\"occurred_at\":\"2026-10-{d:02}T00:00:00Z\",\"company_domain\":\"acme.com\",\"version\":\"1.{id}\"}}\n")
+    };
+    env.write("data/october.ndjson", (1..=20).map(|i| day(i, i)).collect::<String>());
+    let first = env.run(&["run", "--once", "--as-of", "2026-10-31", "--listen", "none"]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let companies = env.ok(&["companies", "--as-of", "2026-10-31"]);
+    assert!(companies.contains("acme.com"), "{companies}");
+    let why = env.ok(&["explain", "acme.com", "--as-of", "2026-10-31"]);
+    assert!(why.contains("acme.com"), "{why}");
+
+    // docs/crm/hubspot.md: enable the connector, point it at HubSpot, give the token.
+    std::fs::rename(env.path().join("connectors/hubspot.yaml.disabled"), env.path().join("connectors/hubspot.yaml")).unwrap();
+    let file = env.path().join("connectors/hubspot.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("# base_url: https://api.hubapi.com", &format!("base_url: {}", hs.url));
+    std::fs::write(&file, text).unwrap();
+    let unset = env.run(&["check"]);
+    assert_eq!(unset.code, 2, "check passed without the token:\n{}", unset.stdout);
+    assert!(unset.stderr.contains("HUBSPOT_TOKEN is not set"), "{}", unset.stderr);
+    let token = [("HUBSPOT_TOKEN", TOKEN)];
+    let checked = env.run_with(&["check"], &token);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+
+    let dry = env.run_with(&["sync", "--connector", "hubspot", "--dry-run", "--live", "--as-of", "2026-10-31"], &token);
+    assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
+    assert!(dry.stdout.contains("acme.com"), "{}", dry.stdout);
+    assert_eq!(hs.write_calls(), 0, "a dry run wrote to HubSpot");
+
+    let sync = env.run_with(&["sync", "--connector", "hubspot", "--as-of", "2026-10-31"], &token);
+    assert_eq!(sync.code, 0, "{}{}", sync.stdout, sync.stderr);
+    let record = hs.company(&acme).unwrap();
+    assert!(record.get("oql_stage").is_some_and(|s| !s.is_empty()), "{record:?}");
+    let writes = hs.write_calls();
+    let again = env.run_with(&["sync", "--connector", "hubspot", "--as-of", "2026-10-31"], &token);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(hs.write_calls(), writes, "a second sync with nothing changed wrote again");
+    drop(rt);
+}
