@@ -183,7 +183,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
             }
         }
-        Command::Sync { connector, dry_run, live, retry_dead, as_of, format } => {
+        Command::Sync { connector, dry_run, live, retry_dead, as_of, format, wide } => {
             let sinks = sink_connectors(&config, connector.as_deref())?;
             let store = open(&db, &config).await?;
             let (as_of, scores) = current_scores(&store, &config.model, as_of).await?;
@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             }
             if dry_run {
                 let text = match format {
-                    PlanFormat::Table => report::plan_table(&reports),
+                    PlanFormat::Table => report::plan_table(&reports, wide),
                     PlanFormat::Json => report::plan_json(&reports),
                 };
                 std::io::stdout().lock().write_all(text.as_bytes())?;
@@ -218,7 +218,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 )))
             }
         }
-        Command::Log { connector, status, since, limit, format } => {
+        Command::Log { connector, status, since, limit, format, wide } => {
             let store = Store::open(&db).await?;
             let filter = LogFilter {
                 connector,
@@ -230,7 +230,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let runs = if runs_only_filter { store.sync_runs(&filter).await? } else { Vec::new() };
             let records = store.sync_records(&filter).await?;
             let text = match format {
-                PlanFormat::Table => report::log_table(&runs, &records),
+                PlanFormat::Table => report::log_table(&runs, &records, wide),
                 PlanFormat::Json => report::log_json(&runs, &records),
             };
             std::io::stdout().lock().write_all(text.as_bytes())?;

@@ -174,6 +174,9 @@ pub enum Command {
         /// Format of the --dry-run plan.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// The --dry-run plan's changes whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
     /// Show the sync log: runs and their records.
     Log {
@@ -193,6 +196,9 @@ pub enum Command {
         /// Output format: a table for people, or JSON.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// Every column, fields and errors whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
 }
 

@@ -273,3 +273,47 @@ fn the_newcomer_road_from_init_to_a_first_hubspot_sync() {
     assert_eq!(hs.write_calls(), writes, "a second sync with nothing changed wrote again");
     drop(rt);
 }
+
+/// `log` and `sync --dry-run` fit 80 columns: columns left out by need, fields shortened,
+/// errors whole on their own wrapped lines; `--wide` shows every column whole.
+#[test]
+fn the_sync_log_and_the_dry_run_fit_80_columns_with_errors_whole() {
+    let env = quickstart();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    env.write("mappings/crm.yaml", std::fs::read(root.join("mappings/crm.yaml")).unwrap());
+    env.write("connectors/crm-file.yaml", std::fs::read(root.join("connectors/crm-file.yaml")).unwrap());
+    // A webhook that refuses connections: every record fails with an error to read.
+    env.write(
+        "connectors/events.yaml",
+        "name: events-to-the-marketing-automation-webhook\nkind: webhook\nschedule: \"0 0 * * * *\"\nmapping: mappings/crm.yaml\nurl_env: OQL_TEST_DEAD_HOOK\nretry: { max_retries: 0, budget: 0 }\n",
+    );
+    let hook = [("OQL_TEST_DEAD_HOOK", "http://127.0.0.1:9/hooks/oql")];
+    let fits = |what: &str, text: &str| {
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{what}: a line of {} columns:\n{line}\n\n{text}", line.chars().count());
+        }
+    };
+
+    let dry = env.run_with(&["sync", "--dry-run", "--as-of", "2026-10-31"], &hook);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    fits("sync --dry-run", &dry.stdout);
+    assert!(dry.stdout.contains('…'), "long changes are shortened:\n{}", dry.stdout);
+    let dry_wide = env.run_with(&["sync", "--dry-run", "--wide", "--as-of", "2026-10-31"], &hook);
+    assert!(dry_wide.stdout.lines().any(|l| l.chars().count() > 80) && !dry_wide.stdout.contains('…'), "{}", dry_wide.stdout);
+
+    let sync = env.run_with(&["sync", "--as-of", "2026-10-31"], &hook);
+    assert_ne!(sync.code, 0, "the webhook cannot be reached: {}", sync.stdout);
+    let log = env.ok(&["log", "--limit", "20"]);
+    fits("log", &log);
+    assert!(log.contains("error: POST <webhook URL>: connection failed"), "errors are shown:\n{log}");
+    assert!(log.contains("--wide shows"), "{log}");
+    // Rows line up: every record row puts its outcome in the header's column.
+    let header = log.lines().find(|l| l.contains("outcome")).unwrap();
+    let at = header.find("outcome").unwrap();
+    for row in log.lines().skip_while(|l| !l.contains("outcome")).skip(1).filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.split_whitespace().count() >= 3) {
+        let cell = row.get(at..).unwrap_or_default();
+        assert!(["accepted", "created", "failed", "dead", "trigger", "ambiguous", "not_found"].iter().any(|o| cell.starts_with(o)), "misaligned: {row:?} under {header:?}");
+    }
+    let wide = env.ok(&["log", "--wide", "--limit", "20"]);
+    assert!(wide.lines().any(|l| l.chars().count() > 80) && !wide.contains("--wide shows"), "{wide}");
+}
