@@ -10,6 +10,7 @@ pub mod report;
 pub mod salesforce;
 pub mod common_room;
 pub mod sync;
+pub mod triggers;
 pub mod webhook;
 
 use std::collections::HashMap;

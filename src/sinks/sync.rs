@@ -18,7 +18,7 @@ use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::scoring::{CompanyScore, Model, day_number, score_breakdown};
 use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
-use crate::triggers;
+use super::triggers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
