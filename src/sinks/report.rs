@@ -126,7 +126,7 @@ pub fn summary(r: &SyncReport) -> String {
     if r.triggers_failed > 0 {
         let _ = write!(line, " ({} failed)", r.triggers_failed);
     }
-    let _ = write!(line, "; {} API calls, {} rate-limit waits", t.api_calls, t.rate_limit_waits);
+    let _ = write!(line, "; {} API calls, {} server rate-limit waits, {} pacing waits", t.api_calls, t.server_waits, t.pacing_waits);
     if !r.dead.is_empty() {
         let _ = write!(line, "; now dead: {}", r.dead.join(", "));
     }
@@ -148,14 +148,14 @@ pub fn log_table(runs: &[RunRow], records: &[RecordRow]) -> String {
     if !runs.is_empty() {
         let _ = writeln!(
             out,
-            "{:>5}  {:16}  {:24}  {:8}  {:>7}  {:>5}  {:>8}  {:>6}  {:>9}  {:>10}",
-            "run", "connector", "started", "status", "planned", "sent", "accepted", "failed", "api_calls", "rate_waits"
+            "{:>5}  {:16}  {:24}  {:8}  {:>7}  {:>5}  {:>8}  {:>6}  {:>9}  {:>12}  {:>12}",
+            "run", "connector", "started", "status", "planned", "sent", "accepted", "failed", "api_calls", "server_waits", "pacing_waits"
         );
         for r in runs {
             let _ = writeln!(
                 out,
-                "{:>5}  {:16}  {:24}  {:8}  {:>7}  {:>5}  {:>8}  {:>6}  {:>9}  {:>10}",
-                r.id, r.connector, r.started_at, r.status, r.planned, r.sent, r.accepted, r.failed, r.api_calls, r.rate_limit_waits
+                "{:>5}  {:16}  {:24}  {:8}  {:>7}  {:>5}  {:>8}  {:>6}  {:>9}  {:>12}  {:>12}",
+                r.id, r.connector, r.started_at, r.status, r.planned, r.sent, r.accepted, r.failed, r.api_calls, r.server_waits, r.pacing_waits
             );
             if let Some(e) = &r.error {
                 let _ = writeln!(out, "       error: {e}");

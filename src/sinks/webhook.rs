@@ -91,8 +91,8 @@ impl Sink for WebhookSink {
         50
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     /// Every company is "found": the receiver keys events by domain.
