@@ -10,7 +10,6 @@ pub mod health;
 pub mod init;
 pub mod http;
 pub mod sinks;
-pub mod triggers;
 pub mod attribution;
 pub mod config;
 pub mod scoring;

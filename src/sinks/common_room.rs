@@ -200,8 +200,8 @@ impl Sink for CommonRoomSink {
         50
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     /// Reads the custom fields this source may write and checks the activity type.

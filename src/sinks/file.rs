@@ -86,8 +86,8 @@ impl Sink for FileSink {
         10_000
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (0, 0)
+    fn stats(&self) -> crate::http::CallCounts {
+        crate::http::CallCounts::default()
     }
 
     async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, Match>, SinkError> {

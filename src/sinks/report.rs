@@ -151,7 +151,7 @@ pub fn summary(r: &SyncReport) -> String {
     if r.triggers_failed > 0 {
         let _ = write!(line, " ({} failed)", r.triggers_failed);
     }
-    let _ = write!(line, "; {} API calls, {} rate-limit waits", t.api_calls, t.rate_limit_waits);
+    let _ = write!(line, "; {} API calls, {} server rate-limit waits, {} pacing waits", t.api_calls, t.server_waits, t.pacing_waits);
     if !r.dead.is_empty() {
         let _ = write!(line, "; now dead: {}", r.dead.join(", "));
     }
@@ -172,7 +172,7 @@ pub fn summary(r: &SyncReport) -> String {
 /// `wide` (the least needed columns are left out and the fields or error shortened;
 /// a last line says what `--wide` adds).
 pub fn log_table(runs: &[RunRow], records: &[RecordRow], wide: bool) -> String {
-    const RUNS: [Column; 10] = [
+    const RUNS: [Column; 11] = [
         Column::right("run", 0),
         Column::elided("connector"),
         Column::left("started (UTC)", 0),
@@ -182,7 +182,9 @@ pub fn log_table(runs: &[RunRow], records: &[RecordRow], wide: bool) -> String {
         Column::right("accepted", 4),
         Column::right("failed", 0),
         Column::right("api calls", 1),
-        Column::right("waits", 2),
+        // Waits the CRM asked for (429, Retry-After), then oql-sync's own pacing.
+        Column::right("server waits", 2),
+        Column::right("pacing", 5),
     ];
     const RECORDS: [Column; 6] = [
         Column::right("run", 0),
@@ -209,7 +211,8 @@ pub fn log_table(runs: &[RunRow], records: &[RecordRow], wide: bool) -> String {
                     r.accepted.to_string(),
                     r.failed.to_string(),
                     r.api_calls.to_string(),
-                    r.rate_limit_waits.to_string(),
+                    r.server_waits.to_string(),
+                    r.pacing_waits.to_string(),
                 ]
             })
             .collect();

@@ -434,8 +434,8 @@ impl Sink for SalesforceSink {
         BATCH_LIMIT
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     /// Reads the org's daily allocation before writing (`GET /limits`), so a run that
