@@ -247,3 +247,31 @@ fn a_request_level_error_is_bisected_so_the_good_records_land() {
     assert!(r.stdout.contains("c6.com: HTTP 400: JSON_PARSER_ERROR"), "{}", r.stdout);
     assert!(ids.iter().enumerate().all(|(i, id)| (i == 6) == o.sf.account(id).unwrap().get("OQL_Stage__c").is_none()));
 }
+
+#[test]
+fn a_live_dry_run_shows_unmatched_domains_as_a_real_sync_would_treat_them() {
+    let o = org();
+    o.sf.add_account(&[("Name", "Acme"), ("Website", "acme.com")]);
+    let dup1 = o.sf.add_account(&[("Name", "Dup"), ("Website", "dup.com")]);
+    let dup2 = o.sf.add_account(&[("Name", "Dup (2)"), ("Website", "www.dup.com")]);
+    let env = setup(&o, MAPPING, "", &[("acme.com", "2026-10-01"), ("dup.com", "2026-10-01"), ("lost.com", "2026-10-01")]);
+    let r = env.run(&["sync", "--dry-run", "--live", "--as-of", "2026-10-30"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("1 companies, 3 fields would change; 1 not found and 1 ambiguous would be skipped"), "{}", r.stdout);
+    let line = |d: &str| r.stdout.lines().find(|l| l.trim_start().starts_with(d)).unwrap_or_default().to_owned();
+    assert!(line("lost.com").contains("not found: investigation") && line("lost.com").contains("skipped"), "{}", r.stdout);
+    assert!(!line("lost.com").contains("new:") && !line("dup.com").contains("new:"), "{}", r.stdout);
+    assert!(line("dup.com").contains("ambiguous: investigation") && line("dup.com").contains(&format!("{dup1}, {dup2}")), "{}", r.stdout);
+    let json = env.ok(&["sync", "--dry-run", "--live", "--as-of", "2026-10-30", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let lookups: Vec<(&str, Option<&str>)> = plan[0]["items"].as_array().unwrap().iter().map(|i| (i["domain"].as_str().unwrap(), i["lookup"].as_str())).collect();
+    assert_eq!(lookups, [("acme.com", None), ("dup.com", Some("ambiguous")), ("lost.com", Some("not_found"))]);
+
+    // The reserve is reached: the pause is said once, by the plan or the summary.
+    for args in [&["sync", "--dry-run", "--live", "--as-of", "2026-10-30"][..], &["sync", "--as-of", "2026-10-30"][..]] {
+        o.sf.set_daily_limit(100, 79);
+        let r = env.run(args);
+        let said = format!("{}{}", r.stdout, r.stderr).matches("daily API allocation: 80 of 100 calls used").count();
+        assert_eq!(said, 1, "{args:?}:\n{}\n{}", r.stdout, r.stderr);
+    }
+}

@@ -246,7 +246,6 @@ impl SalesforceSink {
                     "Salesforce refused further API calls today (REQUEST_LIMIT_EXCEEDED: {}); paused until the allocation renews",
                     first_error_message(&response)
                 );
-                tracing::warn!(connector = %self.config.name, "{why}");
                 self.paused = Some(why.clone());
                 return Err(SinkError::Paused(why));
             }
@@ -262,7 +261,6 @@ impl SalesforceSink {
                         "daily API allocation: {used} of {max} calls used; {}% is kept in reserve, so the connector pauses until it renews",
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why);
                 }
             }
@@ -454,7 +452,6 @@ impl Sink for SalesforceSink {
                         max - remaining,
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why.clone());
                     return Err(SinkError::Paused(why));
                 }
