@@ -275,3 +275,49 @@ fn a_live_dry_run_shows_unmatched_domains_as_a_real_sync_would_treat_them() {
         assert_eq!(said, 1, "{args:?}:\n{}\n{}", r.stdout, r.stderr);
     }
 }
+
+#[test]
+fn upserts_by_external_id_create_accounts_named_after_the_company_and_keep_edited_names() {
+    let o = org();
+    let mapping = MAPPING.replace("match: { crm_field: Website }", "match: { external_id: OQL_Domain__c }\ncreate_missing: true");
+    let env = setup(&o, &mapping, "", &[("initech.io", "2026-10-02")]);
+    // acme.com's activity names the company.
+    let named = json!({"source": "scarf", "id": "acme-1", "kind": "download", "occurred_at": "2026-10-01T10:00:00Z",
+                       "company_domain": "acme.com", "company_name": "Acme Inc", "package": "oqldb", "version": "2.0.0"});
+    let file = env.write("named.ndjson", format!("{named}\n"));
+    env.ok(&["import", file.to_str().unwrap()]);
+    let out = env.ok(&["sync", "--as-of", "2026-10-30"]);
+    assert!(out.contains("2 accepted (2 created), 0 failed"), "{out}");
+    let names: std::collections::BTreeMap<String, String> = o
+        .sf
+        .accounts()
+        .into_iter()
+        .map(|(_, a)| (a["OQL_Domain__c"].as_str().unwrap().to_owned(), a["Name"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(names.get("acme.com").map(String::as_str), Some("Acme Inc"));
+    assert_eq!(names.get("initech.io").map(String::as_str), Some("initech.io"), "no company name: the domain");
+
+    // Later writes leave Name alone: a name edited in Salesforce stays.
+    let acme = o.sf.accounts().into_iter().find(|(_, a)| a["OQL_Domain__c"] == "acme.com").unwrap().0;
+    o.sf.clear_requests();
+    let out = env.ok(&["sync", "--as-of", "2026-12-15"]);
+    assert!(out.contains("2 accepted (0 created)"), "{out}");
+    let upsert = o.sf.requests().into_iter().find(|r| r.path.ends_with("/Account/OQL_Domain__c")).unwrap();
+    assert!(upsert.body["records"].as_array().unwrap().iter().all(|r| r.get("Name").is_none()), "{}", upsert.body);
+    assert_eq!(o.sf.account(&acme).unwrap()["Name"], "Acme Inc");
+}
+
+#[test]
+fn record_name_domain_names_created_accounts_by_domain() {
+    let o = org();
+    let mapping = MAPPING.replace("match: { crm_field: Website }", "match: { crm_field: Website }\ncreate_missing: true");
+    let env = setup(&o, &mapping, "record_name: domain\n", &[]);
+    let named = json!({"source": "scarf", "id": "acme-1", "kind": "download", "occurred_at": "2026-10-01T10:00:00Z",
+                       "company_domain": "acme.com", "company_name": "Acme Inc", "package": "oqldb", "version": "2.0.0"});
+    let file = env.write("named.ndjson", format!("{named}\n"));
+    env.ok(&["import", file.to_str().unwrap()]);
+    let out = env.ok(&["sync", "--as-of", "2026-10-30"]);
+    assert!(out.contains("1 accepted (1 created)"), "{out}");
+    let accounts = o.sf.accounts();
+    assert_eq!((accounts[0].1["Name"].as_str(), accounts[0].1["Website"].as_str()), (Some("acme.com"), Some("acme.com")));
+}
