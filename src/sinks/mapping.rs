@@ -188,6 +188,15 @@ pub struct MatchRule {
     /// An external-id field keyed by domain (Salesforce upserts through it).
     #[serde(default)]
     pub external_id: Option<String>,
+    /// A domain that matched no record, or several, is looked up again after this many
+    /// hours, or as soon as the values it should carry change; until then a sync asks
+    /// the CRM nothing about it.
+    #[serde(default = "default_recheck_hours")]
+    pub recheck_unmatched_hours: u32,
+}
+
+fn default_recheck_hours() -> u32 {
+    24
 }
 
 /// `when: {from?, to}`.
@@ -310,7 +319,7 @@ impl Default for Mapping {
     fn default() -> Self {
         Mapping {
             object: String::new(),
-            match_rule: MatchRule { crm_field: None, external_id: None },
+            match_rule: MatchRule { crm_field: None, external_id: None, recheck_unmatched_hours: default_recheck_hours() },
             create_missing: false,
             stages: all_stages(),
             fields: BTreeMap::new(),

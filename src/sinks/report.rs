@@ -38,30 +38,40 @@ pub fn plan_table(reports: &[SyncReport], wide: bool) -> String {
     let mut out = String::new();
     for r in reports {
         let against = if r.live { "the CRM's current values" } else { "the last accepted state" };
-        let head = format!(
-            "{} ({}): {} companies, {} fields would change (dry run against {against})",
-            r.connector,
-            r.kind,
-            r.plan.items.len(),
-            r.plan.changed_fields()
-        );
+        // Companies that match no record (or several) are not written: they change no field.
+        let (skipped, written): (Vec<_>, Vec<_>) = r.plan.items.iter().partition(|i| r.unmatched.contains_key(&i.domain));
+        let fields: usize = written.iter().map(|i| i.after.len()).sum();
+        let mut head = format!("{} ({}): {} companies, {fields} fields would change", r.connector, r.kind, written.len());
+        if !skipped.is_empty() {
+            let ambiguous = skipped.iter().filter(|i| !r.unmatched[&i.domain].is_empty()).count();
+            let _ = write!(head, "; {} not found and {ambiguous} ambiguous would be skipped", skipped.len() - ambiguous);
+        }
+        let _ = write!(head, " (dry run against {against})");
         out.push_str(&fit_text(&head, width));
         if let Some(e) = &r.error {
             out.push_str(&fit_text(&format!("  error: {e}"), width));
+        }
+        if let Some(p) = &r.paused {
+            out.push_str(&fit_text(&format!("  paused: {p}"), width));
         }
         let rows: Vec<Vec<String>> = r
             .plan
             .items
             .iter()
             .map(|item| {
-                let stage = match item.accepted_stage {
-                    Some(s) if s != item.stage => format!("{} → {}", s.as_str(), item.stage.as_str()),
-                    Some(s) => s.as_str().to_owned(),
-                    None => format!("new: {}", item.stage.as_str()),
-                };
                 let before = serde_json::to_value(&item.before).unwrap_or(Value::Null);
                 let after = serde_json::to_value(&item.after).unwrap_or(Value::Null);
-                vec![item.domain.clone(), stage, changes_text(&before, &after)]
+                let (stage, what) = match (r.unmatched.get(&item.domain), item.accepted_stage) {
+                    (Some(ids), _) if ids.is_empty() => (
+                        format!("not found: {}", item.stage.as_str()),
+                        "skipped: no CRM record holds this domain and create_missing is off".to_owned(),
+                    ),
+                    (Some(ids), _) => (format!("ambiguous: {}", item.stage.as_str()), format!("skipped: matches CRM records {}", ids.join(", "))),
+                    (None, Some(s)) if s != item.stage => (format!("{} → {}", s.as_str(), item.stage.as_str()), changes_text(&before, &after)),
+                    (None, Some(s)) => (s.as_str().to_owned(), changes_text(&before, &after)),
+                    (None, None) => (format!("new: {}", item.stage.as_str()), changes_text(&before, &after)),
+                };
+                vec![item.domain.clone(), stage, what]
             })
             .collect();
         if !rows.is_empty() {
@@ -105,7 +115,13 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
     struct Item<'a> {
         accepted_stage: Option<crate::scoring::Stage>,
         changes: std::collections::BTreeMap<&'a str, Change<'a>>,
+        /// The records an ambiguous domain matches.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        crm_ids: Option<&'a [String]>,
         domain: &'a str,
+        /// `not_found` or `ambiguous`: a real run skips the company.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lookup: Option<&'static str>,
         new_record: bool,
         stage: crate::scoring::Stage,
     }
@@ -126,6 +142,8 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
                 .items
                 .iter()
                 .map(|i| Item {
+                    crm_ids: r.unmatched.get(&i.domain).filter(|ids| !ids.is_empty()).map(Vec::as_slice),
+                    lookup: r.unmatched.get(&i.domain).map(|ids| if ids.is_empty() { "not_found" } else { "ambiguous" }),
                     domain: &i.domain,
                     stage: i.stage,
                     accepted_stage: i.accepted_stage,
@@ -150,6 +168,9 @@ pub fn summary(r: &SyncReport) -> String {
     );
     if r.triggers_failed > 0 {
         let _ = write!(line, " ({} failed)", r.triggers_failed);
+    }
+    if r.unmatched_waiting > 0 {
+        let _ = write!(line, "; {} unmatched as last looked up (not asked again yet)", r.unmatched_waiting);
     }
     let _ = write!(line, "; {} API calls, {} server rate-limit waits, {} pacing waits", t.api_calls, t.server_waits, t.pacing_waits);
     if !r.dead.is_empty() {

@@ -54,6 +54,19 @@ pub struct SalesforceConfig {
     pub retry: RetryPolicy,
     #[serde(default = "super::webhook::default_dead_after")]
     pub dead_after: u32,
+    /// What names an Account oql-sync creates (Salesforce requires `Name`): the company
+    /// name its activities gave (else the domain), or always the domain. Sent only with
+    /// a company's first write, so names edited in Salesforce stay.
+    #[serde(default)]
+    pub record_name: RecordName,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordName {
+    #[default]
+    CompanyName,
+    Domain,
 }
 
 /// `auth:` — one of the three OAuth flows an integration user can have.
@@ -150,6 +163,7 @@ pub struct SalesforceSink {
     paused: Option<String>,
     /// Account owners, cached for task triggers.
     owners: HashMap<String, String>,
+    record_name: RecordName,
 }
 
 /// The parts of the config a run needs.
@@ -203,6 +217,7 @@ impl SalesforceSink {
             usage: None,
             paused: None,
             owners: HashMap::new(),
+            record_name: c.record_name,
         })
     }
 
@@ -246,7 +261,6 @@ impl SalesforceSink {
                     "Salesforce refused further API calls today (REQUEST_LIMIT_EXCEEDED: {}); paused until the allocation renews",
                     first_error_message(&response)
                 );
-                tracing::warn!(connector = %self.config.name, "{why}");
                 self.paused = Some(why.clone());
                 return Err(SinkError::Paused(why));
             }
@@ -262,7 +276,6 @@ impl SalesforceSink {
                         "daily API allocation: {used} of {max} calls used; {}% is kept in reserve, so the connector pauses until it renews",
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why);
                 }
             }
@@ -356,6 +369,14 @@ impl SalesforceSink {
                 if gone { WriteOutcome::Gone(message) } else { WriteOutcome::Failed(message) }
             })
             .collect())
+    }
+
+    /// The Name of an account this record may create.
+    fn name_of<'r>(&self, r: &'r WriteRecord) -> &'r str {
+        match (self.record_name, &r.company_name) {
+            (RecordName::CompanyName, Some(name)) if !name.trim().is_empty() => name.trim(),
+            _ => &r.domain,
+        }
     }
 
     async fn contacts_of(&mut self, account: &str) -> Result<Vec<String>, SinkError> {
@@ -454,7 +475,6 @@ impl Sink for SalesforceSink {
                         max - remaining,
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why.clone());
                     return Err(SinkError::Paused(why));
                 }
@@ -524,6 +544,11 @@ impl Sink for SalesforceSink {
                     .map(|r| {
                         let mut o = sobject(&r.fields, None);
                         o.insert(ext.clone(), json!(r.domain));
+                        // A first write may create the account, and Salesforce creates
+                        // none without a Name (REQUIRED_FIELD_MISSING).
+                        if r.new_record {
+                            o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
+                        }
                         Value::Object(o)
                     })
                     .collect();
@@ -549,7 +574,7 @@ impl Sink for SalesforceSink {
                     .map(|r| {
                         let mut o = sobject(&r.fields, None);
                         o.insert(match_field.clone(), json!(r.domain));
-                        o.entry("Name").or_insert_with(|| json!(r.domain));
+                        o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
                         Value::Object(o)
                     })
                     .collect();

@@ -4,6 +4,7 @@
 
 mod activities;
 mod companies;
+mod crm_lookups;
 mod crm_state;
 mod cursors;
 mod metrics;
@@ -24,6 +25,7 @@ pub use activities::{InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
 pub use cursors::{ExportFileState, GithubPage, GithubProfile, PendingReactions};
 pub use metrics::StoreFigures;
+pub use crm_lookups::Unmatched;
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
 pub use slack_threads::{SlackThread, ThreadMark};
