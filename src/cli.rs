@@ -178,13 +178,23 @@ pub enum Command {
         #[arg(long)]
         wide: bool,
     },
+    /// Write a consistent copy of the store to FILE (while daemons run, too).
+    Backup {
+        /// The copy to write; it must not exist yet.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Check the store: integrity, schema version, WAL size, leases, quarantined and
+    /// unattributed counts; exit 1 when it is unhealthy.
+    Doctor,
     /// Show the sync log: runs and their records.
     Log {
         /// Only this connector's runs and records.
         #[arg(long, value_name = "NAME")]
         connector: Option<String>,
-        /// ok or failed (runs and records), or a record outcome: accepted, created,
-        /// dead, ambiguous, not_found, trigger.
+        /// ok or failed (runs and records), a run's paused, skipped (another process
+        /// held the connector) or running, or a record outcome: accepted, created, dead,
+        /// ambiguous, not_found, trigger.
         #[arg(long, value_parser = parse_status, value_name = "STATUS")]
         status: Option<String>,
         /// Only entries from this date (YYYY-MM-DD, UTC) on.
@@ -203,7 +213,7 @@ pub enum Command {
 }
 
 fn parse_status(s: &str) -> Result<String, String> {
-    const KNOWN: [&str; 10] = ["ok", "failed", "paused", "accepted", "created", "dead", "ambiguous", "not_found", "trigger", "running"];
+    const KNOWN: [&str; 11] = ["ok", "failed", "paused", "skipped", "accepted", "created", "dead", "ambiguous", "not_found", "trigger", "running"];
     if KNOWN.contains(&s) {
         Ok(s.to_owned())
     } else {

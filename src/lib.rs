@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod cycle;
 pub mod daemon;
 pub mod generate;
 pub mod health;

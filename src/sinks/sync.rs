@@ -103,7 +103,10 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
             report.paused = Some(why.clone());
         }
         Err(e) => {
-            tracing::error!(connector = %connector.name, error = %e, "sync failed");
+            // A store error is returned, and said once where it ends up.
+            if !matches!(e, SyncError::Store(_)) {
+                tracing::error!(connector = %connector.name, error = %e, "sync failed");
+            }
             report.error = Some(e.to_string());
         }
         Ok(()) => {}
