@@ -21,4 +21,5 @@ pub mod cli;
 pub mod import;
 pub mod json_object;
 pub mod output;
+pub mod personal_data;
 pub mod preflight;

@@ -199,7 +199,9 @@ fn personal_data_files(env: &Env) -> Vec<String> {
         // invalid: quarantined with their raw text; reasons quote values
         r#"{"source":"web","id":"q1","kind":"frank@initech.io","occurred_at":"2026-10-03T10:00:00Z","actor":"198.51.100.77"}"#,
         r#"{"source":"web","id":"q2","kind":"page_view","occurred_at":"grace@acme.com","actor_email":"grace@acme.com"}"#,
+        // valid, with no company: an address is never a company domain
         r#"{"source":"web","id":"q3","kind":"page_view","occurred_at":"2026-10-03T10:00:00Z","company_domain":"198.51.100.78"}"#,
+        // invalid: an email address whose domain is an address
         r#"{"source":"web","id":"q4","kind":"page_view","occurred_at":"2026-10-03T10:00:00Z","actor_email":"heidi@[198.51.100.79]"}"#,
         r#"{"source":"web","id":"q5","kind":"page_view","actor_email":"ivan@acme.com" BROKEN"#,
     ];
@@ -225,7 +227,7 @@ fn no_email_or_ip_address_is_stored_or_printed_from_imported_activities() {
     let run = env.run_with(&args, &[("RUST_LOG", "debug")]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let (import, import_logs) = (run.stdout, run.stderr);
-    assert!(import.contains("people.ndjson (ndjson): 4 imported, 0 duplicate, 5 quarantined"), "{import}");
+    assert!(import.contains("people.ndjson (ndjson): 5 imported, 0 duplicate, 4 quarantined"), "{import}");
     assert!(import.contains("people.csv (csv): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
     assert!(import.contains("scarf-people.csv (scarf): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
     env.ok(&["score", "--as-of", "2026-10-31"]);
@@ -289,7 +291,7 @@ fn a_running_daemon_keeps_its_store_files_owner_only_and_its_endpoints_on_loopba
         assert!(started.elapsed() < Duration::from_secs(30), "the daemon never imported the drops");
         std::thread::sleep(Duration::from_millis(200));
         if let Some((200, text)) = get("/metrics") {
-            if text.contains("oql_activities{source=\"scarf\"} 1") && text.contains("oql_activities{source=\"web\"} 5") {
+            if text.contains("oql_activities{source=\"scarf\"} 1") && text.contains("oql_activities{source=\"web\"} 6") {
                 break text;
             }
         }
@@ -318,4 +320,136 @@ fn a_running_daemon_keeps_its_store_files_owner_only_and_its_endpoints_on_loopba
         let found = personal_data_in(text);
         assert!(found.is_empty(), "{what} shows {found:?}:\n{text}");
     }
+}
+
+/// The personal-data corpus of issue 16: (text planted, the spellings that would show
+/// it was kept). Each entry is one literal; a literal leaks when any of its spellings
+/// is found anywhere.
+const CORPUS: &[(&str, &[&str])] = &[
+    // An IP with a port, after `-`, `/`, `:` or `%3D`, in a URL, zero-padded.
+    ("198.51.100.99:8443", &["198.51.100.99"]),
+    ("id-203.0.113.77", &["203.0.113.77"]),
+    ("/api/clients/2001:db8:85a3::8a2e:370:7334/stats", &["2001:db8:85a3::8a2e:370:7334", "8a2e:370:7334"]),
+    ("ip:::ffff:198.51.100.23", &["198.51.100.23", "ffff:198.51"]),
+    ("q%3D203.0.113.88", &["203.0.113.88"]),
+    ("192.168.010.021", &["192.168.010.021", "192.168.10.21"]),
+    ("http://198.51.100.120:8080/x", &["198.51.100.120"]),
+    ("host_198.51.100.131", &["198.51.100.131"]),
+    ("to 203.0.113.200.", &["203.0.113.200"]),
+    ("10.0.0.1", &["10.0.0.1"]),
+    // IPv6: uppercase, full, bracketed with a port, with a zone, IPv4-mapped in hex.
+    ("2001:DB8:0:0:8:800:200C:417A", &["200C:417A", "200c:417a"]),
+    ("2001:0db8:0000:0000:0000:ff00:0042:8329", &["0042:8329"]),
+    ("[2001:db8::ff00:42:7777]:443", &["ff00:42:7777"]),
+    ("fe80::1ff:fe23:4567:890a%eth0", &["fe23:4567:890a"]),
+    ("::ffff:c633:6417", &["c633:6417"]),
+    // Emails: internationalized, punycode, encoded once, twice and three times, upper
+    // case, fullwidth `＠`, `[at]`, sub-domains with a plus tag.
+    ("jöhn.müller@exämple.de", &["jöhn.müller", "j%C3%B6hn"]),
+    ("li.wei@例子.中国", &["li.wei"]),
+    ("ivan@example.xn--p1ai", &["ivan"]),
+    ("jane%2540double.com", &["jane"]),
+    ("otto%252540triple.example", &["otto"]),
+    ("pct.user%40encoded.example", &["pct.user"]),
+    ("MIXED.Case@Example.COM", &["MIXED.Case", "mixed.case"]),
+    ("kimfw＠fullwidth.example", &["kimfw"]),
+    ("frank[at]initech.example", &["frank"]),
+    ("first.last+tag@mail.sub.example.co.uk", &["first.last"]),
+];
+
+/// Every field of an activity, and where an extra one goes: each literal is planted in
+/// each, on a line of its own (lines that become invalid are quarantined: their raw text
+/// and reason are stored too).
+const FIELDS: &[&str] = &[
+    "source", "id", "kind", "action", "occurred_at", "tier", "company_domain", "company_name", "actor", "actor_email",
+    "package", "version", "url", "extra", "properties",
+];
+
+fn corpus_files(env: &Env) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (n, (planted, _)) in CORPUS.iter().enumerate() {
+        for field in FIELDS {
+            let mut line = serde_json::json!({
+                "source": "web", "id": format!("c{n}-{field}"), "kind": "download",
+                "occurred_at": format!("2026-10-{:02}T10:00:00Z", 1 + n % 28), "company_domain": "acme.com",
+            });
+            match *field {
+                "properties" => line["properties"] = serde_json::json!({ "note": planted, *planted: [planted] }),
+                "action" => {
+                    line["kind"] = "community".into();
+                    line["action"] = (*planted).into();
+                }
+                f => line[f] = (*planted).into(),
+            }
+            lines.push(line.to_string());
+        }
+    }
+    // A CSV row of each: every column holds the literal.
+    let mut csv = String::from("id,source,kind,occurred_at,company_domain,company_name,actor,actor_email,package,version,url,note\n");
+    for (n, (planted, _)) in CORPUS.iter().enumerate() {
+        let q = format!("\"{}\"", planted.replace('"', "\"\""));
+        csv.push_str(&format!("csv{n},{q},download,2026-10-20T10:00:00Z,{q},{q},{q},{q},{q},{q},{q},{q}\n"));
+        csv.push_str(&format!("csvok{n},web,download,2026-10-20T10:00:00Z,acme.com,{q},{q},,{q},{q},{q},{q}\n"));
+    }
+    vec![
+        env.write("data/corpus.ndjson", lines.join("\n")).to_str().unwrap().to_owned(),
+        env.write("data/corpus.csv", csv).to_str().unwrap().to_owned(),
+    ]
+}
+
+/// The literals of the corpus found in `text`.
+fn corpus_leaks(text: &str) -> Vec<&'static str> {
+    CORPUS
+        .iter()
+        .filter(|(_, needles)| needles.iter().any(|n| text.contains(n) || text.to_lowercase().contains(&n.to_lowercase())))
+        .map(|(planted, _)| *planted)
+        .collect()
+}
+
+#[test]
+fn no_literal_of_the_personal_data_corpus_reaches_the_store_or_any_output() {
+    let env = Env::new();
+    let files = corpus_files(&env);
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let import = env.run_with(&args, &[("RUST_LOG", "debug")]);
+    assert_eq!(import.code, 0, "{}{}", import.stdout, import.stderr);
+    let score = env.run_with(&["score", "--as-of", "2026-10-31"], &[("RUST_LOG", "debug")]);
+    assert_eq!(score.code, 0, "{}{}", score.stdout, score.stderr);
+    let companies = env.ok(&["companies", "--as-of", "2026-10-31", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&companies).unwrap();
+    let domains: Vec<String> = listed.as_array().unwrap().iter().map(|c| c["domain"].as_str().unwrap().to_owned()).collect();
+    assert!(domains.contains(&"acme.com".to_owned()), "the valid lines were imported: {companies}");
+    let mut outputs = vec![
+        ("import stdout".to_owned(), import.stdout),
+        ("import stderr (debug)".to_owned(), import.stderr),
+        ("score".to_owned(), format!("{}{}", score.stdout, score.stderr)),
+        ("companies json".to_owned(), companies),
+        ("companies table".to_owned(), env.ok(&["companies", "--as-of", "2026-10-31", "--wide"])),
+        ("companies csv".to_owned(), env.ok(&["companies", "--as-of", "2026-10-31", "--format", "csv"])),
+        ("log".to_owned(), env.ok(&["log", "--format", "json"])),
+    ];
+    for domain in &domains {
+        let explain = env.run(&["explain", domain, "--as-of", "2026-10-31"]);
+        outputs.push((format!("explain {domain}"), format!("{}{}", explain.stdout, explain.stderr)));
+    }
+    let db = env.path().join("oql.db");
+    outputs.push(("store files (db, WAL)".to_owned(), store_bytes(&db)));
+    let mut leaked: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (what, text) in &outputs {
+        for literal in corpus_leaks(text) {
+            leaked.entry(literal).or_default().push(what.clone());
+        }
+    }
+    eprintln!("personal-data corpus: {} literals, {} leaked", CORPUS.len(), leaked.len());
+    assert!(leaked.is_empty(), "{} of {} literals leaked: {leaked:#?}", leaked.len(), CORPUS.len());
+    // No company is an address in any spelling.
+    for domain in &domains {
+        assert!(psl_like_host(domain), "`{domain}` is listed as a company");
+    }
+}
+
+/// A host name, not an address: its last label is no number.
+fn psl_like_host(domain: &str) -> bool {
+    domain.parse::<IpAddr>().is_err() && domain.rsplit('.').next().is_some_and(|l| !l.chars().all(|c| c.is_ascii_digit()))
 }
