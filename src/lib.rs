@@ -22,4 +22,5 @@ pub mod import;
 pub mod json_object;
 pub mod output;
 pub mod personal_data;
+pub mod secrets;
 pub mod preflight;

@@ -453,3 +453,141 @@ fn no_literal_of_the_personal_data_corpus_reaches_the_store_or_any_output() {
 fn psl_like_host(domain: &str) -> bool {
     domain.parse::<IpAddr>().is_err() && domain.rsplit('.').next().is_some_and(|l| !l.chars().all(|c| c.is_ascii_digit()))
 }
+
+/// Secret canaries: where each comes from, and its value. Each is unique, so a plain
+/// search finds every copy.
+const SECRET_CANARIES: &[(&str, &str)] = &[
+    ("HubSpot token (env)", "pat-na1-CANARYtoken001"),
+    ("OAuth client secret (env)", "CANARYclientsecret002"),
+    ("OAuth refresh token (file)", "CANARYrefresh003"),
+    ("webhook URL path segment", "T0CANARYpath004"),
+    ("webhook URL path segment", "B0CANARYpath005"),
+    ("webhook URL query value", "CANARYquery006"),
+    ("trigger URL path segment", "CANARYtrigpath007"),
+    ("trigger URL query value", "CANARYtrigquery008"),
+];
+
+/// A service as hostile as real ones get: HubSpot's API answers 401 quoting the bearer
+/// token it was sent; its token endpoint refuses the grant quoting the client secret and
+/// refresh token; anything else (the webhooks) answers 500 echoing the URL, query
+/// string included.
+fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| async move {
+        let path = uri.path().to_owned();
+        seen.lock().unwrap().push(path.clone());
+        if path == "/oauth/v1/token" {
+            let form = common::emulator::form_decode(&body);
+            let description = format!(
+                "client_secret {} does not match refresh_token {}",
+                form.get("client_secret").cloned().unwrap_or_default(),
+                form.get("refresh_token").cloned().unwrap_or_default()
+            );
+            let body = serde_json::json!({ "error": "invalid_client", "error_description": description, "status": "BAD_CLIENT_ID" });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+        if path.starts_with("/crm/") {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let body = serde_json::json!({
+                "status": "error",
+                "message": format!("Authentication credentials not valid: {auth}"),
+                "correlationId": "5e1c9d2a-0000-4000-8000-000000000000",
+                "category": "INVALID_AUTHENTICATION",
+            });
+            return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        }
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream failed for POST {uri}: {body}")).into_response()
+    });
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+#[test]
+fn secret_canaries_in_urls_and_echoed_error_bodies_never_reach_output_at_debug_or_the_store() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (service, hits) = echoing_service(&rt);
+    let c = |label: &str| SECRET_CANARIES.iter().filter(|(l, _)| *l == label).map(|(_, v)| *v).collect::<Vec<_>>();
+    let env = Env::new();
+    let retry = "retry: { base_delay_ms: 10, max_delay_ms: 20, max_retries: 1 }\n";
+    env.write(
+        "mappings/hubspot.yaml",
+        "object: companies\nmatch: { crm_field: domain }\nstages: [interest, investigation, experimentation, ongoing_usage, inactive]\nfields:\n  oql_score: { from: score, round: 0 }\n",
+    );
+    env.write(
+        "connectors/hubspot.yaml",
+        format!("name: hubspot\nkind: hubspot\nschedule: \"0 0 * * * *\"\nbase_url: {service}\ntoken_env: HS_TOKEN\nmapping: mappings/hubspot.yaml\n{retry}"),
+    );
+    env.write("secrets/refresh", format!("{}\n", c("OAuth refresh token (file)")[0]));
+    env.write(
+        "connectors/hubspot-oauth.yaml",
+        format!(
+            "name: hubspot-oauth\nkind: hubspot\nschedule: \"0 0 * * * *\"\nbase_url: {service}\nmapping: mappings/hubspot.yaml\n\
+             oauth: {{ client_id: app-1, client_secret_env: HS_CLIENT_SECRET, refresh_token_file: secrets/refresh }}\n{retry}"
+        ),
+    );
+    env.write("mappings/events.yaml", "object: events\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\n");
+    // A sink that accepts the company, so its trigger fires (and the trigger's webhook fails).
+    env.write(
+        "mappings/rows.yaml",
+        "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n",
+    );
+    env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
+    env.write("connectors/hook.yaml", format!("name: hook\nkind: webhook\nschedule: \"0 0 * * * *\"\nmapping: mappings/events.yaml\nurl_env: HOOK_URL\n{retry}"));
+    env.write(
+        "data/acme.ndjson",
+        r#"{"source":"web","id":"1","kind":"download","occurred_at":"2026-10-20T00:00:00Z","company_domain":"acme.com","version":"1.0"}"#,
+    );
+    env.ok(&["import", env.path().join("data/acme.ndjson").to_str().unwrap()]);
+    let hook_path = c("webhook URL path segment");
+    let hook = format!("{service}/services/{}/{}?key={}", hook_path[0], hook_path[1], c("webhook URL query value")[0]);
+    let trigger = format!("{service}/trigger/{}?token={}", c("trigger URL path segment")[0], c("trigger URL query value")[0]);
+    let vars = [
+        ("HS_TOKEN", c("HubSpot token (env)")[0]),
+        ("HS_CLIENT_SECRET", c("OAuth client secret (env)")[0]),
+        ("HOOK_URL", hook.as_str()),
+        ("CHURN_HOOK", trigger.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for format in ["human", "json"] {
+        let run = env.run_with(&["--log-format", format, "run", "--once", "--as-of", "2026-10-30", "--listen", "none"], &vars);
+        assert_eq!(run.code, 1, "every sink fails:\n{}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.lines().filter(|l| l.contains("DEBUG")).count() > 5, "debug logs are on:\n{}", run.stderr);
+        outputs.push((format!("run --once ({format}) stdout"), run.stdout));
+        outputs.push((format!("run --once ({format}) stderr"), run.stderr));
+        let sync = env.run_with(&["--log-format", format, "sync", "--as-of", "2026-10-30"], &vars);
+        outputs.push((format!("sync ({format})"), format!("{}{}", sync.stdout, sync.stderr)));
+    }
+    for args in [&["log"][..], &["log", "--format", "json"], &["log", "--status", "failed"]] {
+        let r = env.run_with(args, &vars);
+        outputs.push((args.join(" "), format!("{}{}", r.stdout, r.stderr)));
+    }
+    outputs.push(("store files (db, WAL)".to_owned(), store_bytes(&env.path().join("oql.db"))));
+    let all: String = outputs.iter().map(|(_, t)| t.as_str()).collect();
+    let hits = hits.lock().unwrap().clone();
+    for path in ["/crm/", "/oauth/v1/token", "/services/", "/trigger/"] {
+        assert!(hits.iter().any(|h| h.starts_with(path)), "{path} was called: {hits:?}");
+    }
+    // The hostile service was reached and its echoes were reported.
+    for answer in ["401", "500", "invalid_client"] {
+        assert!(all.contains(answer), "`{answer}` is reported:\n{all}");
+    }
+    let mut found = Vec::new();
+    for (label, canary) in SECRET_CANARIES {
+        for (what, text) in &outputs {
+            let n = text.matches(canary).count();
+            if n > 0 {
+                found.push(format!("{label} `{canary}`: {n} in {what}"));
+            }
+        }
+    }
+    let occurrences: usize = SECRET_CANARIES.iter().map(|(_, canary)| all.matches(canary).count()).sum();
+    let leaked = SECRET_CANARIES.iter().filter(|(_, canary)| all.contains(canary)).count();
+    eprintln!("secret canaries: {}, leaked {leaked}, occurrences {occurrences}", SECRET_CANARIES.len());
+    assert!(found.is_empty(), "secrets in output or the store:\n{}", found.join("\n"));
+}

@@ -140,7 +140,7 @@ pub fn summary(r: &SyncReport) -> String {
         let _ = write!(line, "\n  paused: {p}");
     }
     line.push('\n');
-    line
+    crate::secrets::redact(&line).into_owned()
 }
 
 pub fn log_table(runs: &[RunRow], records: &[RecordRow]) -> String {

@@ -94,8 +94,10 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
             report.paused = Some(why.clone());
         }
         Err(e) => {
-            tracing::error!(connector = %connector.name, error = %e, "sync failed");
-            report.error = Some(e.to_string());
+            // What reaches the sync log and the summary passes the secret redaction.
+            let error = crate::secrets::redact(&e.to_string()).into_owned();
+            tracing::error!(connector = %connector.name, error = %error, "sync failed");
+            report.error = Some(error);
         }
         Ok(()) => {}
     }
@@ -357,7 +359,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                     break 'groups;
                 }
                 Err(e) => {
-                    let message = e.to_string();
+                    let message = crate::secrets::redact(&e.to_string()).into_owned();
                     tracing::warn!(connector = name, error = %message, records = batch.len(), "batch failed");
                     first_error.get_or_insert(e);
                     vec![WriteOutcome::Failed(message); batch.len()]
