@@ -319,7 +319,11 @@ impl ConfigFiles {
 impl Config {
     /// Loads the config dir. A dir with none of the files is valid: defaults apply.
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
-        Config::from_files(ConfigFiles::read(dir)?)
+        let files = ConfigFiles::read(dir)?;
+        let texts: Vec<String> =
+            files.connectors.iter().chain(&files.mappings).map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned()).collect();
+        crate::secrets::register_config(dir, &texts.iter().map(String::as_str).collect::<Vec<_>>());
+        Config::from_files(files)
     }
 
     /// Parses and checks the files of a config dir (no I/O). Every problem is reported,

@@ -21,5 +21,7 @@ pub mod cli;
 pub mod import;
 pub mod json_object;
 pub mod output;
+pub mod personal_data;
+pub mod secrets;
 pub mod preflight;
 pub mod schema;

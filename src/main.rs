@@ -16,7 +16,8 @@ fn main() {
     // The daemon tells what it does at info; one-shot commands only warn.
     let default_level = if matches!(cli.command, oql_sync::cli::Command::Run { once: false, .. }) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Every log line passes the secret redaction on its way out.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(oql_sync::secrets::redacting_stderr);
     match cli.log_format {
         oql_sync::cli::LogFormat::Json => builder.json().init(),
         oql_sync::cli::LogFormat::Human => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
@@ -33,7 +34,7 @@ fn main() {
             std::process::exit(0);
         }
         let code = e.exit_code();
-        eprintln!("oql-sync: {}", said_once(&anyhow::Error::from(e)));
+        eprintln!("oql-sync: {}", oql_sync::secrets::redact(&said_once(&anyhow::Error::from(e))));
         std::process::exit(code);
     }
 }

@@ -186,7 +186,7 @@ pub fn summary(r: &SyncReport) -> String {
         let _ = write!(line, "\n  paused: {p}");
     }
     line.push('\n');
-    line
+    crate::secrets::redact(&line).into_owned()
 }
 
 /// The sync log for people: runs, then records, each a table in 80 columns unless

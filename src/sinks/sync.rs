@@ -103,11 +103,13 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
             report.paused = Some(why.clone());
         }
         Err(e) => {
-            // A store error is returned, and said once where it ends up.
+            // What reaches the sync log and the summary passes the secret redaction; a
+            // store error is returned, and said once where it ends up.
+            let error = crate::secrets::redact(&e.to_string()).into_owned();
             if !matches!(e, SyncError::Store(_)) {
-                tracing::error!(connector = %connector.name, error = %e, "sync failed");
+                tracing::error!(connector = %connector.name, error = %error, "sync failed");
             }
-            report.error = Some(e.to_string());
+            report.error = Some(error);
         }
         Ok(()) => {}
     }
@@ -458,7 +460,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                     return Err(sink_error(SinkError::Config(why)));
                 }
                 Err(e) => {
-                    let message = e.to_string();
+                    let message = crate::secrets::redact(&e.to_string()).into_owned();
                     tracing::warn!(connector = name, error = %message, records = batch.len(), "batch failed");
                     first_error.get_or_insert(e);
                     vec![WriteOutcome::Failed(message); batch.len()]
