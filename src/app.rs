@@ -131,7 +131,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Check => {
             for w in &config.warnings {
-                eprintln!("warning: {w}");
+                crate::logging::warning(w);
             }
             if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(&config)) {
                 return Err(e.into());
@@ -139,7 +139,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             print!("{}", crate::init::check_report(&config, chrono::Utc::now()));
             Ok(())
         }
-        Command::Run { once, as_of, listen } => {
+        Command::Run { once, as_of, listen, unready_after } => {
             // A secret missing now would fail every run of its connector while the
             // health endpoint says ok: refuse to start instead.
             if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(&config)) {
@@ -148,19 +148,15 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            let listen = match listen.as_str() {
-                "none" => None,
-                addr => Some(addr.parse::<std::net::SocketAddr>().map_err(|_| {
-                    AppError::Usage(format!("--listen {addr}: not an address such as 127.0.0.1:9464 (or `none`)"))
-                })?),
-            };
+            let listen = crate::health::parse_listen(&listen).map_err(AppError::Usage)?;
             let store = open(&db, &config).await?;
             if once {
                 let (text, ok) = crate::daemon::run_once(&store, &config, as_of).await?;
                 print!("{text}");
                 return if ok { Ok(()) } else { Err(AppError::Failed("some connectors failed (see `oql-sync log --status failed`)".into())) };
             }
-            crate::daemon::run_daemon(store, std::sync::Arc::new(config), listen, as_of).await
+            crate::logging::daemon_start(&config, &db);
+            crate::daemon::run_daemon(store, std::sync::Arc::new(config), listen, as_of, unready_after).await
         }
         Command::Poll { connector } => {
             let sources = source_connectors(&config, connector.as_deref())?;
@@ -305,7 +301,10 @@ pub async fn poll_and_record(store: &Store, config: &Config, c: &Connector) -> R
     let (totals, errors) = poll_source(store, config, c).await;
     let error = (!errors.is_empty()).then(|| errors.join("; "));
     store.finish_run(run_id, &totals, error.as_deref(), None).await?;
-    tracing::info!(connector = %c.name, fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = errors.len(), "poll run done");
+    match &error {
+        None => tracing::info!(connector = %c.name, status = "ok", fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = 0, "poll run done"),
+        Some(e) => tracing::error!(connector = %c.name, status = "failed", fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = errors.len(), error = %e, "poll run done"),
+    }
     let line = format!(
         "{}: {} fetched, {} new activities; {} API calls{}\n",
         c.name,
@@ -399,14 +398,21 @@ pub fn today() -> NaiveDate {
 
 pub async fn open(db: &str, config: &Config) -> Result<Store, AppError> {
     let store = Store::open(db).await?;
+    apply_attribution(&store, config).await?;
+    Ok(store)
+}
+
+/// Re-attributes what the config's attribution rules place differently from the ones
+/// the store was last attributed with (at open, and when the daemon reloads).
+pub async fn apply_attribution(store: &Store, config: &Config) -> Result<(), AppError> {
     let mut moved = store.sync_attribution(&config.attribution).await?;
     if moved > 0 {
         // Rules 2 and 3 were re-run over unplaced activities: put rule 4 back on top.
         let logins = store.github_logins().await?;
-        moved += crate::sources::github::attribute_profiles(&store, &config.attribution, &logins).await?;
-        eprintln!("attribution rules changed: {moved} activities re-attributed");
+        moved += crate::sources::github::attribute_profiles(store, &config.attribution, &logins).await?;
+        crate::logging::notice(&format!("attribution rules changed: {moved} activities re-attributed"));
     }
-    Ok(store)
+    Ok(())
 }
 
 /// The settings `import` reads files with: those of the named export connector, or of
@@ -527,7 +533,7 @@ fn file_summary(s: &FileSummary) -> String {
     }
     if let Some(e) = &s.error {
         out.push_str(&format!("  error: {e}\n"));
-        eprintln!("error: {e}");
+        crate::logging::error(e);
     }
     out
 }

@@ -20,5 +20,6 @@ pub mod app;
 pub mod cli;
 pub mod import;
 pub mod json_object;
+pub mod logging;
 pub mod output;
 pub mod preflight;

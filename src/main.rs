@@ -15,12 +15,7 @@ fn main() {
     let cli = Cli::parse();
     // The daemon tells what it does at info; one-shot commands only warn.
     let default_level = if matches!(cli.command, oql_sync::cli::Command::Run { once: false, .. }) { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cli.log_format {
-        oql_sync::cli::LogFormat::Json => builder.json().init(),
-        oql_sync::cli::LogFormat::Human => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-    }
+    oql_sync::logging::init(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -33,7 +28,7 @@ fn main() {
             std::process::exit(0);
         }
         let code = e.exit_code();
-        eprintln!("oql-sync: {:#}", anyhow::Error::from(e));
+        oql_sync::logging::fatal(&format!("{:#}", anyhow::Error::from(e)), code);
         std::process::exit(code);
     }
 }

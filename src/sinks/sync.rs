@@ -103,16 +103,33 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         let status = if report.paused.is_some() { Some("paused") } else { None };
         let note = report.error.clone().or_else(|| report.paused.clone().map(|p| format!("paused: {p}")));
         input.store.finish_run(run_id, &report.totals, note.as_deref(), status).await?;
-        tracing::info!(
-            connector = %connector.name,
-            planned = report.totals.planned,
-            sent = report.totals.sent,
-            accepted = report.totals.accepted,
-            failed = report.totals.failed,
-            api_calls = report.totals.api_calls,
-            rate_limit_waits = report.totals.rate_limit_waits,
-            "sync run done"
-        );
+        // The summary's level is the run's: an INFO line saying `failed=0` after the
+        // run's ERROR would tell a log alert that all went well.
+        macro_rules! summary {
+            ($level:expr, $status:expr) => {
+                tracing::event!(
+                    $level,
+                    connector = %connector.name,
+                    status = $status,
+                    planned = report.totals.planned,
+                    sent = report.totals.sent,
+                    accepted = report.totals.accepted,
+                    failed = report.totals.failed,
+                    triggers_failed = report.triggers_failed,
+                    api_calls = report.totals.api_calls,
+                    rate_limit_waits = report.totals.rate_limit_waits,
+                    error = note.as_deref().unwrap_or(""),
+                    "sync run done"
+                )
+            };
+        }
+        if report.paused.is_some() {
+            summary!(tracing::Level::WARN, "paused");
+        } else if report.error.is_some() || report.totals.failed > 0 || report.triggers_failed > 0 {
+            summary!(tracing::Level::ERROR, "failed");
+        } else {
+            summary!(tracing::Level::INFO, "ok");
+        }
     }
     match built {
         Err(SyncError::Store(e)) => Err(SyncError::Store(e)),

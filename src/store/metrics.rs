@@ -15,6 +15,12 @@ pub struct StoreFigures {
     /// (connector, status, runs, api calls, rate-limit waits, seconds of the last run)
     pub runs: Vec<(String, String, i64, i64, i64)>,
     pub last_run_seconds: Vec<(String, f64)>,
+    /// (connector, Unix seconds of its last run that ended ok)
+    pub last_success: Vec<(String, f64)>,
+    /// Export lines kept in quarantine.
+    pub quarantined: i64,
+    /// Activities no attribution rule placed (yet).
+    pub unattributed: i64,
 }
 
 impl Store {
@@ -35,13 +41,16 @@ impl Store {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
         let runs = sqlx::query(
-            "SELECT connector, status, COUNT(*), SUM(api_calls), SUM(rate_limit_waits) FROM sync_runs GROUP BY connector, status ORDER BY 1, 2",
+            "SELECT connector, status, COUNT(*), SUM(api_calls), SUM(rate_limit_waits), MAX(finished_at) FROM sync_runs GROUP BY connector, status ORDER BY 1, 2",
         )
         .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
+        .await?;
+        let last_success = runs
+            .iter()
+            .filter(|r| r.get::<&str, _>(1) == "ok")
+            .filter_map(|r| Some((r.get(0), r.get::<Option<i64>, _>(5)? as f64 / 1e9)))
+            .collect();
+        let runs = runs.into_iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
         let last_run_seconds = sqlx::query(
             "SELECT connector, (finished_at - started_at) / 1e9 FROM sync_runs r WHERE finished_at IS NOT NULL \
              AND id = (SELECT max(id) FROM sync_runs x WHERE x.connector = r.connector AND x.finished_at IS NOT NULL) ORDER BY 1",
@@ -51,6 +60,38 @@ impl Store {
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-        Ok(StoreFigures { activities_by_source, companies_by_stage, scores_as_of, sync_records, runs, last_run_seconds })
+        let quarantined = sqlx::query("SELECT COUNT(*) FROM quarantine").fetch_one(&self.pool).await?.get(0);
+        // Total minus attributed: both counts come from indexes (the key, and the
+        // company index that holds attributed rows only), not from the table.
+        let unattributed = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM activities) - (SELECT COUNT(*) FROM activities WHERE company_id IS NOT NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        Ok(StoreFigures { activities_by_source, companies_by_stage, scores_as_of, sync_records, runs, last_run_seconds, last_success, quarantined, unattributed })
+    }
+
+    /// Per connector, how many runs failed since its last good one (ok or paused):
+    /// read once at start, so a daemon restarted on a failing connector is not ready.
+    pub async fn failing_streaks(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let rows = sqlx::query(
+            "WITH good AS (SELECT connector, MAX(id) AS id FROM sync_runs WHERE status IN ('ok', 'paused') GROUP BY connector) \
+             SELECT r.connector, COUNT(*) FROM sync_runs r LEFT JOIN good g ON g.connector = r.connector \
+             WHERE r.status = 'failed' AND r.id > COALESCE(g.id, 0) GROUP BY r.connector",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get::<i64, _>(1) as u64)).collect())
+    }
+
+    /// The error of a connector's last failed run. Read newest first, so a connector
+    /// failing now is found in its last rows.
+    pub async fn last_run_error(&self, connector: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query("SELECT error FROM sync_runs WHERE connector = ? AND status = 'failed' ORDER BY id DESC LIMIT 1")
+            .bind(connector)
+            .fetch_optional(&self.pool)
+            .await?
+            .and_then(|r| r.get(0)))
     }
 }
