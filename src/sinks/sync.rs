@@ -94,7 +94,10 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
             report.paused = Some(why.clone());
         }
         Err(e) => {
-            tracing::error!(connector = %connector.name, error = %e, "sync failed");
+            // A run in the sync log says it in its summary below, once.
+            if run_id.is_none() {
+                tracing::error!(connector = %connector.name, error = %e, "sync failed");
+            }
             report.error = Some(e.to_string());
         }
         Ok(()) => {}
