@@ -121,7 +121,7 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
                     triggers_failed = report.triggers_failed,
                     api_calls = report.totals.api_calls,
                     rate_limit_waits = report.totals.rate_limit_waits,
-                    error = note.as_deref().unwrap_or(""),
+                    error = %note.as_deref().unwrap_or(""),
                     "sync run done"
                 )
             };
