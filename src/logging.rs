@@ -21,9 +21,27 @@ pub fn init(format: LogFormat, default_level: &str) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         // Flattened: the message and the event's fields beside `level`, not under "fields".
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init();
+            // A panic is a fatal error like any other: one JSON line, not Rust's text.
+            std::panic::set_hook(Box::new(|info| {
+                let what = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+                // A panic in a task does not end the process: no exit code here.
+                write_json("ERROR", &format!("panic{at}: {what}"), None);
+            }));
+        }
         LogFormat::Human => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
     }
+}
+
+/// Whether a command line asks for JSON logs, read from the raw arguments: for the
+/// errors that come before they parse.
+pub fn json_requested(args: impl IntoIterator<Item = String>) -> bool {
+    let args: Vec<String> = args.into_iter().collect();
+    args.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json") || args.iter().any(|a| a == "--log-format=json")
 }
 
 pub fn is_json() -> bool {
@@ -62,17 +80,24 @@ pub fn notice(message: &str) {
 /// directly, not through the filter: `RUST_LOG=off` must not hide why the process died.
 pub fn fatal(message: &str, exit_code: i32) {
     if is_json() {
-        let line = serde_json::json!({
-            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "level": "ERROR",
-            "message": message,
-            "exit_code": exit_code,
-            "target": "oql_sync",
-        });
-        eprintln!("{line}");
+        write_json("ERROR", message, Some(exit_code));
     } else {
         eprintln!("oql-sync: {message}");
     }
+}
+
+/// One line in the shape of the JSON subscriber's, written directly.
+fn write_json(level: &str, message: &str, exit_code: Option<i32>) {
+    let mut line = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": level,
+        "message": message,
+    });
+    if let Some(code) = exit_code {
+        line["exit_code"] = code.into();
+    }
+    line["target"] = "oql_sync".into();
+    eprintln!("{line}");
 }
 
 /// The store's address as logged: a password in a URL is never shown.

@@ -12,7 +12,16 @@ use oql_sync::cli::Cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // A usage error of a run asked for JSON logs is a JSON line too; help and
+        // --version print as always.
+        if e.use_stderr() && oql_sync::logging::json_requested(std::env::args()) {
+            oql_sync::logging::init(oql_sync::cli::LogFormat::Json, "warn");
+            oql_sync::logging::fatal(e.render().to_string().trim_end(), e.exit_code());
+            std::process::exit(e.exit_code());
+        }
+        e.exit()
+    });
     // The daemon tells what it does at info; one-shot commands only warn.
     let default_level = if matches!(cli.command, oql_sync::cli::Command::Run { once: false, .. }) { "info" } else { "warn" };
     oql_sync::logging::init(cli.log_format, default_level);

@@ -175,6 +175,13 @@ fn json_logs_carry_run_summaries_and_the_fatal_error_with_the_message_at_the_top
     assert_eq!((fatal["level"].as_str(), fatal["exit_code"].as_i64()), (Some("ERROR"), Some(1)), "{fatal}");
     assert!(fatal["message"].as_str().unwrap().contains("some connectors failed"), "{fatal}");
 
+    // So does a usage error.
+    let usage = env.run(&["--log-format", "json", "companies", "--as-of", "2026-13-01"]);
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    let lines = json_lines(&usage.stderr);
+    assert_eq!(lines.len(), 1, "{}", usage.stderr);
+    assert!(lines[0]["message"].as_str().unwrap().contains("`2026-13-01` is not a date"), "{}", lines[0]);
+
     // A config error ends as one JSON line too, with exit code 2.
     env.write("connectors/typo.yaml", "name: typo\nkind: hubspt\nschedule: \"0 0 * * * *\"\n");
     let check = env.run(&["--log-format", "json", "check"]);
