@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::daemon::SharedStatus;
 use crate::scoring::Stage;
-use crate::store::Store;
+use crate::store::{ActivityFigures, Store};
 
 /// The endpoints, as `/` lists them.
 const ENDPOINTS: [(&str, &str); 6] = [
@@ -36,6 +36,17 @@ struct Ctx {
     store: Store,
     config: Arc<Config>,
     status: SharedStatus,
+    activities: Arc<std::sync::Mutex<Option<ActivityFigures>>>,
+}
+
+impl Ctx {
+    /// Activity counts, read again only when the data changed since the last scrape.
+    async fn activity_figures(&self) -> Result<ActivityFigures, crate::store::StoreError> {
+        let cached = self.activities.lock().expect("figures lock").clone();
+        let fresh = self.store.activity_figures(cached).await?;
+        *self.activities.lock().expect("figures lock") = Some(fresh.clone());
+        Ok(fresh)
+    }
 }
 
 pub fn router(store: Store, config: Arc<Config>, status: SharedStatus) -> Router {
@@ -46,7 +57,7 @@ pub fn router(store: Store, config: Arc<Config>, status: SharedStatus) -> Router
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
-        .with_state(Ctx { store, config, status })
+        .with_state(Ctx { store, config, status, activities: Default::default() })
 }
 
 fn connectors(ctx: &Ctx) -> serde_json::Value {
@@ -107,13 +118,14 @@ async fn healthz(State(ctx): State<Ctx>) -> impl IntoResponse {
 
 async fn status_json(State(ctx): State<Ctx>) -> impl IntoResponse {
     let figures = ctx.store.figures().await.unwrap_or_default();
+    let activities = ctx.activity_figures().await.unwrap_or_default();
     let started = ctx.status.lock().expect("status lock").started.clone();
     axum::Json(json!({
         "started": started,
         "config_dir": ctx.config.dir.display().to_string(),
         "scores_as_of": figures.scores_as_of,
         "companies_by_stage": figures.companies_by_stage.iter().map(|(s, n)| (s.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
-        "activities_by_source": figures.activities_by_source.iter().map(|(s, n)| (s.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "activities_by_source": activities.by_source.iter().map(|(s, n)| (s.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "connectors": connectors(&ctx),
     }))
 }
@@ -124,7 +136,7 @@ fn label(v: &str) -> String {
 }
 
 async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
-    let Ok(f) = ctx.store.figures().await else {
+    let (Ok(f), Ok(a)) = (ctx.store.figures().await, ctx.activity_figures().await) else {
         return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], "# store unreachable\n".to_string());
     };
     let mut out = String::new();
@@ -136,7 +148,7 @@ async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
         }
     };
     push(&mut out, "oql_activities", "gauge", "Activities in the store, by source.",
-        f.activities_by_source.iter().map(|(s, n)| format!("oql_activities{{source=\"{}\"}} {n}", label(s))).collect());
+        a.by_source.iter().map(|(s, n)| format!("oql_activities{{source=\"{}\"}} {n}", label(s))).collect());
     push(&mut out, "oql_build_info", "gauge", "The running version and the commit it was built from.",
         vec![format!("oql_build_info{{version=\"{}\",commit=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), label(env!("OQL_COMMIT")))]);
     // Every stage, zeros included: a stage that empties must read 0, not vanish.
@@ -150,7 +162,7 @@ async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
     push(&mut out, "oql_quarantined_lines", "gauge", "Export lines kept in quarantine (invalid; see the store's quarantine table).",
         vec![format!("oql_quarantined_lines {}", f.quarantined)]);
     push(&mut out, "oql_unattributed_activities", "gauge", "Activities no attribution rule places in a company (yet).",
-        vec![format!("oql_unattributed_activities {}", f.unattributed)]);
+        vec![format!("oql_unattributed_activities {}", a.unattributed)]);
     push(&mut out, "oql_sync_records_total", "counter", "Sync log records, by connector and outcome.",
         f.sync_records.iter().map(|(c, o, n)| format!("oql_sync_records_total{{connector=\"{}\",outcome=\"{}\"}} {n}", label(c), label(o))).collect());
     let (connectors, ready) = {

@@ -7,7 +7,6 @@ use super::{Store, StoreError};
 
 #[derive(Debug, Default, Clone)]
 pub struct StoreFigures {
-    pub activities_by_source: Vec<(String, i64)>,
     pub companies_by_stage: Vec<(String, i64)>,
     pub scores_as_of: Option<String>,
     /// (connector, outcome, records)
@@ -19,6 +18,15 @@ pub struct StoreFigures {
     pub last_success: Vec<(String, f64)>,
     /// Export lines kept in quarantine.
     pub quarantined: i64,
+}
+
+/// The counts that read a whole index of the activities (a tenth of a second a million
+/// activities): worth keeping while the data version stays.
+#[derive(Debug, Default, Clone)]
+pub struct ActivityFigures {
+    /// The data version they were read at or after.
+    pub data_version: i64,
+    pub by_source: Vec<(String, i64)>,
     /// Activities no attribution rule placed (yet).
     pub unattributed: i64,
 }
@@ -31,7 +39,6 @@ impl Store {
 
     pub async fn figures(&self) -> Result<StoreFigures, StoreError> {
         let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>| rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        let activities_by_source = pairs(sqlx::query("SELECT source, COUNT(*) FROM activities GROUP BY source ORDER BY source").fetch_all(&self.pool).await?);
         let companies_by_stage = pairs(sqlx::query("SELECT stage, COUNT(*) FROM scores GROUP BY stage ORDER BY stage").fetch_all(&self.pool).await?);
         let scores_as_of = sqlx::query("SELECT max(as_of) FROM scores").fetch_one(&self.pool).await?.get(0);
         let sync_records = sqlx::query("SELECT connector, outcome, COUNT(*) FROM sync_records GROUP BY connector, outcome ORDER BY 1, 2")
@@ -61,6 +68,24 @@ impl Store {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
         let quarantined = sqlx::query("SELECT COUNT(*) FROM quarantine").fetch_one(&self.pool).await?.get(0);
+        Ok(StoreFigures { companies_by_stage, scores_as_of, sync_records, runs, last_run_seconds, last_success, quarantined })
+    }
+
+    /// Activities by source and unattributed; `cached` is returned as is when the data
+    /// version has not moved since it was read (every insert and re-attribution moves it).
+    pub async fn activity_figures(&self, cached: Option<ActivityFigures>) -> Result<ActivityFigures, StoreError> {
+        // The version first: counts read after it are at least as new, so a change in
+        // between makes the next call read again rather than keep stale counts.
+        let data_version = self.data_version().await?;
+        if let Some(cached) = cached.filter(|c| c.data_version == data_version) {
+            return Ok(cached);
+        }
+        let by_source = sqlx::query("SELECT source, COUNT(*) FROM activities GROUP BY source ORDER BY source")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
         // Total minus attributed: both counts come from indexes (the key, and the
         // company index that holds attributed rows only), not from the table.
         let unattributed = sqlx::query(
@@ -69,7 +94,7 @@ impl Store {
         .fetch_one(&self.pool)
         .await?
         .get(0);
-        Ok(StoreFigures { activities_by_source, companies_by_stage, scores_as_of, sync_records, runs, last_run_seconds, last_success, quarantined, unattributed })
+        Ok(ActivityFigures { data_version, by_source, unattributed })
     }
 
     /// Per connector, how many runs failed since its last good one (ok or paused):

@@ -23,7 +23,7 @@ use sqlx::{Row, SqlitePool};
 pub use activities::{InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
 pub use cursors::{ExportFileState, GithubPage, GithubProfile, PendingReactions};
-pub use metrics::StoreFigures;
+pub use metrics::{ActivityFigures, StoreFigures};
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
 pub use slack_threads::{SlackThread, ThreadMark};
