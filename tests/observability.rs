@@ -339,6 +339,12 @@ fn metrics_cover_every_stage_the_build_successes_quarantine_and_unattributed_and
     let now = chrono::Utc::now().timestamp() as f64;
     assert!((now - 60.0..=now + 1.0).contains(&success), "{success} vs {now}");
 
+    // Counts kept between scrapes are read again once the data changed.
+    let more = env.write("more.ndjson", activity("4", &today().to_string(), None).replace("\"version\"", "\"actor\":\"another\",\"version\""));
+    env.ok(&["import", more.to_str().unwrap()]);
+    let metrics = daemon.get("/metrics").unwrap().1;
+    assert!(metrics.contains("oql_unattributed_activities 2\n") && metrics.contains("oql_activities{source=\"web\"} 3\n"), "{metrics}");
+
     let (code, index) = daemon.get("/").unwrap();
     assert_eq!(code, 200);
     for path in ["/livez", "/readyz", "/healthz", "/metrics", "/status"] {
