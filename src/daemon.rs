@@ -157,14 +157,12 @@ pub async fn run_daemon(store: Store, config: Arc<Config>, listen: Option<String
             }
         };
         let _ = generation_tx.send(true);
-        let Some(new) = reloaded else { break drain(tasks, stop_tx).await };
+        let mut in_flight = std::pin::pin!(futures_util::future::join_all(tasks));
+        let Some(new) = reloaded else { break drain(in_flight, stop_tx).await };
         tracing::info!("reloading the config: waiting for runs in flight");
         tokio::select! {
-            _ = futures_util::future::join_all(tasks) => {}
-            _ = wait_for_signal() => {
-                tracing::warn!("signal during a reload: exiting now");
-                std::process::exit(130);
-            }
+            _ = &mut in_flight => {}
+            _ = wait_for_signal() => break drain(in_flight, stop_tx).await,
         }
         if let Err(e) = crate::app::apply_attribution(&store, &new).await {
             tracing::error!(error = %e, "re-attribution after the reload failed; the next reload tries again");
@@ -218,12 +216,11 @@ fn spawn_connectors(
 }
 
 /// After a shutdown signal: runs in flight get the grace period, a second signal ends it.
-async fn drain(tasks: Vec<tokio::task::JoinHandle<()>>, stop_tx: watch::Sender<bool>) -> Result<(), AppError> {
+async fn drain(in_flight: impl std::future::Future, stop_tx: watch::Sender<bool>) -> Result<(), AppError> {
     tracing::info!("shutting down: no new runs; waiting for runs in flight");
     let _ = stop_tx.send(true);
-    let all = futures_util::future::join_all(tasks);
     tokio::select! {
-        _ = all => tracing::info!("stopped cleanly"),
+        _ = in_flight => tracing::info!("stopped cleanly"),
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("runs still in flight after the grace period; exiting"),
         _ = wait_for_signal() => {
             tracing::warn!("second signal: exiting now");
