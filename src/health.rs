@@ -274,3 +274,19 @@ pub async fn probe(listen: &str) -> Result<String, String> {
         Err(format!("unhealthy: {url} answered {} {first}", status.as_u16()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_names_ports_alone_and_none_and_refuses_the_rest() {
+        for ok in ["127.0.0.1:9464", "localhost:9464", ":9464", "0.0.0.0:9464", "[::1]:9464"] {
+            assert_eq!(parse_listen(ok), Ok(Some(ok.to_owned())), "{ok}");
+        }
+        assert_eq!(parse_listen("none"), Ok(None));
+        for bad in ["localhost", "9464", "localhost:http", ":99999", "::1:9464"] {
+            assert!(parse_listen(bad).unwrap_err().contains(":9464"), "{bad}");
+        }
+    }
+}
