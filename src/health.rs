@@ -1,10 +1,11 @@
 //! The daemon's HTTP endpoint (loopback by default). `/livez` answers while the process
 //! serves requests (restart it when not); `/readyz` says whether it does its work: the
-//! store answers, scores are current, and no connector failed its last N runs in a row
-//! (alert or stop routing when not: a restart fixes neither a revoked token nor a full
-//! CRM). `/healthz` (store reachable, each connector's last run) stays for the checks
-//! written against it; `/metrics` (Prometheus text format), `/status` (JSON) and `/`
-//! (the list). Nothing here names a person: figures are per source, stage and connector.
+//! store answers, the scores were brought up to date at start, and no connector failed
+//! its last N runs in a row (alert or stop routing when not: a restart fixes neither a
+//! revoked token nor a full CRM). `/healthz` (store reachable, each connector's last
+//! run) stays for the checks written against it; `/metrics` (Prometheus text format),
+//! `/status` (JSON) and `/` (the list). Nothing here names a person: figures are per
+//! source, stage and connector.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::store::{ActivityFigures, Store};
 /// The endpoints, as `/` lists them.
 const ENDPOINTS: [(&str, &str); 6] = [
     ("/livez", "200 while the process serves requests"),
-    ("/readyz", "200 when the store answers, scores are current and no connector failed its last runs in a row; 503 with the reasons"),
+    ("/readyz", "200 when the store answers, the start's rescore is done and no connector failed its last runs in a row; 503 with the reasons"),
     ("/healthz", "200 when the store answers, with each connector's last run (JSON)"),
     ("/metrics", "Prometheus metrics"),
     ("/status", "stages, sources and connectors (JSON)"),
