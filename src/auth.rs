@@ -1,12 +1,15 @@
 //! Credentials: secrets read from environment variables or files named in config (never
-//! from the YAML itself), and access tokens — a static token, or one minted from an
-//! OAuth 2.0 refresh token through the `oauth2` crate and minted again when the API
-//! says it expired.
+//! from the YAML itself), and access tokens — a static token, or one minted through an
+//! OAuth 2.0 grant (the `oauth2` crate) and minted again ahead of its expiry, as the
+//! token answer's `expires_in` (or, where the server names none, the assumed lifetime)
+//! says. A 401 is not taken as the sign to refresh (HubSpot's usage guidelines); it
+//! leads to one new token as a last resort only.
 //!
 //! Secrets live in `SecretString`, so `Debug` prints `[REDACTED]`, and no error here
 //! quotes one.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, TokenResponse, TokenUrl};
 use secrecy::{ExposeSecret, SecretString};
@@ -120,8 +123,24 @@ pub struct Session {
 pub enum Auth {
     /// A long-lived token (HubSpot private app, Common Room API token).
     Token(SecretString),
-    /// Access tokens minted by a grant, cached until the API rejects one.
-    Minted { grant: Grant, current: Mutex<Option<Session>> },
+    /// Access tokens minted by a grant, cached until shortly before they expire.
+    Minted { grant: Grant, assumed_lifetime: Duration, current: Mutex<Option<Minted>> },
+}
+
+/// A cached access token and when to mint the next one.
+pub struct Minted {
+    session: Session,
+    renew_at: Instant,
+}
+
+/// How long a token is taken to live when its answer names no `expires_in`
+/// (Salesforce's never do): 15 minutes, the shortest session timeout Salesforce allows.
+pub const ASSUMED_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// When to mint the next token: 5 minutes before expiry, or a quarter of the lifetime
+/// before it for tokens that live less than 20 minutes.
+pub fn renew_after(lifetime: Duration) -> Duration {
+    lifetime - (lifetime / 4).min(Duration::from_secs(5 * 60))
 }
 
 impl std::fmt::Debug for Auth {
@@ -135,7 +154,16 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     pub fn minted(grant: Grant) -> Auth {
-        Auth::Minted { grant, current: Mutex::new(None) }
+        Auth::Minted { grant, assumed_lifetime: ASSUMED_LIFETIME, current: Mutex::new(None) }
+    }
+
+    /// How long tokens whose answer names no `expires_in` are taken to live (a
+    /// Salesforce org's session timeout).
+    pub fn assuming_lifetime(self, lifetime: Duration) -> Auth {
+        match self {
+            Auth::Minted { grant, current, .. } => Auth::Minted { grant, assumed_lifetime: lifetime, current },
+            token => token,
+        }
     }
 
     pub fn refreshable(&self) -> bool {
@@ -147,23 +175,27 @@ impl Auth {
         Ok(self.session(http).await?.token)
     }
 
-    /// The current session (minting one when none is cached).
+    /// The current session (minting one when none is cached or the cached one is near
+    /// its expiry).
     pub async fn session(&self, http: &reqwest::Client) -> Result<Session, AuthError> {
         match self {
             Auth::Token(t) => Ok(Session { token: t.clone(), instance_url: None }),
-            Auth::Minted { grant, current } => {
+            Auth::Minted { grant, assumed_lifetime, current } => {
                 let mut current = current.lock().await;
-                if let Some(s) = current.as_ref() {
-                    return Ok(s.clone());
+                if let Some(m) = current.as_ref().filter(|m| Instant::now() < m.renew_at) {
+                    return Ok(m.session.clone());
                 }
-                let session = mint(grant, http).await?;
-                *current = Some(session.clone());
+                let minted_at = Instant::now();
+                let (session, expires_in) = mint(grant, http).await?;
+                let lifetime = expires_in.unwrap_or(*assumed_lifetime);
+                *current = Some(Minted { session: session.clone(), renew_at: minted_at + renew_after(lifetime) });
                 Ok(session)
             }
         }
     }
 
-    /// Drops the cached access token after the API rejected it.
+    /// Drops the cached access token after the API rejected it (the last resort: a
+    /// token is normally renewed before it expires).
     pub async fn invalidate(&self) {
         if let Auth::Minted { current, .. } = self {
             *current.lock().await = None;
@@ -205,15 +237,17 @@ fn oauth_client(token_url: &str, client_id: &str, secret: &SecretString) -> Resu
         .set_auth_type(AuthType::RequestBody))
 }
 
-fn session_of(answer: TokenAnswer) -> Session {
+/// The session of a token answer, and its `expires_in`.
+fn session_of(answer: TokenAnswer) -> (Session, Option<Duration>) {
     crate::secrets::register(answer.access_token().secret());
-    Session {
+    let session = Session {
         token: SecretString::from(answer.access_token().secret().to_owned()),
         instance_url: answer.extra_fields().instance_url.clone(),
-    }
+    };
+    (session, answer.expires_in())
 }
 
-async fn mint(grant: &Grant, http: &reqwest::Client) -> Result<Session, AuthError> {
+async fn mint(grant: &Grant, http: &reqwest::Client) -> Result<(Session, Option<Duration>), AuthError> {
     match grant {
         Grant::Refresh { token_url, client_id, client_secret, refresh_token } => {
             let answer = oauth_client(token_url, client_id, client_secret)?
@@ -247,7 +281,7 @@ async fn jwt_bearer(
     username: &str,
     audience: &str,
     key: &jsonwebtoken::EncodingKey,
-) -> Result<Session, AuthError> {
+) -> Result<(Session, Option<Duration>), AuthError> {
     #[derive(serde::Serialize)]
     struct Claims<'a> {
         iss: &'a str,
@@ -272,13 +306,16 @@ async fn jwt_bearer(
         .await
         .map_err(|_| AuthError::Refresh("the token endpoint sent an unreadable answer".into()))?;
     match body.get("access_token").and_then(|t| t.as_str()) {
-        Some(token) if status == 200 => Ok(Session {
-            token: {
-                crate::secrets::register(token);
-                SecretString::from(token.to_owned())
+        Some(token) if status == 200 => Ok((
+            Session {
+                token: {
+                    crate::secrets::register(token);
+                    SecretString::from(token.to_owned())
+                },
+                instance_url: body.get("instance_url").and_then(|u| u.as_str()).map(str::to_owned),
             },
-            instance_url: body.get("instance_url").and_then(|u| u.as_str()).map(str::to_owned),
-        }),
+            body.get("expires_in").and_then(|e| e.as_u64()).map(Duration::from_secs),
+        )),
         _ => Err(AuthError::Refresh(
             crate::secrets::redact(&format!(
                 "{}{} (HTTP {status})",

@@ -428,7 +428,9 @@ impl HttpClient {
             self.note_window(&response).await;
             match response.status {
                 401 if !refreshed && req.auth.is_some_and(|a| a.refreshable()) => {
-                    // An expired access token: refresh once and try again.
+                    // Tokens are renewed ahead of their expiry; a 401 all the same (a
+                    // revoked or shortened session) gets one new token, as a last resort.
+                    tracing::warn!(connector = %self.connector, "the API refused an access token before its expiry; minting a new one");
                     refreshed = true;
                     req.auth.expect("checked").invalidate().await;
                     continue;

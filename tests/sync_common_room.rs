@@ -112,6 +112,9 @@ fn rate_limits_wait_for_the_retry_after_date_time() {
     assert!(started.elapsed() >= Duration::from_millis(1000), "waited for Retry-After: {:?}", started.elapsed());
     let log: serde_json::Value = serde_json::from_str(&env.ok(&["log", "--format", "json"])).unwrap();
     assert!(log["runs"][0]["rate_limit_waits"].as_i64().unwrap() >= 1);
+    // The one 429 counts as a server wait; the client's own pacing is counted apart.
+    assert_eq!(log["runs"][0]["server_waits"], 1, "{}", log["runs"][0]);
+    assert!(out.stdout.contains("1 server rate-limit waits"), "{}", out.stdout);
 }
 
 #[test]

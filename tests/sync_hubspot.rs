@@ -588,3 +588,61 @@ fn server_waits_and_pacing_waits_are_counted_apart_in_the_summary_the_log_and_me
     assert!(metrics.contains("oql_server_waits_total{connector=\"hubspot\"} 2"), "{metrics}");
     assert!(metrics.contains(&format!("oql_pacing_waits_total{{connector=\"hubspot\"}} {pacing}")), "{metrics}");
 }
+
+/// The mapping, with its list trigger firing for companies entering investigation (every
+/// company of `activities` on its first sync).
+fn on_investigation(env: &Env, list: &str, create: bool) {
+    let mut mapping = MAPPING.replace("LIST", list).replace("{ to: inactive }", "{ to: investigation }");
+    if create {
+        mapping = mapping.replace("object: companies", "object: companies\ncreate_missing: true");
+    }
+    env.write("mappings/hubspot.yaml", mapping);
+}
+
+#[test]
+fn a_list_trigger_fires_in_the_run_that_created_the_company() {
+    let c = crm();
+    let ids = seed(&c.hs, 2);
+    let (env, list) = setup_creating(&c.hs, 5, "");
+    on_investigation(&env, &list, true);
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("6 accepted (3 created)") && out.contains("6 triggers fired;"), "{out}");
+    let mut members = c.hs.list_members(&list);
+    members.sort();
+    let mut expected: Vec<String> = c
+        .hs
+        .companies()
+        .into_iter()
+        .filter(|(_, p)| p.get("oql_stage").is_some_and(|s| s == "Investigation"))
+        .map(|(id, _)| id)
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 6);
+    assert!(expected.contains(&ids[0]));
+    assert_eq!(members, expected, "the 3 companies created in this run are members too");
+    assert!(env.ok(&["log", "--status", "failed"]).contains("no matching entries"), "no trigger failed");
+    // Nothing is left to fire next run.
+    c.hs.clear_requests();
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("0 triggers fired"), "{out}");
+    assert!(c.hs.requests().is_empty());
+}
+
+#[test]
+fn list_triggers_add_every_company_of_a_run_in_one_call() {
+    let c = crm();
+    let ids = seed(&c.hs, 145);
+    let (env, list) = setup(&c.hs, 145, "");
+    on_investigation(&env, &list, false);
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("146 accepted") && out.contains("146 triggers fired;"), "{out}");
+    let adds = calls(&c.hs, &format!("/crm/v3/lists/{list}/memberships/add"));
+    assert_eq!(adds.len(), 1, "146 firings, one membership call");
+    assert_eq!(adds[0].body.as_array().unwrap().len(), 146);
+    let mut members = c.hs.list_members(&list);
+    members.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(members, want);
+    assert_eq!(calls(&c.hs, &format!("/crm/v3/lists/{list}")).len(), 1, "the list is read once");
+}

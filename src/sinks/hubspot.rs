@@ -31,6 +31,9 @@ const BATCH_LIMIT: usize = 100;
 /// Domains per search request: the IN operator takes at most 100 values, and each
 /// domain is looked up bare and with `www.`.
 const DOMAINS_PER_SEARCH: usize = 50;
+/// Record ids per list membership call. The lists v3 spec names no limit; this keeps a
+/// request small while one call serves a run's usual firings.
+const MEMBERS_PER_CALL: usize = 500;
 /// Results per search page (HubSpot's maximum) and in all (beyond it, `after` fails).
 const SEARCH_PAGE: usize = 200;
 const SEARCH_TOTAL: usize = 10_000;
@@ -574,12 +577,52 @@ impl Sink for HubSpotSink {
     }
 
     async fn fire(&mut self, firing: &Firing, crm_id: Option<&str>) -> Result<(), SinkError> {
-        let Some(list) = firing.action.get("hubspot_list").and_then(|v| v.as_str()) else {
-            return Err(SinkError::Api(format!("HubSpot cannot run the action {}", firing.action)));
-        };
-        let Some(id) = crm_id else {
-            return Err(SinkError::Api(format!("{} has no HubSpot record to add to list {list}", firing.domain)));
-        };
+        self.fire_all(&[(firing, crm_id)]).await.pop().unwrap_or(Ok(()))
+    }
+
+    /// List memberships, one call per list for up to `MEMBERS_PER_CALL` companies.
+    async fn fire_all(&mut self, firings: &[(&Firing, Option<&str>)]) -> Vec<Result<(), SinkError>> {
+        let mut out: Vec<Option<Result<(), SinkError>>> = (0..firings.len()).map(|_| None).collect();
+        // list id → (firing index, record id)
+        let mut by_list: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+        for (i, (firing, crm_id)) in firings.iter().enumerate() {
+            match (firing.action.get("hubspot_list").and_then(|v| v.as_str()), crm_id) {
+                (None, _) => out[i] = Some(Err(SinkError::Api(format!("HubSpot cannot run the action {}", firing.action)))),
+                (Some(list), None) => {
+                    out[i] = Some(Err(SinkError::Api(format!("{} has no HubSpot record to add to list {list}", firing.domain))));
+                }
+                (Some(list), Some(id)) => by_list.entry(list.to_owned()).or_default().push((i, (*id).to_owned())),
+            }
+        }
+        for (list, members) in by_list {
+            if let Err(problem) = self.check_list(&list).await {
+                let message = problem.to_string();
+                for (i, _) in members {
+                    out[i] = Some(Err(SinkError::Api(message.clone())));
+                }
+                continue;
+            }
+            for chunk in members.chunks(MEMBERS_PER_CALL) {
+                let mut ids: Vec<&str> = chunk.iter().map(|(_, id)| id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let added = self.add_to_list(&list, &ids).await;
+                for (i, id) in chunk {
+                    out[*i] = Some(match &added {
+                        Err(e) => Err(SinkError::Api(e.clone())),
+                        Ok(missing) if missing.contains(id) => Err(SinkError::Api(format!("HubSpot does not know company {id} (list {list})"))),
+                        Ok(_) => Ok(()),
+                    });
+                }
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+}
+
+impl HubSpotSink {
+    /// Whether a list can take companies by hand; read once per run.
+    async fn check_list(&mut self, list: &str) -> Result<(), SinkError> {
         if !self.unusable_lists.contains_key(list) {
             let r = self.call(Method::GET, &format!("/crm/v3/lists/{list}"), None, "default").await?;
             let problem = match r.status {
@@ -598,23 +641,32 @@ impl Sink for HubSpotSink {
             };
             self.unusable_lists.insert(list.to_owned(), problem.unwrap_or_default());
         }
-        if let Some(problem) = self.unusable_lists.get(list).filter(|p| !p.is_empty()) {
-            return Err(SinkError::Api(problem.clone()));
+        match self.unusable_lists.get(list).filter(|p| !p.is_empty()) {
+            Some(problem) => Err(SinkError::Api(problem.clone())),
+            None => Ok(()),
         }
-        // <https://developers.hubspot.com/docs/api/crm/lists>: the body is a JSON array
-        // of record ids; adding a member twice is harmless.
-        let r = self
-            .call(Method::PUT, &format!("/crm/v3/lists/{list}/memberships/add"), Some(json!([id])), "default")
-            .await?;
-        if !r.ok() {
-            return Err(SinkError::Api(format!("cannot add {id} to list {list} (HTTP {}): {}", r.status, error_message(&r))));
-        }
-        let added: Value = r.json().unwrap_or(Value::Null);
-        if added.get("recordIdsMissing").and_then(|v| v.as_array()).is_some_and(|m| !m.is_empty()) {
-            return Err(SinkError::Api(format!("HubSpot does not know company {id} (list {list})")));
-        }
-        Ok(())
     }
+
+    /// Adds records to a list in one call; the ids HubSpot does not know.
+    /// <https://developers.hubspot.com/docs/api/crm/lists>: the body is a JSON array of
+    /// record ids; adding a member twice is harmless.
+    async fn add_to_list(&self, list: &str, ids: &[&str]) -> Result<HashSet<String>, String> {
+        let path = format!("/crm/v3/lists/{list}/memberships/add");
+        let r = self.call(Method::PUT, &path, Some(json!(ids)), "default").await.map_err(|e| e.to_string())?;
+        if !r.ok() {
+            return Err(format!("cannot add {} companies to list {list} (HTTP {}): {}", ids.len(), r.status, error_message(&r)));
+        }
+        let answer: MembershipsUpdate = r.json().unwrap_or_default();
+        Ok(answer.record_ids_missing.into_iter().collect())
+    }
+}
+
+/// `MembershipsUpdateResponse`.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MembershipsUpdate {
+    #[serde(default)]
+    record_ids_missing: Vec<String>,
 }
 
 #[derive(Deserialize)]

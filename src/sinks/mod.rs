@@ -120,6 +120,16 @@ pub trait Sink {
     /// Runs a trigger action of this sink (a webhook action is run by `triggers`).
     async fn fire(&mut self, firing: &Firing, crm_id: Option<&str>) -> Result<(), SinkError>;
 
+    /// Runs several trigger actions; the outcome of each, in order. Sinks whose API
+    /// takes many records in one call (HubSpot list memberships) send fewer requests.
+    async fn fire_all(&mut self, firings: &[(&Firing, Option<&str>)]) -> Vec<Result<(), SinkError>> {
+        let mut out = Vec::with_capacity(firings.len());
+        for (firing, crm_id) in firings {
+            out.push(self.fire(firing, *crm_id).await);
+        }
+        out
+    }
+
     /// Called once with every in-scope record's desired values before writes, for sinks
     /// that keep a full snapshot (the file sink).
     async fn snapshot(&mut self, _rows: &[(String, Desired)]) -> Result<(), SinkError> {

@@ -44,6 +44,11 @@ pub struct SalesforceConfig {
     #[serde(default = "default_version")]
     pub api_version: String,
     pub auth: SalesforceAuth,
+    /// The org's session timeout (Setup → Session Settings). Salesforce's token answers
+    /// name no lifetime, so access tokens are minted again before this much time has
+    /// passed; the default is the shortest timeout Salesforce allows.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: std::time::Duration,
     /// Salesforce has no per-second limit, only a daily allocation; this keeps bursts polite.
     #[serde(default = "default_rate")]
     pub rate_limit: RateLimit,
@@ -112,6 +117,9 @@ fn default_version() -> String {
 }
 fn default_rate() -> RateLimit {
     RateLimit::new(20, 1)
+}
+fn default_session_timeout() -> std::time::Duration {
+    crate::auth::ASSUMED_LIFETIME
 }
 fn default_reserve() -> u8 {
     20
@@ -210,7 +218,7 @@ impl SalesforceSink {
         Ok(SalesforceSink {
             config: RunSettings { name: c.name.clone(), version: c.api_version.clone(), reserve: c.api_reserve_percent },
             http: HttpClient::new(&c.name, &[("default", c.rate_limit)], c.retry)?,
-            auth: Auth::minted(grant),
+            auth: Auth::minted(grant).assuming_lifetime(c.session_timeout),
             match_field: mapping.match_rule.crm_field.clone().unwrap_or_else(|| "Website".into()),
             external_id: mapping.match_rule.external_id.clone(),
             create_missing: mapping.create_missing,

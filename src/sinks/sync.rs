@@ -491,6 +491,8 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                 let outcome = match outcome {
                     WriteOutcome::Written { crm_id, created } => {
                         report.totals.accepted += 1;
+                        // A record created now can take its trigger actions in this run.
+                        ids.insert(item.domain.clone(), crm_id.clone());
                         report.created += created as i64;
                         firings.extend(firings_for(ctx, item, Some(&crm_id)).await?);
                         let mut r = result(item, Some(crm_id), Outcome::Accepted { created, stage: item.stage });

@@ -92,6 +92,19 @@ pub async fn fire_pending<S: Sink>(
     }
     let mut webhooks: Option<HttpClient> = None;
     let (mut fired, mut failed) = (0, 0);
+    let mut record = async |firing: &Firing, outcome: Result<(), SinkError>| -> Result<(), StoreError> {
+        let error = outcome.err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            tracing::warn!(connector, company = %firing.domain, error = %e, "trigger failed; retried next run");
+            failed += 1;
+        } else {
+            fired += 1;
+        }
+        store.firing_done(run_id, connector, firing, error.as_deref(), dead_after).await
+    };
+    // Webhooks are recorded one by one; the sink's own actions go together, so it can
+    // batch them (one list membership call for many companies), and are recorded after.
+    let mut for_sink: Vec<(&Firing, Option<&str>)> = Vec::new();
     for firing in &pending {
         let outcome = match serde_json::from_value::<Action>(firing.action.clone()) {
             Ok(Action::Webhook(target)) => {
@@ -104,17 +117,19 @@ pub async fn fire_pending<S: Sink>(
                     (_, Err(e)) => Err(e),
                 }
             }
-            Ok(_) => sink.fire(firing, ids.get(&firing.domain).map(String::as_str)).await,
+            Ok(_) => {
+                for_sink.push((firing, ids.get(&firing.domain).map(String::as_str)));
+                continue;
+            }
             Err(e) => Err(SinkError::Api(format!("unreadable trigger action: {e}"))),
         };
-        let error = outcome.err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            tracing::warn!(connector, company = %firing.domain, error = %e, "trigger failed; retried next run");
-            failed += 1;
-        } else {
-            fired += 1;
+        record(firing, outcome).await?;
+    }
+    if !for_sink.is_empty() {
+        let outcomes = sink.fire_all(&for_sink).await;
+        for ((firing, _), outcome) in for_sink.iter().zip(outcomes) {
+            record(firing, outcome).await?;
         }
-        store.firing_done(run_id, connector, firing, error.as_deref(), dead_after).await?;
     }
     Ok((fired, failed))
 }

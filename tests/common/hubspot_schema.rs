@@ -162,7 +162,7 @@ pub fn check(shape: &Shape, value: &Value) -> Option<String> {
 
 fn walk(shape: &Shape, value: &Value, at: &str, out: &mut Vec<String>) {
     let wrong = |out: &mut Vec<String>, kind: &str| {
-        out.push(format!("Cannot deserialize value of type `{kind}` from {} at `{}`", describe(value), if at.is_empty() { "$" } else { at }))
+        out.push(format!("Cannot deserialize value of type `{kind}` from `{value}` at `{}`", if at.is_empty() { "$" } else { at }))
     };
     match shape {
         Str if !value.is_string() => wrong(out, "java.lang.String"),
@@ -191,16 +191,5 @@ fn walk(shape: &Shape, value: &Value, at: &str, out: &mut Vec<String>) {
                 }
             }
         }
-    }
-}
-
-fn describe(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }

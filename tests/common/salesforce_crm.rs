@@ -48,6 +48,9 @@ struct Inner {
     client_credentials: Option<(String, String)>,
     refresh: Option<(String, String, String)>,
     sessions: HashSet<String>,
+    /// When each session expires, once a session timeout is set.
+    session_ends: std::collections::HashMap<String, std::time::Instant>,
+    session_timeout: Option<std::time::Duration>,
     tokens_issued: usize,
     records: BTreeMap<String, (String, Map<String, Value>)>,
     deleted: HashSet<String>,
@@ -114,6 +117,10 @@ impl Salesforce {
     }
     pub fn expire_sessions(&self) {
         self.lock().sessions.clear();
+    }
+    /// Sessions end this long after their token was issued (the org's session timeout).
+    pub fn set_session_timeout(&self, timeout: std::time::Duration) {
+        self.lock().session_timeout = Some(timeout);
     }
     pub fn tokens_issued(&self) -> usize {
         self.lock().tokens_issued
@@ -271,7 +278,8 @@ fn respond(s: &mut Inner, method: &Method, path: &str, query: &str, auth: &Optio
         return token(s, body);
     }
     let bearer = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
-    if !s.sessions.contains(bearer) {
+    let ended = s.session_ends.get(bearer).is_some_and(|end| *end <= std::time::Instant::now());
+    if !s.sessions.contains(bearer) || ended {
         return errors(401, "INVALID_SESSION_ID", "Session expired or invalid");
     }
     if s.limit.1 >= s.limit.0 {
@@ -338,6 +346,9 @@ fn token(s: &mut Inner, f: &Value) -> (u16, Value) {
     }
     let access = format!("00Demul!{:016x}", rand::random::<u64>());
     s.sessions.insert(access.clone());
+    if let Some(timeout) = s.session_timeout {
+        s.session_ends.insert(access.clone(), std::time::Instant::now() + timeout);
+    }
     s.tokens_issued += 1;
     (200, json!({"access_token": access, "instance_url": s.url, "id": format!("{}/id/00D000000000001/005000000000001", s.url), "token_type": "Bearer", "issued_at": "1790000000000", "signature": "emulated", "scope": "api"}))
 }
