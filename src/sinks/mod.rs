@@ -2,6 +2,7 @@
 //! batch and how to read each record's outcome; `sync` owns everything else (planning,
 //! batching, the accepted state, retries across runs, triggers and the sync log).
 
+pub mod bisect;
 pub mod file;
 pub mod hubspot;
 pub mod mapping;
