@@ -80,6 +80,7 @@ mod tests {
             domain: domain.into(),
             crm_id: Some("1".into()),
             fields: Default::default(),
+            desired: Default::default(),
             event: serde_json::Value::Null,
             stage_change: None,
             new_record: false,

@@ -58,6 +58,9 @@ pub struct WriteRecord {
     pub crm_id: Option<String>,
     /// The changed fields, or every field for a record being created.
     pub fields: Desired,
+    /// Every value the record should hold, as the mapping renders them (labels,
+    /// rounding), for sinks that describe the record in words.
+    pub desired: Desired,
     /// The company's full score, for sinks that send events.
     pub event: Value,
     /// (stage the CRM last accepted, stage now) when the stage changed.
