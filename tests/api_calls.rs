@@ -74,6 +74,11 @@ fn salesforce_calls_per_thousand_changed_companies() {
     for (what, calls) in &figures {
         println!("  {what}: {calls} API calls");
     }
+    // Limits, describe, 10 lookups of 100 domains, 5 collections of 200 (950 matched).
+    assert!(figures[0].1 <= 17, "{figures:?}");
+    // Limits, one lookup of the 50 unmatched (their values changed), 5 collections.
+    assert!(figures[1].1 <= 7, "{figures:?}");
+    assert_eq!(figures[2].1, 0, "an unchanged sync asks nothing, unmatched domains included");
 }
 
 #[test]
@@ -106,4 +111,6 @@ fn common_room_calls_per_thousand_changed_companies() {
     for (what, calls) in &figures {
         println!("  {what}: {calls} API calls");
     }
+    // Custom fields and activity types, then a contact and a stage activity per company.
+    assert_eq!((figures[0].1, figures[1].1, figures[2].1), (2 + 2 * COMPANIES, 2 + 2 * COMPANIES, 0));
 }

@@ -70,7 +70,7 @@ fn each_company_is_a_contact_with_custom_fields_and_its_stage_changes_are_activi
     assert_eq!(activities.len(), 2, "one stage activity per company");
     let a = activities.iter().find(|a| a["user"]["companyDomain"] == "acme.com").unwrap();
     assert_eq!(a["activityType"], "oql_stage_changed");
-    assert_eq!(a["activityTitle"], json!({"type": "text", "value": "OQL stage: investigation"}));
+    assert_eq!(a["activityTitle"], json!({"type": "text", "value": "OQL stage: Investigation"}), "the mapping's label");
     assert_eq!(a["id"], "oql-stage:acme.com:investigation:2026-10-01");
 
     // initech.io goes inactive on 2026-10-31: one contact update and one activity.
@@ -81,6 +81,63 @@ fn each_company_is_a_contact_with_custom_fields_and_its_stage_changes_are_activi
     assert_eq!(posts, ["/community/v1/source/77/user", "/community/v1/source/77/activity"]);
     assert_eq!(r.cr.field_of("oql:initech.io", 11), Some(json!("Inactive")));
     assert_eq!(r.cr.activities().len(), 3);
+    let moved = r.cr.requests().into_iter().find(|q| q.path.ends_with("/activity")).unwrap();
+    assert_eq!(moved.body["activityTitle"]["value"], "OQL stage: Investigation → Inactive");
+}
+
+#[test]
+fn custom_field_ids_and_int_values_go_out_as_integers_and_titles_use_the_mapping_rounding() {
+    let r = room();
+    r.cr.add_custom_field(14, "OQL Downloads", "int", &[]);
+    let mapping = MAPPING.replace("OQL Score: { from: score }", "OQL Score: { from: score, round: 0 }") + "  OQL Downloads: { from: downloads_30d }\n";
+    let env = setup(&r, 77, &mapping);
+    let out = sync(&env, "2026-10-30");
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let user = r.requests_user("acme.com");
+    let fields = user["customFields"].as_array().unwrap();
+    assert_eq!(fields.len(), 3);
+    assert!(fields.iter().all(|f| f["id"].is_u64()), "ids are integers, not 11.0: {fields:?}");
+    let downloads = fields.iter().find(|f| f["id"] == 14).unwrap();
+    assert!(downloads["value"]["value"].is_u64(), "{downloads}");
+    assert_eq!(r.cr.field_of("oql:acme.com", 14), Some(json!(2)));
+    let activity = r.cr.activities().into_iter().find(|a| a["user"]["companyDomain"] == "acme.com").unwrap();
+    let content = activity["content"]["value"].as_str().unwrap().to_owned();
+    let score = r.cr.field_of("oql:acme.com", 12).unwrap();
+    assert!(content.contains(&format!("is in **Investigation** since 2026-10-01 (OQL score {score})")), "{content}");
+    assert!(!content.contains(".0)"), "{content}");
+}
+
+#[test]
+fn a_destination_source_that_404s_stops_the_run_and_charges_no_record() {
+    let r = room();
+    let env = setup(&r, 999, MAPPING);
+    for _ in 0..6 {
+        r.cr.clear_requests();
+        let out = sync(&env, "2026-10-30");
+        assert_eq!(out.code, 1);
+        assert!(out.stdout.contains("0 failed") && out.stdout.contains("configuration error: destination source 999 does not exist"), "{}", out.stdout);
+        assert_eq!(r.cr.write_calls(), 1, "stopped at the first 404");
+    }
+    let log: serde_json::Value = serde_json::from_str(&env.ok(&["log", "--status", "failed", "--format", "json"])).unwrap();
+    assert_eq!(log["records"].as_array().map_or(0, Vec::len), 0, "no record walks toward dead: {log}");
+    assert!(env.ok(&["log", "--status", "dead"]).contains("no matching entries"));
+}
+
+#[test]
+fn fields_only_another_source_may_write_point_at_the_destination_source_id() {
+    let r = room();
+    r.cr.add_source(78);
+    r.cr.add_source_custom_field(77, 21, "OQL Tier", "string");
+    let env = setup(&r, 78, &format!("{MAPPING}  OQL Tier: {{ from: peak_stage }}\n"));
+    let out = sync(&env, "2026-10-30");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("configuration error: destination source 78 may not write the contact custom fields OQL Tier")
+            && out.stdout.contains("check destination_source_id"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(r.cr.write_calls(), 0);
 }
 
 #[test]

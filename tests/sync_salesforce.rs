@@ -18,7 +18,7 @@ fn org() -> Org {
     sf.define_field("OQL_Stage__c", "string");
     sf.define_field("OQL_Score__c", "double");
     sf.define_field("OQL_Last_Activity__c", "date");
-    sf.define_field("OQL_Domain__c", "string");
+    sf.define_external_id("OQL_Domain__c");
     Org { sf, _rt: rt }
 }
 
@@ -122,16 +122,78 @@ fn per_record_errors_land_the_rest_of_the_batch() {
     assert!(third.stdout.contains("1 not found"), "{}", third.stdout);
 }
 
+fn rest_calls(o: &Org, path_end: &str) -> usize {
+    o.sf.requests().iter().filter(|r| r.path.starts_with("/services/data/") && r.path.ends_with(path_end)).count()
+}
+
+fn failed_records(env: &Env) -> usize {
+    let log: serde_json::Value = serde_json::from_str(&env.ok(&["log", "--status", "failed", "--format", "json"])).unwrap();
+    log["records"].as_array().map_or(0, Vec::len)
+}
+
 #[test]
-fn a_field_the_org_lacks_is_reported_as_invalid_field() {
+fn a_mapping_the_org_cannot_take_stops_the_run_before_any_write_naming_every_field() {
     let o = org();
-    o.sf.add_account(&[("Website", "acme.com")]);
+    o.sf.define_field("OQL_Score__c", "string");
+    let companies: Vec<(String, &str)> = (0..103).map(|i| (format!("c{i}.com"), "2026-10-01")).collect();
+    for (d, _) in &companies {
+        o.sf.add_account(&[("Website", d)]);
+    }
+    let companies: Vec<(&str, &str)> = companies.iter().map(|(d, day)| (d.as_str(), *day)).collect();
     let mapping = format!("{MAPPING}  OQL_Tier__c: {{ from: peak_stage }}\n");
-    let env = setup(&o, &mapping, "", &[("acme.com", "2026-10-01")]);
-    let r = env.run(&["sync", "--as-of", "2026-10-30"]);
+    let env = setup(&o, &mapping, "", &companies);
+    for _ in 0..2 {
+        o.sf.clear_requests();
+        let r = env.run(&["sync", "--as-of", "2026-10-30"]);
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        assert!(
+            r.stdout.contains("configuration error: Salesforce Account does not fit the mapping: ")
+                && r.stdout.contains("OQL_Tier__c does not exist")
+                && r.stdout.contains("OQL_Score__c is of type string, which does not take a number"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(o.sf.write_calls(), 0, "nothing written, nothing bisected");
+        assert_eq!(rest_calls(&o, ""), 2, "the daily limits and one describe");
+    }
+    assert_eq!(failed_records(&env), 0, "no record is at fault, none walks toward dead");
+}
+
+#[test]
+fn the_describe_is_cached_by_mapping_and_a_field_removed_later_stops_the_run_without_bisecting() {
+    let o = org();
+    let companies: Vec<(String, &str)> = (0..10).map(|i| (format!("c{i}.com"), "2026-10-01")).collect();
+    for (d, _) in &companies {
+        o.sf.add_account(&[("Website", d)]);
+    }
+    let companies: Vec<(&str, &str)> = companies.iter().map(|(d, day)| (d.as_str(), *day)).collect();
+    let env = setup(&o, MAPPING, "", &companies);
+    assert!(env.ok(&["sync", "--as-of", "2026-10-30"]).contains("10 accepted"));
+    assert_eq!(rest_calls(&o, "/describe"), 1);
+
+    // An admin deletes a mapped field after the check passed: the write is refused whole
+    // (INVALID_FIELD), once, and the run stops without charging the records.
+    o.sf.remove_field("OQL_Stage__c");
+    o.sf.clear_requests();
+    let r = env.run(&["sync", "--as-of", "2026-12-15"]);
     assert_eq!(r.code, 1);
-    let log = env.ok(&["log", "--status", "failed", "--wide"]);
-    assert!(log.contains("INVALID_FIELD: No such column 'OQL_Tier__c' on sobject of type Account"), "{log}");
+    assert_eq!(rest_calls(&o, "/describe"), 0, "the check is remembered for this mapping");
+    assert_eq!(rest_calls(&o, "/composite/sobjects"), 1, "not bisected: {}", r.stdout);
+    assert!(r.stdout.contains("INVALID_FIELD") && r.stdout.contains("oql-sync check --live"), "{}", r.stdout);
+    assert_eq!(failed_records(&env), 0);
+
+    // The next run describes again and names the field before writing.
+    o.sf.clear_requests();
+    let r = env.run(&["sync", "--as-of", "2026-12-15"]);
+    assert!(r.stdout.contains("OQL_Stage__c does not exist"), "{}", r.stdout);
+    assert_eq!((rest_calls(&o, "/describe"), rest_calls(&o, "/composite/sobjects")), (1, 0));
+
+    // A changed mapping is checked anew.
+    o.sf.define_field("OQL_Stage__c", "string");
+    env.write("mappings/sf.yaml", MAPPING.replace("round: 0", "round: 1"));
+    o.sf.clear_requests();
+    assert!(env.ok(&["sync", "--as-of", "2026-12-15"]).contains("10 accepted"));
+    assert_eq!(rest_calls(&o, "/describe"), 1);
 }
 
 #[test]
@@ -143,9 +205,9 @@ fn the_daily_allocation_reserve_pauses_the_connector_and_it_resumes_later() {
     let companies: Vec<(String, &str)> = (0..450).map(|i| (format!("c{i}.com"), "2026-10-01")).collect();
     let companies: Vec<(&str, &str)> = companies.iter().map(|(d, day)| (d.as_str(), *day)).collect();
     let env = setup(&o, MAPPING, "api_reserve_percent: 20\n", &companies);
-    // 100 calls a day, 73 used, 20 kept in reserve: the limits check, 5 queries and one
-    // write fit.
-    o.sf.set_daily_limit(100, 73);
+    // 100 calls a day, 72 used, 20 kept in reserve: the limits check, the describe, 5
+    // queries and one write fit.
+    o.sf.set_daily_limit(100, 72);
     let r = env.run(&["sync", "--as-of", "2026-10-30"]);
     assert_eq!(r.code, 0, "a pause is not a failure: {}", r.stdout);
     assert!(r.stdout.contains("paused: daily API allocation: 80 of 100 calls used; 20% is kept in reserve"), "{}", r.stdout);

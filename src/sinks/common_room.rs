@@ -21,7 +21,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::mapping::{Desired, Mapping};
+use super::mapping::{Desired, Mapping, Signal, as_text};
 use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord};
 use crate::auth::{Auth, secret_source};
 use crate::config::Schedule;
@@ -75,12 +75,22 @@ impl CommonRoomConfig {
 /// A contact custom field as `/members/customFields` describes it.
 #[derive(Clone, Debug, Deserialize)]
 struct CustomField {
-    id: f64,
+    /// The spec types it `number`; it is an integer id, and goes back out as one (not
+    /// `1003.0`).
+    #[serde(deserialize_with = "integer_id")]
+    id: u64,
     name: String,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     values: Vec<String>,
+}
+
+fn integer_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        .ok_or_else(|| serde::de::Error::custom(format!("custom field id {n} is not a whole number")))
 }
 
 pub struct CommonRoomSink {
@@ -91,6 +101,12 @@ pub struct CommonRoomSink {
     /// Custom fields by the mapping's field names, read in `prepare`.
     custom_fields: HashMap<String, CustomField>,
     mapped: Vec<String>,
+    /// How the mapping writes stages (its value map), for activity titles.
+    stage_labels: std::collections::BTreeMap<String, String>,
+    /// The mapped fields holding the stage and the score, whose rendered values (labels,
+    /// rounding) the activity shows.
+    stage_field: Option<String>,
+    score_field: Option<String>,
 }
 
 impl CommonRoomSink {
@@ -104,6 +120,9 @@ impl CommonRoomSink {
             config: c.clone(),
             custom_fields: HashMap::new(),
             mapped: mapping.fields.keys().cloned().collect(),
+            stage_labels: mapping.fields.values().find(|f| f.from == Signal::Stage).and_then(|f| f.values.clone()).unwrap_or_default(),
+            stage_field: mapping.fields.iter().find(|(_, f)| f.from == Signal::Stage).map(|(n, _)| n.clone()),
+            score_field: mapping.fields.iter().find(|(_, f)| f.from == Signal::Score).map(|(n, _)| n.clone()),
         })
     }
 
@@ -113,10 +132,11 @@ impl CommonRoomSink {
             req = req.json(body);
         }
         let r = self.http.send(req).await?;
+        // Neither is any record's fault: the run stops at the first sign.
         match r.status {
-            401 | 403 => Err(SinkError::Api(format!("Common Room refused the API token (HTTP {}): {}", r.status, r.body_text()))),
-            404 if path.starts_with("/source/") => Err(SinkError::Api(format!(
-                "destination source {} does not exist in this Common Room (HTTP 404): create an API signal and use its Destination Source ID",
+            401 | 403 => Err(SinkError::Config(format!("Common Room refused the API token (HTTP {}): {}", r.status, r.body_text()))),
+            404 if path.starts_with("/source/") => Err(SinkError::Config(format!(
+                "destination source {} does not exist in this Common Room (HTTP 404): create an API signal and set destination_source_id to its Destination Source ID",
                 self.config.destination_source_id
             ))),
             _ => Ok(r),
@@ -137,8 +157,12 @@ impl CommonRoomSink {
                 if value.is_null() {
                     return Ok(json!({ "id": f.id }));
                 }
+                let number = |s: &str| s.trim().parse::<f64>().map_err(|_| format!("`{name}` takes a number, not `{s}`"));
                 let v = match (f.kind.as_str(), value) {
-                    ("int" | "number", Value::String(s)) => s.parse::<f64>().map(Value::from).map_err(|_| format!("`{name}` takes a number, not `{s}`"))?,
+                    // `int` takes an integer (the spec's `type: integer`): 5, never 5.0.
+                    ("int", Value::String(s)) => Value::from(number(s)?.round() as i64),
+                    ("int", Value::Number(n)) => Value::from(n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0).round() as i64)),
+                    ("number", Value::String(s)) => s.trim().parse::<serde_json::Number>().map(Value::Number).or_else(|_| number(s).map(Value::from))?,
                     ("string" | "enum" | "url" | "date", Value::Number(n)) => Value::String(n.to_string()),
                     ("boolean", Value::String(s)) => Value::Bool(s == "true" || s == "Yes"),
                     _ => value.clone(),
@@ -164,11 +188,17 @@ impl CommonRoomSink {
         }
         if let Some((from, to)) = r.stage_change {
             let since = r.event.get("stage_since").and_then(|v| v.as_str()).unwrap_or_default();
+            // In the words the contact's fields use: the mapping's labels and rounding.
+            let label = |stage: crate::scoring::Stage| self.stage_labels.get(stage.as_str()).cloned().unwrap_or_else(|| stage.as_str().to_owned());
+            let to_label = self.stage_field.as_ref().and_then(|f| r.desired.get(f)).map(as_text).unwrap_or_else(|| label(to));
             let title = match from {
-                Some(from) => format!("OQL stage: {} → {}", from.as_str(), to.as_str()),
-                None => format!("OQL stage: {}", to.as_str()),
+                Some(from) => format!("OQL stage: {} → {to_label}", label(from)),
+                None => format!("OQL stage: {to_label}"),
             };
-            let score = r.event.get("score").cloned().unwrap_or(Value::Null);
+            let score = match self.score_field.as_ref().and_then(|f| r.desired.get(f)) {
+                Some(v) => as_text(v),
+                None => r.event.get("score").and_then(Value::as_f64).map(|s| format!("{}", (s * 100.0).round() / 100.0)).unwrap_or_default(),
+            };
             let activity = json!({
                 // Stable across retries: Common Room upserts by (id, activityType).
                 "id": format!("oql-stage:{}:{}:{since}", r.domain, to.as_str()),
@@ -176,7 +206,7 @@ impl CommonRoomSink {
                 "user": Self::company_user(&r.domain),
                 "activityTitle": { "type": "text", "value": title },
                 "content": { "type": "markdown", "value": format!(
-                    "**{}** is in **{}** since {since} (OQL score {score}).\n\nSent by oql-sync.", r.domain, to.as_str()) },
+                    "**{}** is in **{to_label}** since {since} (OQL score {score}).\n\nSent by oql-sync.", r.domain) },
                 "timestamp": format!("{since}T00:00:00.000Z"),
             });
             let resp = self.call(Method::POST, &format!("/source/{source}/activity"), Some(activity)).await?;
@@ -215,10 +245,20 @@ impl Sink for CommonRoomSink {
         self.custom_fields = fields.into_iter().map(|f| (f.name.clone(), f)).collect();
         let missing: Vec<&str> = self.mapped.iter().filter(|m| !self.custom_fields.contains_key(*m)).map(String::as_str).collect();
         if !missing.is_empty() {
-            return Err(SinkError::Api(format!(
-                "Common Room has no contact custom field named {} that this source may write (create them under Settings → Custom fields)",
-                missing.join(", ")
-            )));
+            // Fields the room has but this source may not write point at a wrong
+            // destination_source_id, not at missing fields: ask the room as a whole.
+            let r = self.call(Method::GET, "/members/customFields", None).await?;
+            let all: Vec<CustomField> = if r.ok() { r.json()? } else { Vec::new() };
+            let exist: Vec<&str> = missing.iter().copied().filter(|m| all.iter().any(|f| f.name == *m)).collect();
+            let source = self.config.destination_source_id;
+            return Err(SinkError::Config(if exist.is_empty() {
+                format!("Common Room has no contact custom field named {} (create them under Settings → Custom fields)", missing.join(", "))
+            } else {
+                format!(
+                    "destination source {source} may not write the contact custom fields {} that this Common Room has: check destination_source_id (the Destination Source ID of oql-sync's API signal)",
+                    exist.join(", ")
+                )
+            }));
         }
         let r = self.call(Method::GET, "/activityTypes", None).await?;
         if r.ok() {
@@ -251,6 +291,8 @@ impl Sink for CommonRoomSink {
         for r in batch {
             match self.write_one(r).await {
                 Ok(o) => out.push(o),
+                // A wrong source id or a refused token: the run stops, no record is charged.
+                Err(e @ SinkError::Config(_)) => return Err(e),
                 // A refused token, a missing source or spent retries stop the batch; the
                 // records already written stay written.
                 Err(e) => {

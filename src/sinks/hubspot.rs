@@ -299,30 +299,6 @@ impl HubSpotSink {
             .collect())
     }
 
-    /// Sends a batch; a whole-batch 400 (one bad value fails them all) is split in
-    /// halves until the bad records stand alone, so good records still land.
-    fn write_split<'a>(
-        &'a self,
-        batch: &'a [WriteRecord],
-        create: bool,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<WriteOutcome>, SinkError>> + Send + 'a>> {
-        Box::pin(async move {
-            let result = if create { self.create(batch).await } else { self.update(batch).await };
-            match result {
-                Err(SinkError::Api(m)) if m.starts_with(BATCH_REJECTED) && batch.len() > 1 => {
-                    let (a, b) = batch.split_at(batch.len() / 2);
-                    let mut out = self.write_split(a, create).await?;
-                    out.extend(self.write_split(b, create).await?);
-                    Ok(out)
-                }
-                Err(SinkError::Api(m)) if m.starts_with(BATCH_REJECTED) => {
-                    Ok(vec![WriteOutcome::Failed(m[BATCH_REJECTED.len()..].trim().to_owned())])
-                }
-                other => other,
-            }
-        })
-    }
-
     /// Creates the group and the properties the mapping needs that HubSpot lacks.
     async fn ensure_properties(&self) -> Result<(), SinkError> {
         let r = self.call(Method::GET, "/crm/v3/properties/companies", None, "default").await?;
@@ -371,6 +347,16 @@ impl HubSpotSink {
         }
         tracing::info!(connector = %self.config.name, count, "created HubSpot company properties");
         Ok(())
+    }
+}
+
+impl super::bisect::BatchSender for HubSpotSink {
+    async fn send_batch(&mut self, batch: &[WriteRecord]) -> Result<super::bisect::Sent, SinkError> {
+        let create = batch.first().is_some_and(|r| r.crm_id.is_none());
+        match if create { self.create(batch).await } else { self.update(batch).await } {
+            Err(SinkError::Api(m)) if m.starts_with(BATCH_REJECTED) => Ok(super::bisect::Sent::Refused(m[BATCH_REJECTED.len()..].trim().to_owned())),
+            other => other.map(super::bisect::Sent::Answered),
+        }
     }
 }
 
@@ -571,9 +557,10 @@ impl Sink for HubSpotSink {
         Ok(out)
     }
 
+    /// A whole-batch 400 (one bad value fails them all) is split until the bad records
+    /// stand alone, so good records still land.
     async fn write(&mut self, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
-        let create = batch.first().is_some_and(|r| r.crm_id.is_none());
-        self.write_split(batch, create).await
+        super::bisect::write_bisecting(self, batch).await
     }
 
     async fn fire(&mut self, firing: &Firing, crm_id: Option<&str>) -> Result<(), SinkError> {

@@ -2,6 +2,7 @@
 //! batch and how to read each record's outcome; `sync` owns everything else (planning,
 //! batching, the accepted state, retries across runs, triggers and the sync log).
 
+pub mod bisect;
 pub mod file;
 pub mod hubspot;
 pub mod mapping;
@@ -58,6 +59,9 @@ pub struct WriteRecord {
     pub crm_id: Option<String>,
     /// The changed fields, or every field for a record being created.
     pub fields: Desired,
+    /// Every value the record should hold, as the mapping renders them (labels,
+    /// rounding), for sinks that describe the record in words.
+    pub desired: Desired,
     /// The company's full score, for sinks that send events.
     pub event: Value,
     /// (stage the CRM last accepted, stage now) when the stage changed.

@@ -172,6 +172,10 @@ pub struct SalesforceSink {
     /// Account owners, cached for task triggers.
     owners: HashMap<String, String>,
     record_name: RecordName,
+    /// The mapped fields and the types that take their values, for the describe check.
+    wanted: Vec<WantedField>,
+    /// What the describe check depends on: the mapping and the API version.
+    fingerprint: String,
 }
 
 /// The parts of the config a run needs.
@@ -226,6 +230,19 @@ impl SalesforceSink {
             paused: None,
             owners: HashMap::new(),
             record_name: c.record_name,
+            wanted: mapping
+                .fields
+                .iter()
+                .map(|(name, f)| {
+                    let (types, what) = salesforce_types(f);
+                    WantedField { name: name.clone(), types, what }
+                })
+                .collect(),
+            fingerprint: {
+                use sha2::{Digest, Sha256};
+                let key = format!("{}\n{}\n{:?}\n{:?}\n{}", c.api_version, mapping.object, mapping.match_rule, mapping.fields, mapping.create_missing);
+                Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+            },
         })
     }
 
@@ -321,33 +338,41 @@ impl SalesforceSink {
         }
     }
 
-    /// Sends one collection request. A request-level 400 (a field the org lacks, one
-    /// value Salesforce cannot parse) fails the whole request, so the batch is split in
-    /// halves until the bad records stand alone and the good ones land.
-    fn collection<'a>(
-        &'a mut self,
-        method: Method,
-        path: &'a str,
-        batch: &'a [WriteRecord],
-        records: Vec<Value>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<WriteOutcome>, SinkError>> + Send + 'a>> {
-        Box::pin(async move {
-            let body = json!({ "allOrNone": false, "records": records });
-            let r = self.call(method.clone(), path, Some(body)).await?;
-            if r.status == 400 && batch.len() > 1 {
-                let half = batch.len() / 2;
-                let (left, right) = records.split_at(half);
-                let (left, right) = (left.to_vec(), right.to_vec());
-                let mut out = self.collection(method.clone(), path, &batch[..half], left).await?;
-                out.extend(self.collection(method, path, &batch[half..], right).await?);
-                return Ok(out);
+    /// The collection request of a batch: upsert by external id, update by Id, or create.
+    fn collection_request(&self, batch: &[WriteRecord]) -> (Method, String, Vec<Value>) {
+        let path = "/composite/sobjects";
+        match (&self.external_id, batch.first().and_then(|r| r.crm_id.as_deref())) {
+            (Some(ext), Some(id)) if id.starts_with("ext:") => {
+                let records = batch
+                    .iter()
+                    .map(|r| {
+                        let mut o = sobject(&r.fields, None);
+                        o.insert(ext.clone(), json!(r.domain));
+                        // A first write may create the account, and Salesforce creates
+                        // none without a Name (REQUIRED_FIELD_MISSING).
+                        if r.new_record {
+                            o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
+                        }
+                        Value::Object(o)
+                    })
+                    .collect();
+                (Method::PATCH, format!("{path}/Account/{ext}"), records)
             }
-            if !r.ok() {
-                let message = format!("HTTP {}: {}", r.status, describe(&r));
-                return Ok(vec![WriteOutcome::Failed(message); batch.len()]);
+            (_, Some(_)) => (Method::PATCH, path.into(), batch.iter().map(|r| Value::Object(sobject(&r.fields, r.crm_id.as_deref()))).collect()),
+            (_, None) => {
+                let match_field = self.external_id.clone().unwrap_or_else(|| self.match_field.clone());
+                let records = batch
+                    .iter()
+                    .map(|r| {
+                        let mut o = sobject(&r.fields, None);
+                        o.insert(match_field.clone(), json!(r.domain));
+                        o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
+                        Value::Object(o)
+                    })
+                    .collect();
+                (Method::POST, path.into(), records)
             }
-            self.read_results(&r, batch)
-        })
+        }
     }
 
     /// One `{id, success, errors}` per record, in request order.
@@ -458,6 +483,124 @@ fn describe(r: &Response) -> String {
     }
 }
 
+/// Request-level errors that name the org's schema, not a value: the same for every
+/// record, so a batch is not split over them.
+const SCHEMA_ERRORS: [&str; 4] = ["INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE", "INVALID_TYPE", "NO_SUCH_COLUMN"];
+
+impl super::bisect::BatchSender for SalesforceSink {
+    /// A request-level 400 for a value Salesforce cannot parse (JSON_PARSER_ERROR) is
+    /// split; one for a field the org lacks stops the run.
+    async fn send_batch(&mut self, batch: &[WriteRecord]) -> Result<super::bisect::Sent, SinkError> {
+        let (method, path, records) = self.collection_request(batch);
+        let r = self.call(method, &path, Some(json!({ "allOrNone": false, "records": records }))).await?;
+        if r.status == 400 {
+            let code = first_error_code(&r).unwrap_or_default();
+            if SCHEMA_ERRORS.contains(&code.as_str()) {
+                return Err(SinkError::Config(format!(
+                    "Salesforce refused the {} mapping's fields (HTTP 400 {}); run `oql-sync check --live`",
+                    self.config.name,
+                    describe(&r)
+                )));
+            }
+            return Ok(super::bisect::Sent::Refused(format!("HTTP 400: {}", describe(&r))));
+        }
+        if !r.ok() {
+            let message = format!("HTTP {}: {}", r.status, describe(&r));
+            return Ok(super::bisect::Sent::Answered(vec![WriteOutcome::Failed(message); batch.len()]));
+        }
+        self.read_results(&r, batch).map(super::bisect::Sent::Answered)
+    }
+}
+
+/// One mapped field as the describe check sees it: its name and the Salesforce field
+/// types that take its values.
+#[derive(Debug, Clone)]
+struct WantedField {
+    name: String,
+    types: &'static [&'static str],
+    what: &'static str,
+}
+
+/// Salesforce types that take what a mapping field renders (typed JSON, see `sobject`).
+fn salesforce_types(field: &super::mapping::FieldMapping) -> (&'static [&'static str], &'static str) {
+    use super::mapping::{CrmType, DateFormat};
+    const NUMBER: &[&str] = &["double", "int", "long", "currency", "percent"];
+    const TEXT: &[&str] = &["string", "textarea", "picklist", "combobox", "url", "email", "phone", "encryptedstring"];
+    match (field.from.crm_type(field), &field.format) {
+        (CrmType::Number, _) => (NUMBER, "a number"),
+        (CrmType::Date, DateFormat::EpochMillis) => (NUMBER, "a number (epoch_ms)"),
+        (CrmType::Date, _) => (&["date"], "a date"),
+        (CrmType::Bool, _) => (&["boolean"], "a checkbox"),
+        (CrmType::Text | CrmType::Enumeration, _) => (TEXT, "text"),
+    }
+}
+
+/// `GET sobjects/Account/describe`: the fields the org has.
+#[derive(Deserialize)]
+struct Describe {
+    fields: Vec<FieldDescribe>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FieldDescribe {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    updateable: bool,
+    #[serde(default)]
+    createable: bool,
+    #[serde(default)]
+    external_id: bool,
+}
+
+impl SalesforceSink {
+    /// Describes Account and names every mapped field the org lacks, cannot write, or
+    /// types so that it refuses the values: one message, before any write.
+    /// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm>
+    pub async fn describe_check(&mut self) -> Result<(), SinkError> {
+        let r = self.call(Method::GET, "/sobjects/Account/describe", None).await?;
+        if !r.ok() {
+            return Err(SinkError::Api(format!("cannot describe Account (HTTP {}): {}", r.status, describe(&r))));
+        }
+        let described: Describe = r.json()?;
+        // Field names are case-insensitive in Salesforce.
+        let have: HashMap<String, &FieldDescribe> = described.fields.iter().map(|f| (f.name.to_lowercase(), f)).collect();
+        let mut problems = Vec::new();
+        let lookup_field = self.external_id.clone().unwrap_or_else(|| self.match_field.clone());
+        match have.get(&lookup_field.to_lowercase()) {
+            None => problems.push(format!("{lookup_field} (the match field) does not exist")),
+            Some(f) if self.external_id.is_some() && !f.external_id => {
+                problems.push(format!("{lookup_field} is not an External ID field (Setup → Object Manager → Account → Fields)"))
+            }
+            Some(_) => {}
+        }
+        for w in &self.wanted {
+            match have.get(&w.name.to_lowercase()) {
+                None => problems.push(format!("{} does not exist", w.name)),
+                Some(f) if !w.types.contains(&f.kind.as_str()) => {
+                    problems.push(format!("{} is of type {}, which does not take {} (needs {})", w.name, f.kind, w.what, w.types.join(", ")))
+                }
+                Some(f) if !f.updateable || (self.create_missing && !f.createable) => {
+                    problems.push(format!("{} is not writable by the integration user (field-level security)", w.name))
+                }
+                Some(_) => {}
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(SinkError::Config(format!("Salesforce Account does not fit the mapping: {}", problems.join("; "))))
+    }
+}
+
+/// `oql-sync check --live`: the describe check of a Salesforce connector, run whatever
+/// the store remembers (a dry check: nothing is written, two calls: token and describe).
+pub async fn check_live(c: &SalesforceConfig, file: &Path, mapping: &Mapping) -> Result<(), SinkError> {
+    SalesforceSink::build(c, file, mapping)?.describe_check().await
+}
+
 impl Sink for SalesforceSink {
     fn batch_size(&self) -> usize {
         BATCH_LIMIT
@@ -465,6 +608,14 @@ impl Sink for SalesforceSink {
 
     fn stats(&self) -> crate::http::CallCounts {
         self.http.stats.counts()
+    }
+
+    fn schema_fingerprint(&self) -> Option<String> {
+        Some(self.fingerprint.clone())
+    }
+
+    async fn check_schema(&mut self) -> Result<(), SinkError> {
+        self.describe_check().await
     }
 
     /// Reads the org's daily allocation before writing (`GET /limits`), so a run that
@@ -543,52 +694,18 @@ impl Sink for SalesforceSink {
     }
 
     async fn write(&mut self, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
-        let path = "/composite/sobjects";
-        match (&self.external_id, batch.first().and_then(|r| r.crm_id.as_deref())) {
-            (Some(ext), Some(id)) if id.starts_with("ext:") => {
-                let ext = ext.clone();
-                let records = batch
-                    .iter()
-                    .map(|r| {
-                        let mut o = sobject(&r.fields, None);
-                        o.insert(ext.clone(), json!(r.domain));
-                        // A first write may create the account, and Salesforce creates
-                        // none without a Name (REQUIRED_FIELD_MISSING).
-                        if r.new_record {
-                            o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
-                        }
-                        Value::Object(o)
-                    })
-                    .collect();
-                let outcomes = self.collection(Method::PATCH, &format!("{path}/Account/{ext}"), batch, records).await?;
-                // Upserted records are known by their key, so the next run upserts again.
-                Ok(outcomes
-                    .into_iter()
-                    .zip(batch)
-                    .map(|(o, r)| match o {
-                        WriteOutcome::Written { created, .. } => WriteOutcome::Written { crm_id: r.crm_id.clone().unwrap_or_default(), created },
-                        other => other,
-                    })
-                    .collect())
-            }
-            (_, Some(_)) => {
-                let records = batch.iter().map(|r| Value::Object(sobject(&r.fields, r.crm_id.as_deref()))).collect();
-                self.collection(Method::PATCH, path, batch, records).await
-            }
-            (_, None) => {
-                let match_field = self.external_id.clone().unwrap_or_else(|| self.match_field.clone());
-                let records = batch
-                    .iter()
-                    .map(|r| {
-                        let mut o = sobject(&r.fields, None);
-                        o.insert(match_field.clone(), json!(r.domain));
-                        o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
-                        Value::Object(o)
-                    })
-                    .collect();
-                self.collection(Method::POST, path, batch, records).await
-            }
-        }
+        let outcomes = super::bisect::write_bisecting(self, batch).await?;
+        // Upserted records are known by their key, so the next run upserts again.
+        Ok(outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(o, r)| match o {
+                WriteOutcome::Written { created, .. } if r.crm_id.as_deref().is_some_and(|id| id.starts_with("ext:")) => {
+                    WriteOutcome::Written { crm_id: r.crm_id.clone().unwrap_or_default(), created }
+                }
+                other => other,
+            })
+            .collect())
     }
 
     async fn fire(&mut self, firing: &Firing, crm_id: Option<&str>) -> Result<(), SinkError> {

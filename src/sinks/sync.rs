@@ -424,12 +424,14 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
             continue;
         }
         // A record being created gets every field, not only the changed ones.
-        let fields = if crm_id.is_none() { mapping.desired(score) } else { item.after.clone() };
+        let desired = mapping.desired(score);
+        let fields = if crm_id.is_none() { desired.clone() } else { item.after.clone() };
         let stage_change = item.stage_changed().then_some((item.accepted_stage, item.stage));
         let record = WriteRecord {
             domain: item.domain.clone(),
             crm_id,
             fields,
+            desired,
             event: signals_json(score),
             stage_change,
             new_record: item.new_record,

@@ -42,7 +42,8 @@ struct Inner {
     sources: HashSet<u64>,
     users: BTreeMap<String, Value>,
     activities: BTreeMap<(String, String), Value>,
-    fields: Vec<Value>,
+    /// Contact custom fields, each writable by one source only (`Some`) or by any.
+    fields: Vec<(Option<u64>, Value)>,
     activity_types: Vec<String>,
     requests: Vec<Recorded>,
     faults: Faults<Fault>,
@@ -84,7 +85,12 @@ impl CommonRoom {
     }
     /// A contact custom field (`type`: enum, string, date, int, number, url, boolean).
     pub fn add_custom_field(&self, id: u64, name: &str, kind: &str, values: &[&str]) {
-        self.lock().fields.push(json!({"id": id, "name": name, "type": kind, "multivalue": false, "values": values}));
+        self.lock().fields.push((None, json!({"id": id, "name": name, "type": kind, "multivalue": false, "values": values})));
+    }
+    /// A custom field only one source may write: `/members/customFields` lists it for
+    /// that `destinationSourceId` alone.
+    pub fn add_source_custom_field(&self, source: u64, id: u64, name: &str, kind: &str) {
+        self.lock().fields.push((Some(source), json!({"id": id, "name": name, "type": kind, "multivalue": false, "values": []})));
     }
     pub fn users(&self) -> Vec<Value> {
         self.lock().users.values().cloned().collect()
@@ -214,9 +220,12 @@ fn respond(s: &mut Inner, method: &Method, path: &str, query: &str, auth: &Optio
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["api-token-status"]) => (200, json!({"jti": "emul", "communityName": "Emulated", "communityId": "e1"})),
+        // With `destinationSourceId`, only the fields that source may write (an unknown
+        // source may write none of the scoped ones).
         ("GET", ["members", "customFields"]) => {
-            let _ = query;
-            (200, Value::Array(s.fields.clone()))
+            let source = super::emulator::form_decode(query).get("destinationSourceId").and_then(|v| v.parse::<u64>().ok());
+            let listed = s.fields.iter().filter(|(only, _)| only.is_none() || source.is_none() || *only == source).map(|(_, f)| f.clone()).collect();
+            (200, Value::Array(listed))
         }
         ("GET", ["activityTypes"]) => (200, Value::Array(s.activity_types.iter().map(|t| json!({"id": t, "displayName": t})).collect())),
         ("POST", ["source", id, kind]) => {
@@ -242,9 +251,10 @@ fn apply_user(s: &mut Inner, u: &Value) -> Result<(), (u16, Value)> {
     }
     let mut values = s.users.get(id).and_then(|x| x.get("customFieldValues").cloned()).unwrap_or(json!({}));
     for cf in u["customFields"].as_array().cloned().unwrap_or_default() {
-        let Some(fid) = cf["id"].as_f64() else { return Err(invalid()) };
-        let Some(def) = s.fields.iter().find(|f| f["id"].as_f64() == Some(fid)) else { return Err(invalid()) };
-        let key = (fid as u64).to_string();
+        // `id` is an integer: `11.0` does not name field 11.
+        let Some(fid) = cf["id"].as_u64() else { return Err(invalid()) };
+        let Some(def) = s.fields.iter().map(|(_, f)| f).find(|f| f["id"].as_u64() == Some(fid)) else { return Err(invalid()) };
+        let key = fid.to_string();
         match cf.get("value") {
             None => {
                 values.as_object_mut().unwrap().remove(&key);
@@ -252,7 +262,8 @@ fn apply_user(s: &mut Inner, u: &Value) -> Result<(), (u16, Value)> {
             Some(v) => {
                 let ok = v["type"] == def["type"]
                     && match def["type"].as_str().unwrap_or_default() {
-                        "int" | "number" => v["value"].is_number(),
+                        "int" => v["value"].is_i64() || v["value"].is_u64(),
+                        "number" => v["value"].is_number(),
                         "boolean" => v["value"].is_boolean(),
                         "enum" => def["values"].as_array().is_some_and(|vals| vals.contains(&v["value"])),
                         _ => v["value"].is_string(),

@@ -55,6 +55,8 @@ struct Inner {
     records: BTreeMap<String, (String, Map<String, Value>)>,
     deleted: HashSet<String>,
     fields: BTreeMap<String, String>,
+    /// Fields marked External ID (upserts go through them).
+    external_ids: HashSet<String>,
     next: u64,
     requests: Vec<Recorded>,
     faults: Faults<Fault>,
@@ -86,7 +88,7 @@ pub fn test_keypair() -> (String, String) {
     .clone()
 }
 
-const STANDARD: [(&str, &str); 5] = [("Id", "id"), ("Name", "string"), ("Website", "string"), ("OwnerId", "id"), ("AccountId", "id")];
+const STANDARD: [(&str, &str); 5] = [("Id", "id"), ("Name", "string"), ("Website", "url"), ("OwnerId", "reference"), ("AccountId", "reference")];
 
 impl Salesforce {
     pub async fn start() -> Salesforce {
@@ -147,6 +149,16 @@ impl Salesforce {
     }
     pub fn define_field(&self, name: &str, kind: &str) {
         self.lock().fields.insert(name.into(), kind.into());
+    }
+    /// A text field marked External ID, as upserts need.
+    pub fn define_external_id(&self, name: &str) {
+        let mut s = self.lock();
+        s.fields.insert(name.into(), "string".into());
+        s.external_ids.insert(name.into());
+    }
+    /// An admin deletes a field.
+    pub fn remove_field(&self, name: &str) {
+        self.lock().fields.remove(name);
     }
     pub fn delete_account(&self, id: &str) {
         let mut s = self.lock();
@@ -303,7 +315,25 @@ fn respond(s: &mut Inner, method: &Method, path: &str, query: &str, auth: &Optio
         }
         ("POST", ["services", "data", _, "composite", "sobjects"]) => collection(s, body, Mode::Create),
         ("PATCH", ["services", "data", _, "composite", "sobjects"]) => collection(s, body, Mode::Update),
-        ("PATCH", ["services", "data", _, "composite", "sobjects", "Account", ext]) => collection(s, body, Mode::Upsert(ext.to_string())),
+        ("PATCH", ["services", "data", _, "composite", "sobjects", "Account", ext]) => {
+            if !s.external_ids.contains(*ext) {
+                return errors(400, "INVALID_FIELD", &format!("Field name provided, {ext} is not an External ID or indexed field for Account"));
+            }
+            collection(s, body, Mode::Upsert(ext.to_string()))
+        }
+        // <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm>
+        ("GET", ["services", "data", _, "sobjects", "Account", "describe"]) => {
+            let fields: Vec<Value> = s
+                .fields
+                .iter()
+                .map(|(name, kind)| {
+                    let system = kind == "id";
+                    json!({"name": name, "label": name, "type": kind, "custom": name.ends_with("__c"), "nillable": name != "Name" && !system,
+                           "createable": !system, "updateable": !system, "externalId": s.external_ids.contains(name)})
+                })
+                .collect();
+            (200, json!({"name": "Account", "label": "Account", "keyPrefix": "001", "createable": true, "updateable": true, "fields": fields}))
+        }
         ("POST", ["services", "data", _, "sobjects", "Task"]) => {
             let mut m = body.as_object().cloned().unwrap_or_default();
             let id = new_id(s, "00T");
