@@ -191,7 +191,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Check => {
+        Command::Check { live } => {
             for w in &config.warnings {
                 crate::logging::warning(w);
             }
@@ -199,6 +199,13 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 return Err(e.into());
             }
             print!("{}", crate::init::check_report(config, chrono::Utc::now()));
+            if live {
+                let verdicts = crate::live_check::check_all(config).await;
+                print!("{}", crate::live_check::render(&verdicts));
+                if verdicts.iter().any(|v| v.outcome.is_err()) {
+                    return Err(AppError::Usage("the live check found connectors that need a fix (above)".into()));
+                }
+            }
             Ok(())
         }
         Command::Run { once, as_of, listen, unready_after } => {

@@ -81,7 +81,13 @@ pub enum Command {
         state_dir: Option<PathBuf>,
     },
     /// Validate the config; list connectors, their schedules and next runs.
-    Check,
+    Check {
+        /// Also ask each connector's service, read-only, whether the config works there:
+        /// credentials and scopes, mapped fields and their types, list ids, repositories,
+        /// channels. One line per connector, with the fix; exit 2 if any needs one.
+        #[arg(long)]
+        live: bool,
+    },
     /// The daemon: every connector on its schedule; --once: poll, score, sync, exit.
     Run {
         /// One full cycle, then exit (non-zero if any connector failed).

@@ -607,6 +607,78 @@ impl Sink for HubSpotSink {
     }
 }
 
+/// The private app scopes oql-sync needs, for messages that say what to grant.
+const SCOPES: &str = "crm.objects.companies.read, crm.objects.companies.write, crm.schemas.companies.read, crm.schemas.companies.write (and crm.lists.read, crm.lists.write for list triggers)";
+
+/// `oql-sync check --live`, read-only: the credentials (reading the company properties
+/// and searching one domain need the read scopes), every mapped property present with
+/// a type that takes its values (or to be created by the first sync), and every list a
+/// trigger names a MANUAL or SNAPSHOT list of companies. What was verified, or every
+/// problem with its fix, as a configuration error.
+pub async fn check_live(c: &HubSpotConfig, file: &Path, mapping: &Mapping) -> Result<String, SinkError> {
+    let mut sink = HubSpotSink::build(c, file, mapping)?;
+    let credentials = |e: SinkError| match e {
+        SinkError::Api(m) if m.starts_with("HubSpot refused the credentials") => SinkError::Config(format!(
+            "{m}; fix: give the connector a private app token (Settings → Integrations → Private apps) with the scopes {SCOPES}"
+        )),
+        other => other,
+    };
+    let r = sink.call(Method::GET, "/crm/v3/properties/companies", None, "default").await.map_err(credentials)?;
+    if !r.ok() {
+        return Err(SinkError::Api(format!("cannot list company properties (HTTP {}): {}", r.status, error_message(&r))));
+    }
+    let existing: PropertyList = r.json()?;
+    let have: HashMap<&str, &PropertyDef> = existing.results.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut problems = Vec::new();
+    let mut missing = Vec::new();
+    for (name, kind, _) in &sink.wanted {
+        match have.get(name.as_str()) {
+            Some(p) => {
+                if let Some(expected) = hubspot_type(*kind).map(|(t, _)| t)
+                    && p.kind != expected && !(expected == "string" && p.kind == "enumeration") {
+                        problems.push(format!("property {name} is of type {} where the mapping writes {expected}; fix: map another property, or recreate {name} as {expected}", p.kind));
+                    }
+            }
+            None => missing.push(name.clone()),
+        }
+    }
+    if !missing.is_empty() && !c.create_properties {
+        problems.push(format!(
+            "HubSpot lacks the company properties {}; fix: create them (Settings → Properties) or set `create_properties: true`",
+            missing.join(", ")
+        ));
+    }
+    sink.search(&["example.com".to_owned()], &[]).await.map_err(credentials)?;
+    let lists: Vec<&str> = mapping
+        .triggers
+        .iter()
+        .filter_map(|t| match &t.action {
+            super::mapping::Action::HubspotList(l) => Some(l.as_str()),
+            _ => None,
+        })
+        .collect();
+    for list in &lists {
+        match sink.check_list(list).await {
+            Ok(()) => {}
+            Err(SinkError::Api(m)) if !m.starts_with("cannot read list") => {
+                problems.push(format!("{m}; fix: put the id of a MANUAL or SNAPSHOT company list (the number in its URL) in the mapping's trigger"));
+            }
+            Err(e) => return Err(credentials(e)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(SinkError::Config(problems.join("\n")));
+    }
+    let mut done = format!("token accepted; {} of {} mapped properties present", sink.wanted.len() - missing.len(), sink.wanted.len());
+    if !missing.is_empty() {
+        done.push_str(&format!(" ({} created by the first sync)", missing.join(", ")));
+    }
+    if !lists.is_empty() {
+        done.push_str(&format!("; list{} {} take{} companies", if lists.len() > 1 { "s" } else { "" }, lists.join(", "), if lists.len() > 1 { "" } else { "s" }));
+    }
+    Ok(done)
+}
+
 impl HubSpotSink {
     /// Whether a list can take companies by hand; read once per run.
     async fn check_list(&mut self, list: &str) -> Result<(), SinkError> {
