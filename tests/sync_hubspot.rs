@@ -471,6 +471,12 @@ fn every_request_body_fits_hubspots_published_schemas() {
         &json!({"inputs": [{"properties": {"domain": "a.com"}}]}),
     );
     assert!(problem.as_deref().is_some_and(|p| p.contains("[associations]")), "{problem:?}");
+    let search = json!({"filterGroups": [], "properties": [], "sorts": [{"propertyName": "hs_object_id"}], "limit": 10});
+    let problem = common::hubspot_crm::schema::check(&common::hubspot_crm::schema::SEARCH, &search);
+    assert!(problem.as_deref().is_some_and(|p| p.contains("[after]")), "{problem:?}");
+    let read = json!({"inputs": [{"id": 1}], "properties": []});
+    let problem = common::hubspot_crm::schema::check(&common::hubspot_crm::schema::BATCH_READ, &read).unwrap_or_default();
+    assert!(problem.contains("[propertiesWithHistory]") && problem.contains("`.inputs[0].id`"), "{problem}");
 
     // A run that uses every kind of request: properties and their group, search, batch
     // create and update, list membership; then a live dry run (batch read).

@@ -228,12 +228,11 @@ impl HubSpotSink {
         loop {
             // <https://developers.hubspot.com/docs/api/crm/search>: filters in one group are
             // ANDed; IN takes a list of values. The spec's `PublicObjectSearchRequest`
-            // requires `after` (the first page starts at "0") and types sorts as
-            // property names (ascending).
+            // requires `after` (the first page starts at "0") and `sorts`.
             let body = json!({
                 "filterGroups": [{ "filters": [{ "propertyName": self.match_field, "operator": "IN", "values": values }] }],
                 "properties": props,
-                "sorts": ["hs_object_id"],
+                "sorts": [{ "propertyName": "hs_object_id", "direction": "ASCENDING" }],
                 "limit": SEARCH_PAGE,
                 "after": after.as_deref().unwrap_or("0"),
             });
