@@ -652,3 +652,17 @@ fn list_triggers_add_every_company_of_a_run_in_one_call() {
     assert_eq!(members, want);
     assert_eq!(calls(&c.hs, &format!("/crm/v3/lists/{list}")).len(), 1, "the list is read once");
 }
+
+#[test]
+fn created_records_without_their_trace_id_are_matched_by_domain() {
+    let c = crm();
+    seed(&c.hs, 1);
+    c.hs.omit_trace_ids();
+    let (env, _) = setup_creating(&c.hs, 4, "");
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("5 accepted (3 created), 0 failed"), "{out}");
+    c.hs.clear_requests();
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("0 planned"), "the created ids were cached: {out}");
+    assert_eq!(c.hs.write_calls(), 0);
+}
