@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::auth::{Auth, AuthError};
 
 /// `rate_limit: { requests: 100, per_seconds: 10 }`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub requests: NonZeroU32,
@@ -55,7 +55,7 @@ impl RateLimit {
 }
 
 /// `retry:` in a connector file.
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Retries of one request after 5xx, timeouts and connection errors.
@@ -249,17 +249,18 @@ impl Response {
     }
 }
 
-/// A URL without its query string or credentials, safe to log.
+/// A URL without its query string or credentials, and without any secret in its path
+/// (a webhook URL from `url_env`): safe to log.
 pub fn redact_url(url: &str) -> String {
     let mut u = match reqwest::Url::parse(url) {
         Ok(u) => u,
-        Err(_) => return url.split(['?', '#']).next().unwrap_or_default().to_owned(),
+        Err(_) => return crate::secrets::redact(url.split(['?', '#']).next().unwrap_or_default()).into_owned(),
     };
     u.set_query(None);
     u.set_fragment(None);
     let _ = u.set_password(None);
     let _ = u.set_username("");
-    u.to_string()
+    crate::secrets::redact(u.as_str()).into_owned()
 }
 
 /// One class's limit: governor paces requests evenly (GCRA), and a log of the last
@@ -395,10 +396,12 @@ impl HttpClient {
                     let status = r.status().as_u16();
                     let headers = r.headers().clone();
                     match r.bytes().await {
+                        // A body that echoes the request (a 401 quoting the token, a 500
+                        // quoting the URL) loses the secrets before anything reads it.
                         Ok(body) => Ok(Response {
                             status,
                             headers,
-                            body: body.to_vec(),
+                            body: crate::secrets::redact_bytes(body.to_vec()),
                             url: safe_url.to_owned(),
                             method: method.to_owned(),
                         }),
@@ -669,7 +672,8 @@ pub fn describe(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
+    let text = if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") };
+    crate::secrets::redact(&text).into_owned()
 }
 
 #[cfg(test)]

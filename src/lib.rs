@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod cycle;
 pub mod daemon;
 pub mod generate;
 pub mod health;
@@ -19,5 +20,9 @@ pub mod app;
 pub mod cli;
 pub mod import;
 pub mod json_object;
+pub mod logging;
 pub mod output;
+pub mod personal_data;
+pub mod secrets;
 pub mod preflight;
+pub mod schema;

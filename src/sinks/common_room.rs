@@ -28,7 +28,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
 use crate::store::Firing;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommonRoomConfig {
     pub name: String,

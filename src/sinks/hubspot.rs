@@ -38,7 +38,7 @@ const MEMBERS_PER_CALL: usize = 500;
 const SEARCH_PAGE: usize = 200;
 const SEARCH_TOTAL: usize = 10_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotConfig {
     pub name: String,
@@ -75,7 +75,7 @@ pub struct HubSpotConfig {
     pub create_properties: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthConfig {
     pub client_id: String,

@@ -32,7 +32,7 @@ const BATCH_LIMIT: usize = 200;
 /// 100,000-character limit).
 const DOMAINS_PER_QUERY: usize = 100;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     pub name: String,
@@ -48,6 +48,7 @@ pub struct SalesforceConfig {
     /// name no lifetime, so access tokens are minted again before this much time has
     /// passed; the default is the shortest timeout Salesforce allows.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", example = &"2h")]
     pub session_timeout: std::time::Duration,
     /// Salesforce has no per-second limit, only a daily allocation; this keeps bursts polite.
     #[serde(default = "default_rate")]
@@ -59,10 +60,23 @@ pub struct SalesforceConfig {
     pub retry: RetryPolicy,
     #[serde(default = "super::webhook::default_dead_after")]
     pub dead_after: u32,
+    /// What names an Account oql-sync creates (Salesforce requires `Name`): the company
+    /// name its activities gave (else the domain), or always the domain. Sent only with
+    /// a company's first write, so names edited in Salesforce stay.
+    #[serde(default)]
+    pub record_name: RecordName,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordName {
+    #[default]
+    CompanyName,
+    Domain,
 }
 
 /// `auth:` — one of the three OAuth flows an integration user can have.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "flow", rename_all = "snake_case")]
 pub enum SalesforceAuth {
     /// Server-to-server with a certificate: the app's consumer key, the integration
@@ -158,6 +172,7 @@ pub struct SalesforceSink {
     paused: Option<String>,
     /// Account owners, cached for task triggers.
     owners: HashMap<String, String>,
+    record_name: RecordName,
 }
 
 /// The parts of the config a run needs.
@@ -211,6 +226,7 @@ impl SalesforceSink {
             usage: None,
             paused: None,
             owners: HashMap::new(),
+            record_name: c.record_name,
         })
     }
 
@@ -254,7 +270,6 @@ impl SalesforceSink {
                     "Salesforce refused further API calls today (REQUEST_LIMIT_EXCEEDED: {}); paused until the allocation renews",
                     first_error_message(&response)
                 );
-                tracing::warn!(connector = %self.config.name, "{why}");
                 self.paused = Some(why.clone());
                 return Err(SinkError::Paused(why));
             }
@@ -270,7 +285,6 @@ impl SalesforceSink {
                         "daily API allocation: {used} of {max} calls used; {}% is kept in reserve, so the connector pauses until it renews",
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why);
                 }
             }
@@ -364,6 +378,14 @@ impl SalesforceSink {
                 if gone { WriteOutcome::Gone(message) } else { WriteOutcome::Failed(message) }
             })
             .collect())
+    }
+
+    /// The Name of an account this record may create.
+    fn name_of<'r>(&self, r: &'r WriteRecord) -> &'r str {
+        match (self.record_name, &r.company_name) {
+            (RecordName::CompanyName, Some(name)) if !name.trim().is_empty() => name.trim(),
+            _ => &r.domain,
+        }
     }
 
     async fn contacts_of(&mut self, account: &str) -> Result<Vec<String>, SinkError> {
@@ -462,7 +484,6 @@ impl Sink for SalesforceSink {
                         max - remaining,
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why.clone());
                     return Err(SinkError::Paused(why));
                 }
@@ -532,6 +553,11 @@ impl Sink for SalesforceSink {
                     .map(|r| {
                         let mut o = sobject(&r.fields, None);
                         o.insert(ext.clone(), json!(r.domain));
+                        // A first write may create the account, and Salesforce creates
+                        // none without a Name (REQUIRED_FIELD_MISSING).
+                        if r.new_record {
+                            o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
+                        }
                         Value::Object(o)
                     })
                     .collect();
@@ -557,7 +583,7 @@ impl Sink for SalesforceSink {
                     .map(|r| {
                         let mut o = sobject(&r.fields, None);
                         o.insert(match_field.clone(), json!(r.domain));
-                        o.entry("Name").or_insert_with(|| json!(r.domain));
+                        o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
                         Value::Object(o)
                     })
                     .collect();

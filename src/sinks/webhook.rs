@@ -15,7 +15,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, RetryPolicy, redact_url};
 use crate::store::Firing;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub name: String,
@@ -65,9 +65,13 @@ impl WebhookSink {
     pub fn build(c: &WebhookConfig, file: &Path) -> Result<WebhookSink, SinkError> {
         let url = match (&c.url, &c.url_env) {
             (Some(url), _) => url.clone(),
-            (None, Some(var)) => std::env::var(var).map_err(|_| {
-                SinkError::Api(format!("{}: `url_env`: environment variable {var} is not set", file.display()))
-            })?,
+            (None, Some(var)) => {
+                let url = std::env::var(var).map_err(|_| {
+                    SinkError::Api(format!("{}: `url_env`: environment variable {var} is not set", file.display()))
+                })?;
+                crate::secrets::register(&url);
+                url
+            }
             (None, None) => return Err(SinkError::Api(format!("{}: missing `url`", file.display()))),
         };
         let http = HttpClient::new(&c.name, &[("default", c.rate_limit)], c.retry)?;

@@ -105,7 +105,7 @@ impl Store {
     }
 
     pub async fn set_crm_ids(&self, connector: &str, ids: &[(String, String)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (domain, id) in ids {
             sqlx::query(
                 "INSERT INTO crm_records (connector, domain, crm_id, matched_at) VALUES (?, ?, ?, ?) \
@@ -180,6 +180,19 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Records a run that did not happen because another process holds the connector.
+    pub async fn record_skipped(&self, connector: &str, why: &str) -> Result<(), StoreError> {
+        let now = now_nanos();
+        sqlx::query("INSERT INTO sync_runs (connector, started_at, finished_at, status, error) VALUES (?, ?, ?, 'skipped', ?)")
+            .bind(connector)
+            .bind(now)
+            .bind(now)
+            .bind(why)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Closes a run: `ok`, `failed` (an error or a failed record), or the given status.
     pub async fn finish_run(&self, run_id: i64, totals: &RunTotals, error: Option<&str>, status: Option<&str>) -> Result<(), StoreError> {
         let status = status.unwrap_or(if error.is_some() || totals.failed > 0 { "failed" } else { "ok" });
@@ -215,7 +228,7 @@ impl Store {
         dead_after: i64,
     ) -> Result<Vec<String>, StoreError> {
         let now = now_nanos();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut dead = Vec::new();
         for r in results {
             let (outcome, error) = match &r.outcome {
@@ -294,7 +307,7 @@ impl Store {
         dead_after: i64,
     ) -> Result<(), StoreError> {
         let now = now_nanos();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (status, attempts) = match error {
             None => ("fired", 0),
             Some(_) => {

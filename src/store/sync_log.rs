@@ -63,7 +63,7 @@ impl Store {
         if let Some(c) = &f.connector {
             qb.push(" AND connector = ").push_bind(c.clone());
         }
-        if let Some(s) = f.status.as_deref().filter(|s| matches!(*s, "ok" | "failed" | "paused" | "running")) {
+        if let Some(s) = f.status.as_deref().filter(|s| matches!(*s, "ok" | "failed" | "paused" | "running" | "skipped")) {
             qb.push(" AND status = ").push_bind(s.to_owned());
         }
         if let Some(since) = f.since {
