@@ -363,3 +363,17 @@ fn describe_token_error<RE: std::error::Error + 'static>(
     };
     crate::secrets::redact(&text).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_five_minutes_early_or_a_quarter_of_a_short_life_early() {
+        assert_eq!(renew_after(Duration::from_secs(1800)), Duration::from_secs(1500));
+        assert_eq!(renew_after(Duration::from_secs(7200)), Duration::from_secs(6900));
+        assert_eq!(renew_after(ASSUMED_LIFETIME), Duration::from_secs(675));
+        assert_eq!(renew_after(Duration::from_secs(60)), Duration::from_secs(45));
+        assert_eq!(renew_after(Duration::ZERO), Duration::ZERO);
+    }
+}

@@ -86,4 +86,7 @@ fn api_calls_per_thousand_changed_companies() {
     assert!(figures[0].3.contains(&format!("{MATCHED} accepted")), "{}", figures[0].3);
     assert!(figures[1].3.contains(&format!("{MATCHED} accepted")), "{}", figures[1].3);
     assert_eq!(hs.list_members(&list).len(), MATCHED);
+    assert_eq!(figures[1].2, MATCHED.div_ceil(500), "list memberships go 500 a call");
+    assert!(figures[1].0 <= 20, "{} calls when every stage changed", figures[1].0);
+    assert_eq!(figures[2].0, 0, "nothing changed, no call");
 }

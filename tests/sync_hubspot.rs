@@ -471,6 +471,12 @@ fn every_request_body_fits_hubspots_published_schemas() {
         &json!({"inputs": [{"properties": {"domain": "a.com"}}]}),
     );
     assert!(problem.as_deref().is_some_and(|p| p.contains("[associations]")), "{problem:?}");
+    let search = json!({"filterGroups": [], "properties": [], "sorts": [{"propertyName": "hs_object_id"}], "limit": 10});
+    let problem = common::hubspot_crm::schema::check(&common::hubspot_crm::schema::SEARCH, &search);
+    assert!(problem.as_deref().is_some_and(|p| p.contains("[after]")), "{problem:?}");
+    let read = json!({"inputs": [{"id": 1}], "properties": []});
+    let problem = common::hubspot_crm::schema::check(&common::hubspot_crm::schema::BATCH_READ, &read).unwrap_or_default();
+    assert!(problem.contains("[propertiesWithHistory]") && problem.contains("`.inputs[0].id`"), "{problem}");
 
     // A run that uses every kind of request: properties and their group, search, batch
     // create and update, list membership; then a live dry run (batch read).
@@ -562,8 +568,9 @@ fn server_waits_and_pacing_waits_are_counted_apart_in_the_summary_the_log_and_me
     assert_eq!(run["server_waits"], 2, "{run}");
     assert_eq!(run["pacing_waits"], pacing, "{run}");
     assert_eq!(run["rate_limit_waits"], 2 + pacing, "{run}");
-    let table = env.ok(&["log"]);
-    assert!(table.lines().next().unwrap().contains("server_waits  pacing_waits"), "{table}");
+    let table = env.ok(&["log", "--wide"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("server waits") && header.contains("pacing"), "{table}");
 
     // /metrics carries both, per connector.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -645,4 +652,18 @@ fn list_triggers_add_every_company_of_a_run_in_one_call() {
     want.sort();
     assert_eq!(members, want);
     assert_eq!(calls(&c.hs, &format!("/crm/v3/lists/{list}")).len(), 1, "the list is read once");
+}
+
+#[test]
+fn created_records_without_their_trace_id_are_matched_by_domain() {
+    let c = crm();
+    seed(&c.hs, 1);
+    c.hs.omit_trace_ids();
+    let (env, _) = setup_creating(&c.hs, 4, "");
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("5 accepted (3 created), 0 failed"), "{out}");
+    c.hs.clear_requests();
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("0 planned"), "the created ids were cached: {out}");
+    assert_eq!(c.hs.write_calls(), 0);
 }

@@ -228,12 +228,11 @@ impl HubSpotSink {
         loop {
             // <https://developers.hubspot.com/docs/api/crm/search>: filters in one group are
             // ANDed; IN takes a list of values. The spec's `PublicObjectSearchRequest`
-            // requires `after` (the first page starts at "0") and types sorts as
-            // property names (ascending).
+            // requires `after` (the first page starts at "0") and `sorts`.
             let body = json!({
                 "filterGroups": [{ "filters": [{ "propertyName": self.match_field, "operator": "IN", "values": values }] }],
                 "properties": props,
-                "sorts": ["hs_object_id"],
+                "sorts": [{ "propertyName": "hs_object_id", "direction": "ASCENDING" }],
                 "limit": SEARCH_PAGE,
                 "after": after.as_deref().unwrap_or("0"),
             });
@@ -288,8 +287,17 @@ impl HubSpotSink {
         // answer is lost, the records fail and the next run finds them by domain.
         let req = Request::new(Method::POST, self.url("/crm/v3/objects/companies/batch/create")).auth(&self.auth).not_repeatable();
         let r = self.send(req, Some(json!({ "inputs": inputs }))).await?;
-        // Created records come back in no promised order: match them by trace id.
-        let outcomes = read_batch(&r, &traces, |result| result.object_write_trace_id.clone(), "objectWriteTraceId")?;
+        // Created records come back in no promised order: match them by trace id, or by
+        // domain where a result does not echo it (the spec makes it optional).
+        let trace_of: HashMap<&str, &String> = batch.iter().map(|r| r.domain.as_str()).zip(&traces).collect();
+        let field = self.match_field.clone();
+        let key_of = |result: &RecordResult| {
+            result.object_write_trace_id.clone().or_else(|| {
+                let domain = result.properties.get(&field).and_then(|v| v.as_deref()).and_then(normalize_domain)?;
+                trace_of.get(domain.as_str()).map(|t| (*t).clone())
+            })
+        };
+        let outcomes = read_batch(&r, &traces, key_of, "objectWriteTraceId")?;
         Ok(outcomes
             .into_iter()
             .map(|o| match o {

@@ -48,7 +48,7 @@ pub struct SalesforceConfig {
     /// name no lifetime, so access tokens are minted again before this much time has
     /// passed; the default is the shortest timeout Salesforce allows.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", example = &"2h")]
     pub session_timeout: std::time::Duration,
     /// Salesforce has no per-second limit, only a daily allocation; this keeps bursts polite.
     #[serde(default = "default_rate")]

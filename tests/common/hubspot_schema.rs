@@ -20,6 +20,8 @@ pub enum Shape {
     Map(&'static Shape),
     /// A named schema: (key, required, shape).
     Object(&'static str, &'static [(&'static str, bool, Shape)]),
+    /// Any one of these shapes.
+    OneOf(&'static [Shape]),
 }
 
 use Shape::*;
@@ -74,8 +76,10 @@ pub const BATCH_READ: Shape = Object(
     &[("inputs", true, List(&OBJECT_ID)), ("properties", true, STRINGS), ("propertiesWithHistory", true, STRINGS), ("idProperty", false, Str)],
 );
 
-/// `POST /crm/v3/objects/companies/search`: `PublicObjectSearchRequest` (the spec
-/// requires `after` and types `sorts` as strings).
+/// `POST /crm/v3/objects/companies/search`: `PublicObjectSearchRequest`. The spec
+/// requires `after`, and types each sort as a string (a property name); HubSpot's search
+/// guide documents `{propertyName, direction}` objects, which HubSpot takes too.
+/// <https://developers.hubspot.com/docs/api/crm/search#sorting>
 pub const SEARCH: Shape = Object(
     "PublicObjectSearchRequest",
     &[
@@ -97,7 +101,7 @@ pub const SEARCH: Shape = Object(
         ),
         ("limit", true, Int),
         ("properties", true, STRINGS),
-        ("sorts", true, STRINGS),
+        ("sorts", true, List(&OneOf(&[Str, Object("Sort", &[("propertyName", true, Str), ("direction", false, Str)])]))),
         ("query", false, Str),
     ],
 );
@@ -177,6 +181,16 @@ fn walk(shape: &Shape, value: &Value, at: &str, out: &mut Vec<String>) {
             Some(map) => map.iter().for_each(|(k, v)| walk(item, v, &format!("{at}.{k}"), out)),
             None => wrong(out, "java.util.LinkedHashMap"),
         },
+        OneOf(shapes) => {
+            let fits = |shape: &Shape| {
+                let mut problems = Vec::new();
+                walk(shape, value, at, &mut problems);
+                problems.is_empty()
+            };
+            if !shapes.iter().any(fits) {
+                wrong(out, "PublicSort");
+            }
+        }
         Object(name, fields) => {
             let Some(map) = value.as_object() else {
                 return wrong(out, name);
