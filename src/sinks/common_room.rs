@@ -218,6 +218,12 @@ impl CommonRoomSink {
     }
 }
 
+/// `oql-sync check --live`: what a run checks before its first write (the token, the
+/// custom fields the source may write, the activity type), without writing.
+pub async fn check_live(c: &CommonRoomConfig, file: &Path, mapping: &Mapping) -> Result<(), SinkError> {
+    CommonRoomSink::build(c, file, mapping)?.prepare().await
+}
+
 fn reason(r: &Response) -> String {
     r.json::<Value>()
         .ok()
