@@ -367,6 +367,13 @@ fn upserts_by_external_id_create_accounts_named_after_the_company_and_keep_edite
     let upsert = o.sf.requests().into_iter().find(|r| r.path.ends_with("/Account/OQL_Domain__c")).unwrap();
     assert!(upsert.body["records"].as_array().unwrap().iter().all(|r| r.get("Name").is_none()), "{}", upsert.body);
     assert_eq!(o.sf.account(&acme).unwrap()["Name"], "Acme Inc");
+
+    // Someone deletes an account: the next upsert creates it again, named.
+    o.sf.delete_account(&acme);
+    let out = env.ok(&["sync", "--as-of", "2026-12-31"]);
+    assert!(out.contains("0 failed"), "{out}");
+    let again = o.sf.accounts().into_iter().find(|(_, a)| a["OQL_Domain__c"] == "acme.com").expect("created again").1;
+    assert_eq!(again["Name"], "Acme Inc");
 }
 
 #[test]

@@ -76,6 +76,11 @@ fn salesforce_an_unchanged_sync_with_unmatched_domains_makes_no_call() {
     let fourth = env.ok(&["sync", "--as-of", "2026-12-15"]);
     assert!(fourth.contains("1 ambiguous, 1 not found"), "{fourth}");
     assert!(sf.requests().iter().any(|r| r.path.ends_with("/query")));
+
+    // A mapping that now creates missing accounts does not wait for the re-check.
+    env.write("mappings/sf.yaml", SF_MAPPING.replace("Website }", "Website }\ncreate_missing: true"));
+    let fifth = env.ok(&["sync", "--as-of", "2026-12-15"]);
+    assert!(fifth.contains("1 accepted (1 created), 0 failed, 1 ambiguous, 0 not found"), "{fifth}");
 }
 
 #[test]

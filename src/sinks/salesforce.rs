@@ -686,7 +686,28 @@ impl Sink for SalesforceSink {
     }
 
     async fn write(&mut self, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
-        let outcomes = super::bisect::write_bisecting(self, batch).await?;
+        let mut outcomes = super::bisect::write_bisecting(self, batch).await?;
+        // An account its External ID no longer finds (deleted since the company's first
+        // write) is created by the upsert, which then needs the Name later writes leave
+        // out: those records go again, named, in this run.
+        let unnamed: Vec<usize> = outcomes
+            .iter()
+            .zip(batch)
+            .enumerate()
+            .filter(|(_, (o, r))| {
+                !r.new_record
+                    && r.crm_id.as_deref().is_some_and(|id| id.starts_with("ext:"))
+                    && matches!(o, WriteOutcome::Failed(m) if m.starts_with("REQUIRED_FIELD_MISSING") && m.contains("Name"))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !unnamed.is_empty() {
+            let named: Vec<WriteRecord> = unnamed.iter().map(|&i| WriteRecord { new_record: true, ..batch[i].clone() }).collect();
+            let again = super::bisect::write_bisecting(self, &named).await?;
+            for (i, o) in unnamed.into_iter().zip(again) {
+                outcomes[i] = o;
+            }
+        }
         // Upserted records are known by their key, so the next run upserts again.
         Ok(outcomes
             .into_iter()

@@ -300,15 +300,18 @@ async fn hold_back_unmatched(store: &Store, name: &str, mapping: &Mapping, plan:
     let before = plan.items.len();
     plan.items.retain(|item| {
         let waiting = !ids.contains_key(&item.domain)
-            && known.get(&item.domain).is_some_and(|u| u.desired == lookup_key(item) && now - u.checked_at < recheck);
+            && known.get(&item.domain).is_some_and(|u| u.desired == lookup_key(mapping, item) && now - u.checked_at < recheck);
         !waiting
     });
     Ok((before - plan.items.len()) as i64)
 }
 
-/// What a company's lookup is remembered with: the values (and stage) it should carry.
-fn lookup_key(item: &PlanItem) -> String {
-    serde_json::to_string(&(item.stage.as_str(), &item.after)).unwrap_or_default()
+/// What a company's lookup is remembered with: the values (and stage) it should carry,
+/// and how the mapping matches and whether it creates (a change of either asks anew).
+fn lookup_key(mapping: &Mapping, item: &PlanItem) -> String {
+    let rule = &mapping.match_rule;
+    let how = (&rule.crm_field, &rule.external_id, mapping.create_missing);
+    serde_json::to_string(&(how, item.stage.as_str(), &item.after)).unwrap_or_default()
 }
 
 /// What writing a plan needs besides the plan.
@@ -363,8 +366,8 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         .items
         .iter()
         .filter_map(|item| match matches.get(&item.domain)? {
-            Match::Ambiguous(found) => Some((item.domain.clone(), found.clone(), lookup_key(item))),
-            Match::Missing if !mapping.create_missing => Some((item.domain.clone(), Vec::new(), lookup_key(item))),
+            Match::Ambiguous(found) => Some((item.domain.clone(), found.clone(), lookup_key(mapping, item))),
+            Match::Missing if !mapping.create_missing => Some((item.domain.clone(), Vec::new(), lookup_key(mapping, item))),
             _ => None,
         })
         .collect();
@@ -413,9 +416,11 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         };
         writes.push((item, record));
     }
-    let creatable: Vec<String> = writes.iter().filter(|(_, w)| w.new_record || w.crm_id.is_none()).map(|(_, w)| w.domain.clone()).collect();
-    if !creatable.is_empty() {
-        let mut names = store.names_of(&creatable).await?;
+    // Any write may create a record (an upsert whose record was deleted since): each
+    // carries the company's name, read locally.
+    let domains: Vec<String> = writes.iter().map(|(_, w)| w.domain.clone()).collect();
+    if !domains.is_empty() {
+        let mut names = store.names_of(&domains).await?;
         for (_, w) in &mut writes {
             w.company_name = names.remove(&w.domain);
         }
