@@ -518,10 +518,12 @@ fn salesforce_types(field: &super::mapping::FieldMapping) -> (&'static [&'static
     use super::mapping::{CrmType, DateFormat};
     const NUMBER: &[&str] = &["double", "int", "long", "currency", "percent"];
     const TEXT: &[&str] = &["string", "textarea", "picklist", "combobox", "url", "email", "phone", "encryptedstring"];
+    const DATE_OR_TEXT: &[&str] = &["date", "string", "textarea", "picklist", "combobox"];
     match (field.from.crm_type(field), &field.format) {
         (CrmType::Number, _) => (NUMBER, "a number"),
         (CrmType::Date, DateFormat::EpochMillis) => (NUMBER, "a number (epoch_ms)"),
-        (CrmType::Date, _) => (&["date"], "a date"),
+        // `YYYY-MM-DD` is text too: a text field takes it as it is.
+        (CrmType::Date, _) => (DATE_OR_TEXT, "a date"),
         (CrmType::Bool, _) => (&["boolean"], "a checkbox"),
         (CrmType::Text | CrmType::Enumeration, _) => (TEXT, "text"),
     }
