@@ -63,6 +63,10 @@ fn salesforce_an_unchanged_sync_with_unmatched_domains_makes_no_call() {
     assert!(second.contains("0 planned, 0 sent") && second.contains("2 unmatched as last looked up"), "{second}");
     let log = env.ok(&["log", "--status", "not_found"]);
     assert_eq!(log.matches("lost.com").count(), 1, "logged once, not again: {log}");
+    // A dry run (no call) shows them as the last lookups found them, not as new.
+    let dry = env.ok(&["sync", "--dry-run", "--as-of", "2026-10-30"]);
+    assert!(dry.contains("not found: investigation") && dry.contains("ambiguous: investigation") && !dry.contains("new:"), "{dry}");
+    assert_eq!(sf.requests().len(), 0);
 
     // The companies' values change (they go inactive): the CRM is asked again.
     let third = env.ok(&["sync", "--as-of", "2026-12-15"]);

@@ -145,8 +145,9 @@ async fn build_and_run(
         report.totals.planned = report.plan.items.len() as i64;
         // What the last lookups found, as a real run would act on it (no call here).
         let ids = input.store.crm_ids(&connector.name).await?;
+        let planned: std::collections::HashSet<&str> = report.plan.items.iter().map(|i| i.domain.as_str()).collect();
         for (domain, known) in input.store.unmatched(&connector.name).await? {
-            if !ids.contains_key(&domain) && report.plan.items.iter().any(|i| i.domain == domain) {
+            if !ids.contains_key(&domain) && planned.contains(domain.as_str()) {
                 report.unmatched.insert(domain, known.ids);
             }
         }
@@ -362,7 +363,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
     store.set_crm_ids(name, &found).await?;
     // Remember what matched nothing (or too much), so an unchanged company is not looked
     // up again on every run.
-    let unmatched: Vec<(String, Vec<String>, String)> = plan
+    let remembered: Vec<(String, Vec<String>, String)> = plan
         .items
         .iter()
         .filter_map(|item| match matches.get(&item.domain)? {
@@ -371,7 +372,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
             _ => None,
         })
         .collect();
-    store.remember_unmatched(name, &unmatched).await?;
+    store.remember_unmatched(name, &remembered).await?;
     store.forget_unmatched(name, &found.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()).await?;
     ids.extend(found);
 
