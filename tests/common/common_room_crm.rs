@@ -294,6 +294,13 @@ fn activity(s: &mut Inner, body: &Value) -> (u16, Value) {
     if !s.activity_types.iter().any(|t| t == kind) || !body["user"].is_object() {
         return invalid();
     }
+    // `ApiActivity`: a title is TextContent, content Text- or MarkdownContent, the
+    // timestamp ISO 8601.
+    let content_ok = |c: &Value, types: &[&str]| c.is_null() || (types.contains(&c["type"].as_str().unwrap_or_default()) && c["value"].is_string());
+    let timestamp_ok = body["timestamp"].is_null() || body["timestamp"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok());
+    if !content_ok(&body["activityTitle"], &["text"]) || !content_ok(&body["content"], &["text", "markdown"]) || !timestamp_ok {
+        return invalid();
+    }
     if let Err(e) = apply_user(s, &body["user"]) {
         return e;
     }
