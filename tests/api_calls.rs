@@ -35,8 +35,9 @@ fn sf_calls(sf: &Salesforce) -> usize {
 
 /// Records the last run charged a failed attempt.
 fn charged(env: &Env) -> usize {
-    let log: serde_json::Value = serde_json::from_str(&env.ok(&["log", "--status", "failed", "--format", "json"])).unwrap();
-    log["records"].as_array().map_or(0, Vec::len)
+    let log: serde_json::Value = serde_json::from_str(&env.ok(&["log", "--status", "failed", "--format", "json", "--limit", "1000000"])).unwrap();
+    let records = log["records"].as_array().cloned().unwrap_or_default();
+    records.iter().filter(|r| r["outcome"] == "failed" || r["outcome"] == "dead").count()
 }
 
 const SF_MAPPING: &str = "object: Account\nmatch: { crm_field: Website }\nfields:\n  OQL_Stage__c: { from: stage }\n  OQL_Score__c: { from: score, round: 0 }\n";
