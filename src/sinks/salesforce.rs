@@ -32,7 +32,7 @@ const BATCH_LIMIT: usize = 200;
 /// 100,000-character limit).
 const DOMAINS_PER_QUERY: usize = 100;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     pub name: String,
@@ -61,7 +61,7 @@ pub struct SalesforceConfig {
     pub record_name: RecordName,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordName {
     #[default]
@@ -70,7 +70,7 @@ pub enum RecordName {
 }
 
 /// `auth:` — one of the three OAuth flows an integration user can have.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "flow", rename_all = "snake_case")]
 pub enum SalesforceAuth {
     /// Server-to-server with a certificate: the app's consumer key, the integration
@@ -600,8 +600,8 @@ impl Sink for SalesforceSink {
         BATCH_LIMIT
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     fn schema_fingerprint(&self) -> Option<String> {

@@ -18,7 +18,7 @@ use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::scoring::{CompanyScore, Model, day_number, score_breakdown};
 use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
-use crate::triggers;
+use super::triggers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -103,8 +103,14 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
             report.paused = Some(why.clone());
         }
         Err(e) => {
-            tracing::error!(connector = %connector.name, error = %e, "sync failed");
-            report.error = Some(e.to_string());
+            // What reaches the sync log and the summary passes the secret redaction. A
+            // run in the sync log says it in its summary below, once; a store error is
+            // returned, and said once where it ends up.
+            let error = crate::secrets::redact(&e.to_string()).into_owned();
+            if run_id.is_none() && !matches!(e, SyncError::Store(_)) {
+                tracing::error!(connector = %connector.name, error = %error, "sync failed");
+            }
+            report.error = Some(error);
         }
         Ok(()) => {}
     }
@@ -112,16 +118,34 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         let status = if report.paused.is_some() { Some("paused") } else { None };
         let note = report.error.clone().or_else(|| report.paused.clone().map(|p| format!("paused: {p}")));
         input.store.finish_run(run_id, &report.totals, note.as_deref(), status).await?;
-        tracing::info!(
-            connector = %connector.name,
-            planned = report.totals.planned,
-            sent = report.totals.sent,
-            accepted = report.totals.accepted,
-            failed = report.totals.failed,
-            api_calls = report.totals.api_calls,
-            rate_limit_waits = report.totals.rate_limit_waits,
-            "sync run done"
-        );
+        // The summary's level is the run's: an INFO line saying `failed=0` after the
+        // run's ERROR would tell a log alert that all went well.
+        macro_rules! summary {
+            ($level:expr, $status:expr) => {
+                tracing::event!(
+                    $level,
+                    connector = %connector.name,
+                    status = $status,
+                    planned = report.totals.planned,
+                    sent = report.totals.sent,
+                    accepted = report.totals.accepted,
+                    failed = report.totals.failed,
+                    triggers_failed = report.triggers_failed,
+                    api_calls = report.totals.api_calls,
+                    server_waits = report.totals.server_waits,
+                    pacing_waits = report.totals.pacing_waits,
+                    error = %note.as_deref().unwrap_or(""),
+                    "sync run done"
+                )
+            };
+        }
+        if report.paused.is_some() {
+            summary!(tracing::Level::WARN, "paused");
+        } else if report.error.is_some() || report.totals.failed > 0 || report.triggers_failed > 0 {
+            summary!(tracing::Level::ERROR, "failed");
+        } else {
+            summary!(tracing::Level::INFO, "ok");
+        }
     }
     match built {
         Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
@@ -225,9 +249,11 @@ async fn run<S: Sink>(
         write_plan(sink, &ctx, &plan, report).await
     };
     report.plan = plan;
-    let (calls, waits) = sink.stats();
-    report.totals.api_calls = calls;
-    report.totals.rate_limit_waits = waits;
+    let counts = sink.stats();
+    report.totals.api_calls = counts.calls;
+    report.totals.server_waits = counts.server_waits;
+    report.totals.pacing_waits = counts.pacing_waits;
+    report.totals.rate_limit_waits = counts.server_waits + counts.pacing_waits;
     result
 }
 
@@ -460,7 +486,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                     return Err(sink_error(SinkError::Config(why)));
                 }
                 Err(e) => {
-                    let message = e.to_string();
+                    let message = crate::secrets::redact(&e.to_string()).into_owned();
                     tracing::warn!(connector = name, error = %message, records = batch.len(), "batch failed");
                     first_error.get_or_insert(e);
                     vec![WriteOutcome::Failed(message); batch.len()]
