@@ -3,8 +3,14 @@
 //! false`, one result per record), paced under the org's daily API allocation, and
 //! campaign membership or a task for the account owner as trigger actions.
 //!
+//! Before its first write for a mapping, a run describes Account and stops, naming every
+//! misfit, if the org lacks a mapped field or types it otherwise (`describe_check`, also
+//! what `check --live` runs): a field error found by writing would fail every record of
+//! every batch alike. Only a value Salesforce cannot parse is split out of a batch
+//! (`bisect.rs`).
+//!
 //! Reads top to bottom: config → auth → matching (SOQL) → collection requests → reading
-//! per-record results → limits → triggers.
+//! per-record results → the describe check → limits → triggers.
 //!
 //! Shapes: REST API Developer Guide,
 //! <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections.htm>,
