@@ -265,6 +265,8 @@ fn apply_user(s: &mut Inner, u: &Value) -> Result<(), (u16, Value)> {
                         "int" => v["value"].is_i64() || v["value"].is_u64(),
                         "number" => v["value"].is_number(),
                         "boolean" => v["value"].is_boolean(),
+                        // ISO 8601 dates only (YYYY-MM-DD).
+                        "date" => v["value"].as_str().is_some_and(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok()),
                         "enum" => def["values"].as_array().is_some_and(|vals| vals.contains(&v["value"])),
                         _ => v["value"].is_string(),
                     };
