@@ -139,8 +139,10 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
                 )
             };
         }
+        // A pause is no failure, and its summary line already says it once: at INFO the
+        // daemon's log keeps it, a one-shot command does not repeat it.
         if report.paused.is_some() {
-            summary!(tracing::Level::WARN, "paused");
+            summary!(tracing::Level::INFO, "paused");
         } else if report.error.is_some() || report.totals.failed > 0 || report.triggers_failed > 0 {
             summary!(tracing::Level::ERROR, "failed");
         } else {
@@ -231,6 +233,11 @@ async fn run<S: Sink>(
     let scores: HashMap<&str, &CompanyScore> = input.scores.iter().map(|s| (s.domain.as_str(), s)).collect();
 
     let live = if opts.dry_run && opts.live {
+        // The schema first (a read), so a misfit shows as the one message a real run
+        // would stop with, not as a failed read; a dry run keeps no record of it.
+        if sink.schema_fingerprint().is_some() {
+            sink.check_schema().await.map_err(sink_error)?;
+        }
         let ids = store.crm_ids(name).await?;
         Some(live_state(sink, input.scores, mapping, &stored, &ids, &mut report.unmatched).await.map_err(sink_error)?)
     } else {
