@@ -33,9 +33,18 @@ fn sf_calls(sf: &Salesforce) -> usize {
     sf.requests().iter().filter(|r| r.path.starts_with("/services/data/")).count()
 }
 
-#[test]
-fn salesforce_calls_per_thousand_changed_companies() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+/// Records the last run charged a failed attempt.
+fn charged(env: &Env) -> usize {
+    let log: serde_json::Value = serde_json::from_str(&env.ok(&["log", "--status", "failed", "--format", "json", "--limit", "1000000"])).unwrap();
+    let records = log["records"].as_array().cloned().unwrap_or_default();
+    records.iter().filter(|r| r["outcome"] == "failed" || r["outcome"] == "dead").count()
+}
+
+const SF_MAPPING: &str = "object: Account\nmatch: { crm_field: Website }\nfields:\n  OQL_Stage__c: { from: stage }\n  OQL_Score__c: { from: score, round: 0 }\n";
+
+/// An org holding the companies (but `NOT_FOUND` of them; `AMBIGUOUS` twice), and a
+/// config dir syncing them with `mapping`.
+fn salesforce(rt: &tokio::runtime::Runtime, mapping: &str) -> (Salesforce, Env) {
     let sf = rt.block_on(Salesforce::start());
     sf.define_field("OQL_Stage__c", "string");
     sf.define_field("OQL_Score__c", "double");
@@ -48,10 +57,7 @@ fn salesforce_calls_per_thousand_changed_companies() {
     }
     let env = Env::new();
     env.write("keys/sf.key", test_keypair().0);
-    env.write(
-        "mappings/sf.yaml",
-        "object: Account\nmatch: { crm_field: Website }\nfields:\n  OQL_Stage__c: { from: stage }\n  OQL_Score__c: { from: score, round: 0 }\n",
-    );
+    env.write("mappings/sf.yaml", mapping);
     env.write(
         "connectors/sf.yaml",
         format!(
@@ -62,7 +68,13 @@ fn salesforce_calls_per_thousand_changed_companies() {
     );
     let file = env.write("data.ndjson", data());
     env.ok(&["import", file.to_str().unwrap()]);
+    (sf, env)
+}
 
+#[test]
+fn salesforce_calls_per_thousand_changed_companies() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (sf, env) = salesforce(&rt, SF_MAPPING);
     let mut figures = Vec::new();
     for (what, as_of) in [("first sync", "2026-10-30"), ("all changed, ids cached", "2026-12-15"), ("unchanged second sync", "2026-12-15")] {
         sf.clear_requests();
@@ -82,24 +94,42 @@ fn salesforce_calls_per_thousand_changed_companies() {
 }
 
 #[test]
-fn common_room_calls_per_thousand_changed_companies() {
+fn salesforce_calls_when_a_mapped_field_is_missing() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (sf, env) = salesforce(&rt, &format!("{SF_MAPPING}  OQL_Tier__c: {{ from: peak_stage }}\n"));
+    let r = env.run(&["sync", "--as-of", "2026-10-30"]);
+    let (calls, charged) = (sf_calls(&sf), charged(&env));
+    println!("Salesforce, {COMPANIES} companies, a mapped field missing in the org: {calls} API calls, {charged} records charged a failure");
+    assert_eq!(r.code, 1);
+    assert_eq!((calls, charged), (2, 0), "limits and describe, then the run stops");
+}
+
+const CR_MAPPING: &str = "object: contacts\nmatch: { crm_field: companyDomain }\nfields:\n  OQL Stage: { from: stage }\n  OQL Score: { from: score, round: 0 }\n";
+
+fn common_room(rt: &tokio::runtime::Runtime, source: u64) -> (CommonRoom, Env) {
     let cr = rt.block_on(CommonRoom::start());
     cr.accept_token("cr-token");
     cr.add_source(77);
     cr.add_custom_field(11, "OQL Stage", "string", &[]);
     cr.add_custom_field(12, "OQL Score", "number", &[]);
     let env = Env::new();
-    env.write("mappings/cr.yaml", "object: contacts\nmatch: { crm_field: companyDomain }\nfields:\n  OQL Stage: { from: stage }\n  OQL Score: { from: score, round: 0 }\n");
+    env.write("mappings/cr.yaml", CR_MAPPING);
     env.write(
         "connectors/cr.yaml",
         format!(
-            "name: cr\nkind: common_room\nschedule: \"0 0 * * * *\"\nbase_url: {}\ntoken_env: CR_TOKEN\ndestination_source_id: 77\nmapping: mappings/cr.yaml\nrate_limit: {{ requests: 1000, per_seconds: 1 }}\n",
+            "name: cr\nkind: common_room\nschedule: \"0 0 * * * *\"\nbase_url: {}\ntoken_env: CR_TOKEN\ndestination_source_id: {source}\nmapping: mappings/cr.yaml\nrate_limit: {{ requests: 1000, per_seconds: 1 }}\n",
             cr.url
         ),
     );
     let file = env.write("data.ndjson", data());
     env.ok(&["import", file.to_str().unwrap()]);
+    (cr, env)
+}
+
+#[test]
+fn common_room_calls_per_thousand_changed_companies() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (cr, env) = common_room(&rt, 77);
     let mut figures = Vec::new();
     for (what, as_of) in [("first sync", "2026-10-30"), ("all changed", "2026-12-15"), ("unchanged second sync", "2026-12-15")] {
         cr.clear_requests();
@@ -113,4 +143,15 @@ fn common_room_calls_per_thousand_changed_companies() {
     }
     // Custom fields and activity types, then a contact and a stage activity per company.
     assert_eq!((figures[0].1, figures[1].1, figures[2].1), (2 + 2 * COMPANIES, 2 + 2 * COMPANIES, 0));
+}
+
+#[test]
+fn common_room_calls_with_a_wrong_destination_source() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (cr, env) = common_room(&rt, 999);
+    let r = env.run_with(&["sync", "--as-of", "2026-10-30"], &[("CR_TOKEN", "cr-token")]);
+    let (calls, charged) = (cr.requests().len(), charged(&env));
+    println!("Common Room, {COMPANIES} companies, a wrong destination_source_id: {calls} API calls, {charged} records charged a failure");
+    assert_eq!(r.code, 1);
+    assert_eq!((calls, charged), (3, 0), "custom fields, activity types, one 404, then the run stops");
 }

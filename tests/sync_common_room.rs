@@ -124,6 +124,24 @@ fn a_destination_source_that_404s_stops_the_run_and_charges_no_record() {
 }
 
 #[test]
+fn custom_fields_that_cannot_take_the_mapped_values_stop_the_run_before_any_write() {
+    let r = room();
+    r.cr.add_custom_field(15, "OQL Last Activity", "date", &[]);
+    let mapping = MAPPING.replace("OQL Score: { from: score }", "OQL Score: { from: stage }") + "  OQL Last Activity: { from: last_seen, format: epoch_ms }\n";
+    let env = setup(&r, 77, &mapping);
+    let out = sync(&env, "2026-10-30");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("configuration error: Common Room custom fields do not take the mapping's values: ")
+            && out.stdout.contains("OQL Last Activity is a date field and the mapping writes numbers")
+            && out.stdout.contains("OQL Score is a number field and the mapping writes text"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(r.cr.write_calls(), 0);
+}
+
+#[test]
 fn fields_only_another_source_may_write_point_at_the_destination_source_id() {
     let r = room();
     r.cr.add_source(78);

@@ -157,6 +157,9 @@ fn a_mapping_the_org_cannot_take_stops_the_run_before_any_write_naming_every_fie
         assert_eq!(rest_calls(&o, ""), 2, "the daily limits and one describe");
     }
     assert_eq!(failed_records(&env), 0, "no record is at fault, none walks toward dead");
+    // A live dry run says the same, from the describe (no failed query).
+    let dry = env.run(&["sync", "--dry-run", "--live", "--wide", "--as-of", "2026-10-30"]);
+    assert!(dry.stdout.contains("configuration error: Salesforce Account does not fit the mapping") && dry.stdout.contains("OQL_Tier__c does not exist"), "{}", dry.stdout);
 }
 
 #[test]
@@ -317,7 +320,7 @@ fn a_live_dry_run_shows_unmatched_domains_as_a_real_sync_would_treat_them() {
     let dup1 = o.sf.add_account(&[("Name", "Dup"), ("Website", "dup.com")]);
     let dup2 = o.sf.add_account(&[("Name", "Dup (2)"), ("Website", "www.dup.com")]);
     let env = setup(&o, MAPPING, "", &[("acme.com", "2026-10-01"), ("dup.com", "2026-10-01"), ("lost.com", "2026-10-01")]);
-    let r = env.run(&["sync", "--dry-run", "--live", "--as-of", "2026-10-30"]);
+    let r = env.run(&["sync", "--dry-run", "--live", "--wide", "--as-of", "2026-10-30"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("1 companies, 3 fields would change; 1 not found and 1 ambiguous would be skipped"), "{}", r.stdout);
     let line = |d: &str| r.stdout.lines().find(|l| l.trim_start().starts_with(d)).unwrap_or_default().to_owned();
@@ -367,6 +370,13 @@ fn upserts_by_external_id_create_accounts_named_after_the_company_and_keep_edite
     let upsert = o.sf.requests().into_iter().find(|r| r.path.ends_with("/Account/OQL_Domain__c")).unwrap();
     assert!(upsert.body["records"].as_array().unwrap().iter().all(|r| r.get("Name").is_none()), "{}", upsert.body);
     assert_eq!(o.sf.account(&acme).unwrap()["Name"], "Acme Inc");
+
+    // Someone deletes an account: the next upsert creates it again, named.
+    o.sf.delete_account(&acme);
+    let out = env.ok(&["sync", "--as-of", "2026-12-31"]);
+    assert!(out.contains("0 failed"), "{out}");
+    let again = o.sf.accounts().into_iter().find(|(_, a)| a["OQL_Domain__c"] == "acme.com").expect("created again").1;
+    assert_eq!(again["Name"], "Acme Inc");
 }
 
 #[test]

@@ -63,6 +63,10 @@ fn salesforce_an_unchanged_sync_with_unmatched_domains_makes_no_call() {
     assert!(second.contains("0 planned, 0 sent") && second.contains("2 unmatched as last looked up"), "{second}");
     let log = env.ok(&["log", "--status", "not_found"]);
     assert_eq!(log.matches("lost.com").count(), 1, "logged once, not again: {log}");
+    // A dry run (no call) shows them as the last lookups found them, not as new.
+    let dry = env.ok(&["sync", "--dry-run", "--as-of", "2026-10-30"]);
+    assert!(dry.contains("not found: investigation") && dry.contains("ambiguous: investigation") && !dry.contains("new:"), "{dry}");
+    assert_eq!(sf.requests().len(), 0);
 
     // The companies' values change (they go inactive): the CRM is asked again.
     let third = env.ok(&["sync", "--as-of", "2026-12-15"]);
@@ -76,6 +80,11 @@ fn salesforce_an_unchanged_sync_with_unmatched_domains_makes_no_call() {
     let fourth = env.ok(&["sync", "--as-of", "2026-12-15"]);
     assert!(fourth.contains("1 ambiguous, 1 not found"), "{fourth}");
     assert!(sf.requests().iter().any(|r| r.path.ends_with("/query")));
+
+    // A mapping that now creates missing accounts does not wait for the re-check.
+    env.write("mappings/sf.yaml", SF_MAPPING.replace("Website }", "Website }\ncreate_missing: true"));
+    let fifth = env.ok(&["sync", "--as-of", "2026-12-15"]);
+    assert!(fifth.contains("1 accepted (1 created), 0 failed, 1 ambiguous, 0 not found"), "{fifth}");
 }
 
 #[test]

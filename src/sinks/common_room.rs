@@ -101,6 +101,9 @@ pub struct CommonRoomSink {
     /// Custom fields by the mapping's field names, read in `prepare`.
     custom_fields: HashMap<String, CustomField>,
     mapped: Vec<String>,
+    /// What each mapped field renders (`number`, `date`, `yes/no` or `text`), to check it
+    /// against the custom field's type before any write.
+    renders: HashMap<String, &'static str>,
     /// How the mapping writes stages (its value map), for activity titles.
     stage_labels: std::collections::BTreeMap<String, String>,
     /// The mapped fields holding the stage and the score, whose rendered values (labels,
@@ -120,6 +123,7 @@ impl CommonRoomSink {
             config: c.clone(),
             custom_fields: HashMap::new(),
             mapped: mapping.fields.keys().cloned().collect(),
+            renders: mapping.fields.iter().map(|(name, f)| (name.clone(), renders(f))).collect(),
             stage_labels: mapping.fields.values().find(|f| f.from == Signal::Stage).and_then(|f| f.values.clone()).unwrap_or_default(),
             stage_field: mapping.fields.iter().find(|(_, f)| f.from == Signal::Stage).map(|(n, _)| n.clone()),
             score_field: mapping.fields.iter().find(|(_, f)| f.from == Signal::Score).map(|(n, _)| n.clone()),
@@ -218,6 +222,35 @@ impl CommonRoomSink {
     }
 }
 
+/// What a mapped field's values are, as Common Room types go.
+fn renders(f: &super::mapping::FieldMapping) -> &'static str {
+    use super::mapping::{CrmType, DateFormat};
+    match (f.from.crm_type(f), &f.format) {
+        (CrmType::Number, _) | (CrmType::Date, DateFormat::EpochMillis) => "numbers",
+        (CrmType::Date, DateFormat::Date) => "dates (YYYY-MM-DD)",
+        (CrmType::Bool, _) => "yes/no",
+        _ => "text",
+    }
+}
+
+/// Whether a custom field of type `kind` takes what a mapped field renders. Text fields
+/// take numbers and dates as text; `date` takes ISO 8601 dates only.
+fn takes(kind: &str, renders: &str) -> bool {
+    match kind {
+        "int" | "number" => renders == "numbers",
+        "date" => renders.starts_with("dates"),
+        "boolean" => renders == "yes/no",
+        "enum" => renders == "text",
+        _ => renders != "yes/no",
+    }
+}
+
+/// `oql-sync check --live`: what a run checks before its first write (the token, the
+/// custom fields the source may write, the activity type), without writing.
+pub async fn check_live(c: &CommonRoomConfig, file: &Path, mapping: &Mapping) -> Result<(), SinkError> {
+    CommonRoomSink::build(c, file, mapping)?.prepare().await
+}
+
 fn reason(r: &Response) -> String {
     r.json::<Value>()
         .ok()
@@ -260,12 +293,25 @@ impl Sink for CommonRoomSink {
                 )
             }));
         }
+        // A value the field's type cannot take would fail every record alike, every run.
+        let misfits: Vec<String> = self
+            .mapped
+            .iter()
+            .filter_map(|name| {
+                let kind = self.custom_fields[name].kind.as_str();
+                let writes = self.renders[name];
+                (!takes(kind, writes)).then(|| format!("{name} is a{} {kind} field and the mapping writes {writes}", if kind.starts_with(['a', 'e', 'i', 'u']) { "n" } else { "" }))
+            })
+            .collect();
+        if !misfits.is_empty() {
+            return Err(SinkError::Config(format!("Common Room custom fields do not take the mapping's values: {}", misfits.join("; "))));
+        }
         let r = self.call(Method::GET, "/activityTypes", None).await?;
         if r.ok() {
             let types: Vec<Value> = r.json()?;
             if !types.iter().any(|t| t["id"] == self.config.activity_type.as_str()) {
                 let known: Vec<&str> = types.iter().filter_map(|t| t["id"].as_str()).collect();
-                return Err(SinkError::Api(format!(
+                return Err(SinkError::Config(format!(
                     "activity type `{}` is not one Common Room accepts (known: {})",
                     self.config.activity_type,
                     known.join(", ")

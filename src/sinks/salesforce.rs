@@ -3,8 +3,14 @@
 //! false`, one result per record), paced under the org's daily API allocation, and
 //! campaign membership or a task for the account owner as trigger actions.
 //!
+//! Before its first write for a mapping, a run describes Account and stops, naming every
+//! misfit, if the org lacks a mapped field or types it otherwise (`describe_check`, also
+//! what `check --live` runs): a field error found by writing would fail every record of
+//! every batch alike. Only a value Salesforce cannot parse is split out of a batch
+//! (`bisect.rs`).
+//!
 //! Reads top to bottom: config → auth → matching (SOQL) → collection requests → reading
-//! per-record results → limits → triggers.
+//! per-record results → the describe check → limits → triggers.
 //!
 //! Shapes: REST API Developer Guide,
 //! <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections.htm>,
@@ -527,10 +533,12 @@ fn salesforce_types(field: &super::mapping::FieldMapping) -> (&'static [&'static
     use super::mapping::{CrmType, DateFormat};
     const NUMBER: &[&str] = &["double", "int", "long", "currency", "percent"];
     const TEXT: &[&str] = &["string", "textarea", "picklist", "combobox", "url", "email", "phone", "encryptedstring"];
+    const DATE_OR_TEXT: &[&str] = &["date", "string", "textarea", "picklist", "combobox"];
     match (field.from.crm_type(field), &field.format) {
         (CrmType::Number, _) => (NUMBER, "a number"),
         (CrmType::Date, DateFormat::EpochMillis) => (NUMBER, "a number (epoch_ms)"),
-        (CrmType::Date, _) => (&["date"], "a date"),
+        // `YYYY-MM-DD` is text too: a text field takes it as it is.
+        (CrmType::Date, _) => (DATE_OR_TEXT, "a date"),
         (CrmType::Bool, _) => (&["boolean"], "a checkbox"),
         (CrmType::Text | CrmType::Enumeration, _) => (TEXT, "text"),
     }
@@ -695,7 +703,28 @@ impl Sink for SalesforceSink {
     }
 
     async fn write(&mut self, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
-        let outcomes = super::bisect::write_bisecting(self, batch).await?;
+        let mut outcomes = super::bisect::write_bisecting(self, batch).await?;
+        // An account its External ID no longer finds (deleted since the company's first
+        // write) is created by the upsert, which then needs the Name later writes leave
+        // out: those records go again, named, in this run.
+        let unnamed: Vec<usize> = outcomes
+            .iter()
+            .zip(batch)
+            .enumerate()
+            .filter(|(_, (o, r))| {
+                !r.new_record
+                    && r.crm_id.as_deref().is_some_and(|id| id.starts_with("ext:"))
+                    && matches!(o, WriteOutcome::Failed(m) if m.starts_with("REQUIRED_FIELD_MISSING") && m.contains("Name"))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !unnamed.is_empty() {
+            let named: Vec<WriteRecord> = unnamed.iter().map(|&i| WriteRecord { new_record: true, ..batch[i].clone() }).collect();
+            let again = super::bisect::write_bisecting(self, &named).await?;
+            for (i, o) in unnamed.into_iter().zip(again) {
+                outcomes[i] = o;
+            }
+        }
         // Upserted records are known by their key, so the next run upserts again.
         Ok(outcomes
             .into_iter()

@@ -139,8 +139,10 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
                 )
             };
         }
+        // A pause is no failure, and its summary line already says it once: at INFO the
+        // daemon's log keeps it, a one-shot command does not repeat it.
         if report.paused.is_some() {
-            summary!(tracing::Level::WARN, "paused");
+            summary!(tracing::Level::INFO, "paused");
         } else if report.error.is_some() || report.totals.failed > 0 || report.triggers_failed > 0 {
             summary!(tracing::Level::ERROR, "failed");
         } else {
@@ -169,8 +171,9 @@ async fn build_and_run(
         report.totals.planned = report.plan.items.len() as i64;
         // What the last lookups found, as a real run would act on it (no call here).
         let ids = input.store.crm_ids(&connector.name).await?;
+        let planned: std::collections::HashSet<&str> = report.plan.items.iter().map(|i| i.domain.as_str()).collect();
         for (domain, known) in input.store.unmatched(&connector.name).await? {
-            if !ids.contains_key(&domain) && report.plan.items.iter().any(|i| i.domain == domain) {
+            if !ids.contains_key(&domain) && planned.contains(domain.as_str()) {
                 report.unmatched.insert(domain, known.ids);
             }
         }
@@ -230,6 +233,11 @@ async fn run<S: Sink>(
     let scores: HashMap<&str, &CompanyScore> = input.scores.iter().map(|s| (s.domain.as_str(), s)).collect();
 
     let live = if opts.dry_run && opts.live {
+        // The schema first (a read), so a misfit shows as the one message a real run
+        // would stop with, not as a failed read; a dry run keeps no record of it.
+        if sink.schema_fingerprint().is_some() {
+            sink.check_schema().await.map_err(sink_error)?;
+        }
         let ids = store.crm_ids(name).await?;
         Some(live_state(sink, input.scores, mapping, &stored, &ids, &mut report.unmatched).await.map_err(sink_error)?)
     } else {
@@ -326,15 +334,18 @@ async fn hold_back_unmatched(store: &Store, name: &str, mapping: &Mapping, plan:
     let before = plan.items.len();
     plan.items.retain(|item| {
         let waiting = !ids.contains_key(&item.domain)
-            && known.get(&item.domain).is_some_and(|u| u.desired == lookup_key(item) && now - u.checked_at < recheck);
+            && known.get(&item.domain).is_some_and(|u| u.desired == lookup_key(mapping, item) && now - u.checked_at < recheck);
         !waiting
     });
     Ok((before - plan.items.len()) as i64)
 }
 
-/// What a company's lookup is remembered with: the values (and stage) it should carry.
-fn lookup_key(item: &PlanItem) -> String {
-    serde_json::to_string(&(item.stage.as_str(), &item.after)).unwrap_or_default()
+/// What a company's lookup is remembered with: the values (and stage) it should carry,
+/// and how the mapping matches and whether it creates (a change of either asks anew).
+fn lookup_key(mapping: &Mapping, item: &PlanItem) -> String {
+    let rule = &mapping.match_rule;
+    let how = (&rule.crm_field, &rule.external_id, mapping.create_missing);
+    serde_json::to_string(&(how, item.stage.as_str(), &item.after)).unwrap_or_default()
 }
 
 /// What writing a plan needs besides the plan.
@@ -385,16 +396,16 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
     store.set_crm_ids(name, &found).await?;
     // Remember what matched nothing (or too much), so an unchanged company is not looked
     // up again on every run.
-    let unmatched: Vec<(String, Vec<String>, String)> = plan
+    let remembered: Vec<(String, Vec<String>, String)> = plan
         .items
         .iter()
         .filter_map(|item| match matches.get(&item.domain)? {
-            Match::Ambiguous(found) => Some((item.domain.clone(), found.clone(), lookup_key(item))),
-            Match::Missing if !mapping.create_missing => Some((item.domain.clone(), Vec::new(), lookup_key(item))),
+            Match::Ambiguous(found) => Some((item.domain.clone(), found.clone(), lookup_key(mapping, item))),
+            Match::Missing if !mapping.create_missing => Some((item.domain.clone(), Vec::new(), lookup_key(mapping, item))),
             _ => None,
         })
         .collect();
-    store.remember_unmatched(name, &unmatched).await?;
+    store.remember_unmatched(name, &remembered).await?;
     store.forget_unmatched(name, &found.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()).await?;
     ids.extend(found);
 
@@ -439,9 +450,11 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         };
         writes.push((item, record));
     }
-    let creatable: Vec<String> = writes.iter().filter(|(_, w)| w.new_record || w.crm_id.is_none()).map(|(_, w)| w.domain.clone()).collect();
-    if !creatable.is_empty() {
-        let mut names = store.names_of(&creatable).await?;
+    // Any write may create a record (an upsert whose record was deleted since): each
+    // carries the company's name, read locally.
+    let domains: Vec<String> = writes.iter().map(|(_, w)| w.domain.clone()).collect();
+    if !domains.is_empty() {
+        let mut names = store.names_of(&domains).await?;
         for (_, w) in &mut writes {
             w.company_name = names.remove(&w.domain);
         }

@@ -265,6 +265,8 @@ fn apply_user(s: &mut Inner, u: &Value) -> Result<(), (u16, Value)> {
                         "int" => v["value"].is_i64() || v["value"].is_u64(),
                         "number" => v["value"].is_number(),
                         "boolean" => v["value"].is_boolean(),
+                        // ISO 8601 dates only (YYYY-MM-DD).
+                        "date" => v["value"].as_str().is_some_and(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok()),
                         "enum" => def["values"].as_array().is_some_and(|vals| vals.contains(&v["value"])),
                         _ => v["value"].is_string(),
                     };
@@ -292,6 +294,13 @@ fn user(s: &mut Inner, body: &Value) -> (u16, Value) {
 fn activity(s: &mut Inner, body: &Value) -> (u16, Value) {
     let (Some(id), Some(kind)) = (body["id"].as_str(), body["activityType"].as_str()) else { return invalid() };
     if !s.activity_types.iter().any(|t| t == kind) || !body["user"].is_object() {
+        return invalid();
+    }
+    // `ApiActivity`: a title is TextContent, content Text- or MarkdownContent, the
+    // timestamp ISO 8601.
+    let content_ok = |c: &Value, types: &[&str]| c.is_null() || (types.contains(&c["type"].as_str().unwrap_or_default()) && c["value"].is_string());
+    let timestamp_ok = body["timestamp"].is_null() || body["timestamp"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok());
+    if !content_ok(&body["activityTitle"], &["text"]) || !content_ok(&body["content"], &["text", "markdown"]) || !timestamp_ok {
         return invalid();
     }
     if let Err(e) = apply_user(s, &body["user"]) {

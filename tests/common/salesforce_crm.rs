@@ -484,6 +484,10 @@ fn collection(s: &mut Inner, body: &Value, mode: Mode) -> (u16, Value) {
     // the org lacks (INVALID_FIELD), or a value Salesforce cannot parse (here: a
     // "poisoned" record id, standing for a JSON_PARSER_ERROR).
     for r in &records {
+        // Each record must carry `attributes.type` (the guide's usage rules).
+        if !r["attributes"]["type"].is_string() {
+            return errors(400, "JSON_PARSER_ERROR", "Each record must have an attributes map with a type");
+        }
         if r["attributes"]["type"] == "Account" {
             if let Some(f) = r.as_object().into_iter().flatten().map(|(k, _)| k).find(|k| *k != "attributes" && !s.fields.contains_key(*k)) {
                 return errors(400, "INVALID_FIELD", &format!("No such column '{f}' on sobject of type Account"));
@@ -497,7 +501,13 @@ fn collection(s: &mut Inner, body: &Value, mode: Mode) -> (u16, Value) {
     for r in records {
         let mut r = r.as_object().cloned().unwrap_or_default();
         let kind = r.remove("attributes").and_then(|a| a["type"].as_str().map(str::to_owned)).unwrap_or_default();
-        let result = write_one(s, &kind, r, &mode);
+        // Creates and upserts name no record id; updates must.
+        let result = match (&mode, r.contains_key("Id")) {
+            (Mode::Create, true) => failure("INVALID_FIELD", "cannot specify Id in an insert call", &["Id"]),
+            (Mode::Upsert(_), true) => failure("INVALID_FIELD", "Only external ids are supported in an upsert, not record ids", &["Id"]),
+            (Mode::Update, false) => failure("MISSING_ARGUMENT", "Id not specified in an update call", &[]),
+            _ => write_one(s, &kind, r, &mode),
+        };
         results.push(result);
     }
     (200, Value::Array(results))
