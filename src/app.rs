@@ -68,6 +68,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             return Ok(());
         }
         Command::Man => return crate::cli::write_man_page(&mut std::io::stdout().lock()).map_err(AppError::Output),
+        Command::Schema { file } => {
+            let text = serde_json::to_string_pretty(&crate::schema::schema(*file)).unwrap_or_default();
+            return writeln!(std::io::stdout().lock(), "{text}").map_err(AppError::Output);
+        }
         _ => {}
     }
     if let Command::Health { listen } = &cli.command {
@@ -113,7 +117,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man | Command::Schema { .. } => Ok(()),
         Command::Explain { domain, as_of, format } => {
             let store = open(&db, &config).await?;
             let as_of = as_of.unwrap_or_else(today);
@@ -175,7 +179,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
             }
         }
-        Command::Sync { connector, dry_run, live, retry_dead, as_of, format } => {
+        Command::Sync { connector, dry_run, live, retry_dead, as_of, format, wide } => {
             let sinks = sink_connectors(&config, connector.as_deref())?;
             let store = open(&db, &config).await?;
             let (as_of, scores) = current_scores(&store, &config.model, as_of).await?;
@@ -191,7 +195,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             }
             if dry_run {
                 let text = match format {
-                    PlanFormat::Table => report::plan_table(&reports),
+                    PlanFormat::Table => report::plan_table(&reports, wide),
                     PlanFormat::Json => report::plan_json(&reports),
                 };
                 std::io::stdout().lock().write_all(text.as_bytes())?;
@@ -210,7 +214,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 )))
             }
         }
-        Command::Log { connector, status, since, limit, format } => {
+        Command::Log { connector, status, since, limit, format, wide } => {
             let store = Store::open(&db).await?;
             let filter = LogFilter {
                 connector,
@@ -222,7 +226,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let runs = if runs_only_filter { store.sync_runs(&filter).await? } else { Vec::new() };
             let records = store.sync_records(&filter).await?;
             let text = match format {
-                PlanFormat::Table => report::log_table(&runs, &records),
+                PlanFormat::Table => report::log_table(&runs, &records, wide),
                 PlanFormat::Json => report::log_json(&runs, &records),
             };
             std::io::stdout().lock().write_all(text.as_bytes())?;

@@ -114,6 +114,14 @@ pub enum Command {
     },
     /// Print the manual page (roff; e.g. `oql-sync man > /usr/local/share/man/man1/oql-sync.1`).
     Man,
+    /// Print the JSON Schema of a config file, for editors (`init` writes them all to
+    /// `<config dir>/schemas/` and points each starter file at its schema).
+    Schema {
+        /// Which file: connector (connectors/*.yaml), mapping (mappings/*.yaml),
+        /// scoring (scoring.yaml) or attribution (attribution.yaml).
+        #[arg(value_enum)]
+        file: crate::schema::ConfigFile,
+    },
     /// Write benchmark activities as NDJSON (deterministic; for `benches/`).
     #[command(hide = true)]
     Generate {
@@ -171,6 +179,9 @@ pub enum Command {
         /// Format of the --dry-run plan.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// The --dry-run plan's changes whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
     /// Show the sync log: runs and their records.
     Log {
@@ -190,6 +201,9 @@ pub enum Command {
         /// Output format: a table for people, or JSON.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// Every column, fields and errors whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
 }
 

@@ -130,7 +130,7 @@ fn a_field_the_org_lacks_is_reported_as_invalid_field() {
     let env = setup(&o, &mapping, "", &[("acme.com", "2026-10-01")]);
     let r = env.run(&["sync", "--as-of", "2026-10-30"]);
     assert_eq!(r.code, 1);
-    let log = env.ok(&["log", "--status", "failed"]);
+    let log = env.ok(&["log", "--status", "failed", "--wide"]);
     assert!(log.contains("INVALID_FIELD: No such column 'OQL_Tier__c' on sobject of type Account"), "{log}");
 }
 

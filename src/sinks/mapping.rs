@@ -160,7 +160,7 @@ impl TryFrom<String> for DateFormat {
 }
 
 /// One CRM field: where its value comes from and how it is written.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldMapping {
     pub from: Signal,
@@ -179,7 +179,7 @@ pub struct FieldMapping {
 }
 
 /// `match`: how a company is found in the CRM.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchRule {
     /// The CRM field that holds the company's domain (HubSpot `domain`, Salesforce `Website`).
@@ -191,7 +191,7 @@ pub struct MatchRule {
 }
 
 /// `when: {from?, to}`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
     #[serde(default)]
@@ -213,7 +213,7 @@ impl TryFrom<String> for StageName {
 }
 
 /// What a trigger does. One key per action; sinks reject the ones they cannot run.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum Action {
     /// Add the company to a HubSpot list (manual or snapshot), by list id.
@@ -227,7 +227,7 @@ pub enum Action {
     Webhook(WebhookTarget),
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignTarget {
     /// The Campaign id (`701…`).
@@ -241,7 +241,7 @@ fn default_member_status() -> String {
     "Sent".into()
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTarget {
     pub subject: String,
@@ -253,7 +253,7 @@ fn default_due() -> u32 {
     2
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,7 +274,7 @@ impl WebhookTarget {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     pub when: When,
@@ -288,7 +288,7 @@ impl Trigger {
 }
 
 /// A whole mapping file.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// The CRM object (HubSpot `companies`, Salesforce `Account`).

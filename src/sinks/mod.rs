@@ -10,6 +10,7 @@ pub mod report;
 pub mod salesforce;
 pub mod common_room;
 pub mod sync;
+pub mod triggers;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -74,8 +75,9 @@ pub trait Sink {
     /// Most records one write request may carry.
     fn batch_size(&self) -> usize;
 
-    /// API calls and rate-limit waits so far, for the sync log.
-    fn stats(&self) -> (i64, i64);
+    /// API calls and waits so far (the server's and the sink's own pacing), for the
+    /// sync log.
+    fn stats(&self) -> crate::http::CallCounts;
 
     /// Gets the CRM ready for the mapping (e.g. creates missing custom properties).
     /// Not called by dry runs.

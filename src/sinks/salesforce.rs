@@ -32,7 +32,7 @@ const BATCH_LIMIT: usize = 200;
 /// 100,000-character limit).
 const DOMAINS_PER_QUERY: usize = 100;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     pub name: String,
@@ -57,7 +57,7 @@ pub struct SalesforceConfig {
 }
 
 /// `auth:` — one of the three OAuth flows an integration user can have.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "flow", rename_all = "snake_case")]
 pub enum SalesforceAuth {
     /// Server-to-server with a certificate: the app's consumer key, the integration
@@ -434,8 +434,8 @@ impl Sink for SalesforceSink {
         BATCH_LIMIT
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     /// Reads the org's daily allocation before writing (`GET /limits`), so a run that

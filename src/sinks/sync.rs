@@ -18,7 +18,7 @@ use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::scoring::{CompanyScore, Model, day_number, score_breakdown};
 use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
-use crate::triggers;
+use super::triggers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -120,7 +120,8 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
                     failed = report.totals.failed,
                     triggers_failed = report.triggers_failed,
                     api_calls = report.totals.api_calls,
-                    rate_limit_waits = report.totals.rate_limit_waits,
+                    server_waits = report.totals.server_waits,
+                    pacing_waits = report.totals.pacing_waits,
                     error = %note.as_deref().unwrap_or(""),
                     "sync run done"
                 )
@@ -224,9 +225,11 @@ async fn run<S: Sink>(
         write_plan(sink, &ctx, &plan, report).await
     };
     report.plan = plan;
-    let (calls, waits) = sink.stats();
-    report.totals.api_calls = calls;
-    report.totals.rate_limit_waits = waits;
+    let counts = sink.stats();
+    report.totals.api_calls = counts.calls;
+    report.totals.server_waits = counts.server_waits;
+    report.totals.pacing_waits = counts.pacing_waits;
+    report.totals.rate_limit_waits = counts.server_waits + counts.pacing_waits;
     result
 }
 

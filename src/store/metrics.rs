@@ -11,8 +11,10 @@ pub struct StoreFigures {
     pub scores_as_of: Option<String>,
     /// (connector, outcome, records)
     pub sync_records: Vec<(String, String, i64)>,
-    /// (connector, status, runs, api calls, rate-limit waits, seconds of the last run)
+    /// (connector, status, runs, api calls, rate-limit waits)
     pub runs: Vec<(String, String, i64, i64, i64)>,
+    /// (connector, waits the API imposed, waits of the connector's own pacing)
+    pub waits: Vec<(String, i64, i64)>,
     pub last_run_seconds: Vec<(String, f64)>,
     /// (connector, Unix seconds of its last run that ended ok)
     pub last_success: Vec<(String, f64)>,
@@ -58,6 +60,12 @@ impl Store {
             .filter_map(|r| Some((r.get(0), r.get::<Option<i64>, _>(5)? as f64 / 1e9)))
             .collect();
         let runs = runs.into_iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
+        let waits = sqlx::query("SELECT connector, SUM(server_waits), SUM(pacing_waits) FROM sync_runs GROUP BY connector ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
         let last_run_seconds = sqlx::query(
             "SELECT connector, (finished_at - started_at) / 1e9 FROM sync_runs r WHERE finished_at IS NOT NULL \
              AND id = (SELECT max(id) FROM sync_runs x WHERE x.connector = r.connector AND x.finished_at IS NOT NULL) ORDER BY 1",
@@ -68,7 +76,7 @@ impl Store {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
         let quarantined = sqlx::query("SELECT COUNT(*) FROM quarantine").fetch_one(&self.pool).await?.get(0);
-        Ok(StoreFigures { companies_by_stage, scores_as_of, sync_records, runs, last_run_seconds, last_success, quarantined })
+        Ok(StoreFigures { companies_by_stage, scores_as_of, sync_records, runs, waits, last_run_seconds, last_success, quarantined })
     }
 
     /// Activities by source and unattributed; `cached` is returned as is when the data
