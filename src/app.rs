@@ -3,22 +3,19 @@
 
 use std::io::Write;
 
-use chrono::{NaiveDate, Utc};
-use sha2::{Digest, Sha256};
-
 use crate::cli::{Cli, Command, OutputFormat, PlanFormat};
 use crate::config::{Config, ConfigError, Connector, ConnectorKind};
-use crate::sources::folder::poll_folder;
-use crate::sources::github::GitHubSource;
-use crate::sources::slack::SlackSource;
+use crate::cycle::{CycleError, Ran, current_scores, poll_and_record, score_and_persist, sync_leased, today};
+use crate::import::{FileSummary, ImportError, file_summary, import_file};
+use crate::scoring::{day_number, end_of};
 use crate::sinks::report;
-use crate::sinks::sync::{SyncInput, SyncOptions, sync_connector};
-use crate::store::{LogFilter, RunTotals};
-use crate::import::{FileSummary, ImportError, import_file};
-use crate::scoring::{CompanyScore, Model, ScanPart, day_number, end_of};
+use crate::sinks::sync::SyncOptions;
 use crate::sources::export::ExportOptions;
-use crate::store::{Store, StoreError};
+use crate::store::{LogFilter, Store, StoreError};
 use crate::output;
+
+// Kept here for the tests and benches that score through the CLI's layer.
+pub use crate::cycle::{compute_scores, rescore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -30,8 +27,13 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Import(#[from] ImportError),
+    #[error(transparent)]
+    Cycle(#[from] CycleError),
     #[error("{0}")]
     Failed(String),
+    /// Another process holds what this command needs (the store's daemon lease).
+    #[error("{0}")]
+    Conflict(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -40,7 +42,7 @@ impl AppError {
     /// Exit codes of the CLI contract: 2 for usage and config errors, 1 at run time.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Config(_) | AppError::Usage(_) => 2,
+            AppError::Config(_) | AppError::Usage(_) | AppError::Conflict(_) => 2,
             _ => 1,
         }
     }
@@ -68,6 +70,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             return Ok(());
         }
         Command::Man => return crate::cli::write_man_page(&mut std::io::stdout().lock()).map_err(AppError::Output),
+        Command::Schema { file } => {
+            let text = serde_json::to_string_pretty(&crate::schema::schema(*file)).unwrap_or_default();
+            return writeln!(std::io::stdout().lock(), "{text}").map_err(AppError::Output);
+        }
         _ => {}
     }
     if let Command::Health { listen } = &cli.command {
@@ -80,25 +86,81 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         return Ok(());
     }
     let config = Config::load(&cli.config_dir)?;
-    let db = cli
-        .db
-        .clone()
-        .unwrap_or_else(|| cli.config_dir.join("oql.db").display().to_string());
-    match cli.command {
+    let db = Db::of(&cli);
+    let mut opened = None;
+    let result = dispatch(cli.command, &config, &db, &mut opened).await;
+    // A clean exit leaves the store in its file, not in its WAL.
+    if let Some(store) = opened {
+        store.shutdown().await;
+    }
+    result
+}
+
+/// Where the store is, and who said so (errors name it: the fix is made there).
+struct Db {
+    url: String,
+    origin: &'static str,
+}
+
+impl Db {
+    fn of(cli: &Cli) -> Db {
+        match &cli.db {
+            Some(url) => {
+                let flag = std::env::args().any(|a| a == "--db" || a.starts_with("--db="));
+                Db { url: url.clone(), origin: if flag { "set by --db" } else { "set by OQL_DB" } }
+            }
+            None => Db { url: cli.config_dir.join("oql.db").display().to_string(), origin: "the default: oql.db in the config dir" },
+        }
+    }
+
+    /// Opens the store for a command that writes, bringing attribution up to date.
+    async fn open(&self, config: &Config, opened: &mut Option<Store>) -> Result<Store, AppError> {
+        let store = Store::open(&self.url).await.map_err(|e| e.with_origin(self.origin))?;
+        *opened = Some(store.clone());
+        reattribute(&store, config).await?;
+        Ok(store)
+    }
+
+    /// Opens the store for a command that only reads; a read-only store will do.
+    async fn open_for_reading(&self, config: Option<&Config>, opened: &mut Option<Store>) -> Result<Store, AppError> {
+        let store = Store::open_for_reading(&self.url).await.map_err(|e| e.with_origin(self.origin))?;
+        *opened = Some(store.clone());
+        if let Some(config) = config {
+            if store.is_read_only() {
+                if store.attribution_changed(&config.attribution).await? {
+                    eprintln!("warning: the attribution rules changed, and the store is read-only here: companies are shown as last attributed");
+                }
+            } else {
+                reattribute(&store, config).await?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Opens the store as it is: nothing created, upgraded or written.
+    async fn inspect(&self, opened: &mut Option<Store>) -> Result<Store, AppError> {
+        let store = Store::inspect(&self.url).await.map_err(|e| e.with_origin(self.origin))?;
+        *opened = Some(store.clone());
+        Ok(store)
+    }
+}
+
+async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Option<Store>) -> Result<(), AppError> {
+    match command {
         Command::Import { files, connector } => {
-            let options = export_options(&config, connector.as_deref())?;
-            let store = open(&db, &config).await?;
-            import(&store, &config, &files, &options).await
+            let options = export_options(config, connector.as_deref())?;
+            let store = db.open(config, opened).await?;
+            import(&store, config, &files, &options).await
         }
         Command::Score { as_of } => {
-            let store = open(&db, &config).await?;
+            let store = db.open(config, opened).await?;
             let as_of = as_of.unwrap_or_else(today);
             let scores = score_and_persist(&store, &config.model, as_of).await?;
             println!("scored {}", output::stage_summary(&scores, as_of));
             Ok(())
         }
         Command::Companies { as_of, stage, format, limit, wide } => {
-            let store = open(&db, &config).await?;
+            let store = db.open_for_reading(Some(config), opened).await?;
             let (as_of, mut scores) = current_scores(&store, &config.model, as_of).await?;
             let total = scores.len();
             if let Some(stage) = stage {
@@ -113,9 +175,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man | Command::Schema { .. } => Ok(()),
         Command::Explain { domain, as_of, format } => {
-            let store = open(&db, &config).await?;
+            let store = db.open_for_reading(Some(config), opened).await?;
             let as_of = as_of.unwrap_or_else(today);
             let domain = crate::activity::normalize_domain(&domain).ok_or_else(|| AppError::Usage(format!("`{domain}` is not a domain")))?;
             let until = end_of(as_of);
@@ -133,16 +195,16 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             for w in &config.warnings {
                 eprintln!("warning: {w}");
             }
-            if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(&config)) {
+            if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(config)) {
                 return Err(e.into());
             }
-            print!("{}", crate::init::check_report(&config, chrono::Utc::now()));
+            print!("{}", crate::init::check_report(config, chrono::Utc::now()));
             Ok(())
         }
         Command::Run { once, as_of, listen } => {
             // A secret missing now would fail every run of its connector while the
             // health endpoint says ok: refuse to start instead.
-            if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(&config)) {
+            if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(config)) {
                 return Err(e.into());
             }
             for w in &config.warnings {
@@ -154,20 +216,34 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                     AppError::Usage(format!("--listen {addr}: not an address such as 127.0.0.1:9464 (or `none`)"))
                 })?),
             };
-            let store = open(&db, &config).await?;
-            if once {
-                let (text, ok) = crate::daemon::run_once(&store, &config, as_of).await?;
-                print!("{text}");
-                return if ok { Ok(()) } else { Err(AppError::Failed("some connectors failed (see `oql-sync log --status failed`)".into())) };
-            }
-            crate::daemon::run_daemon(store, std::sync::Arc::new(config), listen, as_of).await
+            let store = db.open(config, opened).await?;
+            // One daemon a store: two would race each other's schedules all day.
+            let lease = store.take_lease("run").await?.map_err(|held| {
+                AppError::Conflict(format!(
+                    "another `oql-sync run` is using this store: pid {} on host {} since {}; stop it first (for a one-off run use `oql-sync poll` or `oql-sync sync`)",
+                    held.pid, held.host, held.since
+                ))
+            })?;
+            let result = if once {
+                match crate::cycle::run_once(&store, config, as_of).await {
+                    Ok((text, ok)) => {
+                        print!("{text}");
+                        if ok { Ok(()) } else { Err(AppError::Failed("some connectors failed (see `oql-sync log --status failed`)".into())) }
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            } else {
+                crate::daemon::run_daemon(store, std::sync::Arc::new(config.clone()), listen, as_of).await.map_err(AppError::from)
+            };
+            lease.release().await;
+            result
         }
         Command::Poll { connector } => {
-            let sources = source_connectors(&config, connector.as_deref())?;
-            let store = open(&db, &config).await?;
+            let sources = source_connectors(config, connector.as_deref())?;
+            let store = db.open(config, opened).await?;
             let mut failed = Vec::new();
             for c in sources {
-                let (line, ok) = poll_and_record(&store, &config, c).await?;
+                let (line, ok) = poll_and_record(&store, config, c).await?;
                 print!("{line}");
                 if !ok {
                     failed.push(c.name.clone());
@@ -179,32 +255,30 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
             }
         }
-        Command::Sync { connector, dry_run, live, retry_dead, as_of, format } => {
-            let sinks = sink_connectors(&config, connector.as_deref())?;
-            let store = open(&db, &config).await?;
-            let (as_of, scores) = current_scores(&store, &config.model, as_of).await?;
-            let input = SyncInput { store: &store, config: &config, scores: &scores, as_of };
+        Command::Sync { connector, dry_run, live, retry_dead, as_of, format, wide } => {
+            let sinks = sink_connectors(config, connector.as_deref())?;
+            let store = db.open(config, opened).await?;
             let options = SyncOptions { dry_run, live, retry_dead };
             let mut reports = Vec::new();
             for c in sinks {
-                let report = sync_connector(&input, c, options).await.map_err(|e| AppError::Failed(e.to_string()))?;
-                if !dry_run {
-                    print!("{}", report::summary(&report));
+                match sync_leased(&store, config, c, as_of, options).await? {
+                    Ran::Done(report) => {
+                        if !dry_run {
+                            print!("{}", report::summary(&report));
+                        }
+                        reports.push(report);
+                    }
+                    Ran::Skipped(held) => print!("{}", crate::cycle::skipped_line(&c.name, &held)),
                 }
-                reports.push(report);
             }
             if dry_run {
                 let text = match format {
-                    PlanFormat::Table => report::plan_table(&reports),
+                    PlanFormat::Table => report::plan_table(&reports, wide),
                     PlanFormat::Json => report::plan_json(&reports),
                 };
                 std::io::stdout().lock().write_all(text.as_bytes())?;
             }
-            let failed: Vec<&str> = reports
-                .iter()
-                .filter(|r| r.error.is_some() || r.totals.failed > 0 || r.triggers_failed > 0)
-                .map(|r| r.connector.as_str())
-                .collect();
+            let failed: Vec<&str> = reports.iter().filter(|r| !crate::cycle::succeeded(r)).map(|r| r.connector.as_str()).collect();
             if failed.is_empty() {
                 Ok(())
             } else {
@@ -214,23 +288,58 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 )))
             }
         }
-        Command::Log { connector, status, since, limit, format } => {
-            let store = Store::open(&db).await?;
+        Command::Log { connector, status, since, limit, format, wide } => {
+            let store = db.open_for_reading(None, opened).await?;
             let filter = LogFilter {
                 connector,
                 status,
                 since: since.map(|d| (day_number(d) as i64) * 86_400 * 1_000_000_000),
                 limit,
             };
-            let runs_only_filter = filter.status.as_deref().is_none_or(|s| matches!(s, "ok" | "failed" | "paused" | "running"));
+            let runs_only_filter = filter.status.as_deref().is_none_or(|s| matches!(s, "ok" | "failed" | "paused" | "running" | "skipped"));
             let runs = if runs_only_filter { store.sync_runs(&filter).await? } else { Vec::new() };
             let records = store.sync_records(&filter).await?;
             let text = match format {
-                PlanFormat::Table => report::log_table(&runs, &records),
+                PlanFormat::Table => report::log_table(&runs, &records, wide),
                 PlanFormat::Json => report::log_json(&runs, &records),
             };
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
+        }
+        Command::Backup { file } => {
+            if file.exists() {
+                return Err(AppError::Usage(format!("{} exists; a backup writes a new file (move the old one away, or name another)", file.display())));
+            }
+            let store = db.inspect(opened).await?;
+            // Created here (SQLite writes into an empty file) so that a folder that is
+            // missing or not writable is said in those words.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)
+                .map_err(|e| AppError::Failed(format!("cannot write the backup {}: {e}", file.display())))?;
+            if let Err(e) = store.backup(&file).await {
+                let _ = std::fs::remove_file(&file);
+                return Err(e.into());
+            }
+            let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+            println!(
+                "wrote a backup of the store to {} ({:.1} MiB); to restore it, stop oql-sync and copy it over the store's file",
+                file.display(),
+                size as f64 / (1024.0 * 1024.0)
+            );
+            Ok(())
+        }
+        Command::Doctor => {
+            let store = db.inspect(opened).await?;
+            let location = crate::store::file_of(&db.url);
+            let checkup = store.checkup(location.as_deref()).await?;
+            print!("{}", checkup.render(&location.map_or(db.url.clone(), |p| p.display().to_string())));
+            if checkup.faults().is_empty() {
+                Ok(())
+            } else {
+                Err(AppError::Failed("the store is unhealthy (see above)".into()))
+            }
         }
     }
 }
@@ -260,115 +369,6 @@ pub fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<V
     }
 }
 
-/// Recomputes every score at `as_of` and persists them.
-pub async fn score_and_persist(store: &Store, model: &Model, as_of: NaiveDate) -> Result<Vec<CompanyScore>, AppError> {
-    // The inputs are read first: a change landing while scores are computed moves the
-    // data version past them, so the next rescore sees it.
-    let inputs = score_inputs(store, model).await?;
-    let scores = compute_scores(store, model, as_of).await?;
-    store.replace_scores(as_of, &inputs, &scores).await?;
-    Ok(scores)
-}
-
-/// Brings the persisted scores up to date at `as_of`: when they are for that date and
-/// model, only the companies whose activities changed since are recomputed; otherwise
-/// everything is. Returns how many companies were recomputed.
-pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<usize, AppError> {
-    let now = score_inputs(store, model).await?;
-    let stored = store.scores_meta().await?;
-    let incremental = stored.as_ref().and_then(|(stored_as_of, stored_inputs)| {
-        if *stored_as_of != as_of.to_string() {
-            return None;
-        }
-        let (version, model_hash) = stored_inputs.strip_prefix("data-v")?.split_once("-model-")?;
-        let (_, now_hash) = now.split_once("-model-")?;
-        (model_hash == now_hash).then(|| version.parse::<i64>().ok()).flatten()
-    });
-    if stored.as_ref().is_some_and(|(a, i)| *a == as_of.to_string() && *i == now) {
-        return Ok(0);
-    }
-    let Some(version) = incremental else {
-        return Ok(score_and_persist(store, model, as_of).await?.len());
-    };
-    let changed = store.companies_changed_since(version).await?;
-    let scores = scan_and_score(store, model, as_of, Some(version)).await?;
-    let scored: std::collections::HashSet<&str> = scores.iter().map(|s| s.domain.as_str()).collect();
-    let removed: Vec<String> = changed.iter().filter(|d| !scored.contains(d.as_str())).cloned().collect();
-    store.update_scores(as_of, &now, &scores, &removed).await?;
-    Ok(changed.len())
-}
-
-/// Polls one source and records the run in the sync log; returns its summary line and
-/// whether it went without error.
-pub async fn poll_and_record(store: &Store, config: &Config, c: &Connector) -> Result<(String, bool), AppError> {
-    let run_id = store.start_run(&c.name).await?;
-    let (totals, errors) = poll_source(store, config, c).await;
-    let error = (!errors.is_empty()).then(|| errors.join("; "));
-    store.finish_run(run_id, &totals, error.as_deref(), None).await?;
-    tracing::info!(connector = %c.name, fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = errors.len(), "poll run done");
-    let line = format!(
-        "{}: {} fetched, {} new activities; {} API calls{}\n",
-        c.name,
-        totals.planned,
-        totals.accepted,
-        totals.api_calls,
-        if errors.is_empty() { String::new() } else { format!("\n  errors: {}", errors.join("\n          ")) }
-    );
-    Ok((line, errors.is_empty()))
-}
-
-/// Polls one source; the totals use the sync log's columns (planned = fetched,
-/// accepted = new activities).
-async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotals, Vec<String>) {
-    let mut totals = RunTotals::default();
-    match &c.kind {
-        ConnectorKind::Export(e) => match poll_folder(store, &config.dir, &c.name, e, &config.attribution).await {
-            Ok(files) => {
-                for f in &files {
-                    // A file's error is said once, in the poll's `errors:` lines.
-                    if f.error.is_none() || f.format.is_some() {
-                        print!("{}", file_summary(&FileSummary { error: None, ..f.clone() }));
-                    }
-                    totals.planned += (f.imported + f.duplicate + f.quarantined) as i64;
-                    totals.accepted += f.imported as i64;
-                }
-                let errors = files.iter().filter_map(|f| f.error.clone()).collect();
-                (totals, errors)
-            }
-            Err(e) => (totals, vec![e]),
-        },
-        ConnectorKind::GitHub(g) => {
-            let polled = match GitHubSource::build(g, &c.path, store, &config.attribution) {
-                Ok(source) => source.poll().await,
-                Err(e) => Err(e),
-            };
-            api_totals(totals, polled)
-        }
-        ConnectorKind::Slack(sl) => {
-            let polled = match SlackSource::build(sl, &c.path, store, &config.attribution) {
-                Ok(source) => source.poll().await,
-                Err(e) => Err(e),
-            };
-            api_totals(totals, polled)
-        }
-        _ => (totals, Vec::new()),
-    }
-}
-
-/// The totals and errors of an API source's poll.
-fn api_totals(mut totals: RunTotals, polled: Result<crate::sources::github::PollSummary, crate::sources::github::PollError>) -> (RunTotals, Vec<String>) {
-    match polled {
-        Ok(s) => {
-            totals.planned = s.fetched as i64;
-            totals.accepted = s.inserted as i64;
-            totals.api_calls = s.api_calls;
-            totals.rate_limit_waits = s.rate_limit_waits;
-            (totals, s.errors)
-        }
-        Err(e) => (totals, vec![e.to_string()]),
-    }
-}
-
 /// The sink connectors a sync runs: the named one, or all.
 pub fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let sinks: Vec<&Connector> = config.connectors.iter().filter(|c| c.is_sink()).collect();
@@ -393,20 +393,16 @@ pub fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec
     }
 }
 
-pub fn today() -> NaiveDate {
-    Utc::now().date_naive()
-}
-
-pub async fn open(db: &str, config: &Config) -> Result<Store, AppError> {
-    let store = Store::open(db).await?;
+/// Re-runs attribution when its rules changed since the store last saw them.
+async fn reattribute(store: &Store, config: &Config) -> Result<(), AppError> {
     let mut moved = store.sync_attribution(&config.attribution).await?;
     if moved > 0 {
         // Rules 2 and 3 were re-run over unplaced activities: put rule 4 back on top.
         let logins = store.github_logins().await?;
-        moved += crate::sources::github::attribute_profiles(&store, &config.attribution, &logins).await?;
+        moved += crate::sources::github::attribute_profiles(store, &config.attribution, &logins).await?;
         eprintln!("attribution rules changed: {moved} activities re-attributed");
     }
-    Ok(store)
+    Ok(())
 }
 
 /// The settings `import` reads files with: those of the named export connector, or of
@@ -443,18 +439,7 @@ async fn import(
     let started = std::time::Instant::now();
     // About 200 bytes a line in NDJSON, CSV and Scarf exports alike.
     let bytes: u64 = files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    let bulk = store.begin_bulk_load(bytes / 200).await?;
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let checkpoints = bulk.then(|| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            while tokio::time::timeout(std::time::Duration::from_millis(200), stopped.changed()).await.is_err() {
-                if let Err(e) = store.checkpoint().await {
-                    tracing::debug!(error = %e, "checkpoint during a bulk load");
-                }
-            }
-        })
-    });
+    let bulk = store.bulk_load(bytes / 200).await?;
     let mut summaries: Vec<FileSummary> = Vec::new();
     let mut failure = None;
     for path in files {
@@ -466,15 +451,19 @@ async fn import(
             }
         }
     }
-    let _ = stop.send(true);
-    if let Some(task) = checkpoints {
-        let _ = task.await;
+    let ended = bulk.finish().await;
+    if let Some(ImportError::Store { committed, error }) = failure {
+        return Err(stopped(&summaries, &committed, files, error));
     }
-    if bulk {
-        store.end_bulk_load().await?;
-    }
-    if let Some(e) = failure {
-        return Err(e.into());
+    ended?;
+    // A store damaged where an import does not look takes its activities all the same:
+    // say so now, not at the next read of the damaged pages.
+    let problems = store.quick_check().await?;
+    if !problems.is_empty() {
+        return Err(AppError::Failed(format!(
+            "the activities were imported, but the store is damaged ({}); see `oql-sync doctor` and restore the last backup",
+            problems.join("; ")
+        )));
     }
     let elapsed = started.elapsed();
     let mut out = String::new();
@@ -506,78 +495,20 @@ async fn import(
     }
 }
 
-fn file_summary(s: &FileSummary) -> String {
-    if let Some(why) = &s.deferred {
-        return format!("{}: {why}\n", s.path.display());
+/// An import the store stopped (a full disk): what is stored, and how to go on. The
+/// files done are printed as usual; the cause is said once, in the error.
+fn stopped(done: &[FileSummary], committed: &FileSummary, files: &[std::path::PathBuf], error: StoreError) -> AppError {
+    for s in done {
+        print!("{}", file_summary(s));
     }
-    let mut out = format!(
-        "{} ({}): {} imported, {} duplicate, {} quarantined, {} unattributed\n",
-        s.path.display(),
-        s.format.map(|f| f.as_str()).unwrap_or("unread"),
-        s.imported,
-        s.duplicate,
-        s.quarantined,
-        s.unattributed
-    );
-    for (line, reason) in &s.reasons {
-        out.push_str(&format!("  quarantined {}:{line}: {reason}\n", s.path.display()));
-    }
-    if s.quarantined > s.reasons.len() as u64 {
-        out.push_str(&format!("  … and {} more quarantined lines\n", s.quarantined - s.reasons.len() as u64));
-    }
-    if let Some(e) = &s.error {
-        out.push_str(&format!("  error: {e}\n"));
-        eprintln!("error: {e}");
-    }
-    out
-}
-
-/// What persisted scores depend on: the store's data and the model.
-async fn score_inputs(store: &Store, model: &Model) -> Result<String, AppError> {
-    let model_hash: String = Sha256::digest(format!("{model:?}").as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(format!("data-v{}-model-{model_hash}", store.data_version().await?))
-}
-
-/// Scores of every company at `as_of`, by score descending then domain.
-pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> Result<Vec<CompanyScore>, AppError> {
-    let mut scores = scan_and_score(store, model, as_of, None).await?;
-    sort_scores(&mut scores);
-    Ok(scores)
-}
-
-/// Scores every company (or those changed after a data version) from one scan. The
-/// full scan runs on every core, a range of the table each; the scan of changed
-/// companies goes through the company index on one thread (a few thousand rows).
-async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_since: Option<i64>) -> Result<Vec<CompanyScore>, AppError> {
-    let cores = match changed_since {
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4),
-        Some(_) => 1,
-    };
-    let mut parts: Vec<ScanPart> = (0..cores).map(|_| ScanPart::new(model)).collect();
-    store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, company, a| part.push(company, a)).await?;
-    // Named after the scan: every company it read is in the table by then.
-    let domains = store.company_domains(changed_since).await?;
-    Ok(crate::scoring::score_parts(parts, &domains, as_of))
-}
-
-fn sort_scores(scores: &mut [CompanyScore]) {
-    scores.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.domain.cmp(&b.domain)));
-}
-
-/// Persisted scores when they are for that date and still current; computed otherwise.
-pub async fn current_scores(
-    store: &Store,
-    model: &Model,
-    as_of: Option<NaiveDate>,
-) -> Result<(NaiveDate, Vec<CompanyScore>), AppError> {
-    let as_of = as_of.unwrap_or_else(today);
-    if let Some(mut stored) = store.stored_scores().await?
-        && stored.as_of == as_of && stored.inputs == score_inputs(store, model).await? {
-            sort_scores(&mut stored.scores);
-            return Ok((as_of, stored.scores));
-        }
-    Ok((as_of, compute_scores(store, model, as_of).await?))
+    let stored: u64 = done.iter().map(|s| s.imported).sum::<u64>() + committed.imported;
+    let rest = files.len() - done.len() - 1;
+    let resume = if error.is_disk_full() { "free some space, then run" } else { "once that is fixed, run" };
+    AppError::Failed(format!(
+        "{error}. The import stopped in {}: {stored} activities are committed ({} of them from that file, {} files complete{}); {resume} the same `oql-sync import` again: what is stored already is skipped as duplicates",
+        committed.path.display(),
+        committed.imported,
+        done.len(),
+        if rest > 0 { format!(", {rest} not started") } else { String::new() },
+    ))
 }

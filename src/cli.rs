@@ -109,6 +109,14 @@ pub enum Command {
     },
     /// Print the manual page (roff; e.g. `oql-sync man > /usr/local/share/man/man1/oql-sync.1`).
     Man,
+    /// Print the JSON Schema of a config file, for editors (`init` writes them all to
+    /// `<config dir>/schemas/` and points each starter file at its schema).
+    Schema {
+        /// Which file: connector (connectors/*.yaml), mapping (mappings/*.yaml),
+        /// scoring (scoring.yaml) or attribution (attribution.yaml).
+        #[arg(value_enum)]
+        file: crate::schema::ConfigFile,
+    },
     /// Write benchmark activities as NDJSON (deterministic; for `benches/`).
     #[command(hide = true)]
     Generate {
@@ -166,14 +174,27 @@ pub enum Command {
         /// Format of the --dry-run plan.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// The --dry-run plan's changes whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
+    /// Write a consistent copy of the store to FILE (while daemons run, too).
+    Backup {
+        /// The copy to write; it must not exist yet.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Check the store: integrity, schema version, WAL size, leases, quarantined and
+    /// unattributed counts; exit 1 when it is unhealthy.
+    Doctor,
     /// Show the sync log: runs and their records.
     Log {
         /// Only this connector's runs and records.
         #[arg(long, value_name = "NAME")]
         connector: Option<String>,
-        /// ok or failed (runs and records), or a record outcome: accepted, created,
-        /// dead, ambiguous, not_found, trigger.
+        /// ok or failed (runs and records), a run's paused, skipped (another process
+        /// held the connector) or running, or a record outcome: accepted, created, dead,
+        /// ambiguous, not_found, trigger.
         #[arg(long, value_parser = parse_status, value_name = "STATUS")]
         status: Option<String>,
         /// Only entries from this date (YYYY-MM-DD, UTC) on.
@@ -185,11 +206,14 @@ pub enum Command {
         /// Output format: a table for people, or JSON.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// Every column, fields and errors whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
 }
 
 fn parse_status(s: &str) -> Result<String, String> {
-    const KNOWN: [&str; 10] = ["ok", "failed", "paused", "accepted", "created", "dead", "ambiguous", "not_found", "trigger", "running"];
+    const KNOWN: [&str; 11] = ["ok", "failed", "paused", "skipped", "accepted", "created", "dead", "ambiguous", "not_found", "trigger", "running"];
     if KNOWN.contains(&s) {
         Ok(s.to_owned())
     } else {

@@ -135,7 +135,7 @@ impl Connector {
 }
 
 /// `kind: export`: export files (NDJSON, CSV, Scarf) read from a folder or glob.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConnector {
     pub name: String,
@@ -156,6 +156,7 @@ pub struct ExportConnector {
     /// it is read whole: an exporter may still be writing it. Lines an NDJSON file
     /// already ends with a newline are read before.
     #[serde(default = "default_settle", with = "humantime_serde")]
+    #[schemars(with = "String", example = &"5s")]
     pub settle: std::time::Duration,
 }
 

@@ -18,9 +18,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::app::{self, AppError, today};
-use crate::config::{Config, Connector};
-use crate::sinks::sync::{SyncInput, SyncOptions, sync_connector};
+use crate::config::Config;
+use crate::cycle::{CycleError, polls, run_connector, score_and_persist, today};
 use crate::store::Store;
 
 /// How long runs in flight may take to finish after a shutdown signal.
@@ -47,45 +46,13 @@ pub struct Status {
 
 pub type SharedStatus = Arc<Mutex<Status>>;
 
-/// One full cycle (`run --once`): poll every source, score and persist, sync every
-/// sink. Returns the printed summary and whether every connector succeeded.
-pub async fn run_once(store: &Store, config: &Config, as_of: Option<NaiveDate>) -> Result<(String, bool), AppError> {
-    let mut out = String::new();
-    let mut ok = true;
-    for c in config.connectors.iter().filter(|c| polls(c)) {
-        let (line, good) = app::poll_and_record(store, config, c).await?;
-        out.push_str(&line);
-        ok &= good;
-    }
-    let as_of = as_of.unwrap_or_else(today);
-    let rescored = app::rescore(store, &config.model, as_of).await?;
-    tracing::info!(rescored, "scores up to date");
-    let (_, scores) = app::current_scores(store, &config.model, Some(as_of)).await?;
-    for c in config.connectors.iter().filter(|c| c.is_sink()) {
-        let input = SyncInput { store, config, scores: &scores, as_of };
-        let report = sync_connector(&input, c, SyncOptions::default()).await.map_err(|e| AppError::Failed(e.to_string()))?;
-        ok &= report.error.is_none() && report.totals.failed == 0 && report.triggers_failed == 0;
-        out.push_str(&crate::sinks::report::summary(&report));
-    }
-    out.push_str(&format!("scored {}\n", crate::output::stage_summary(&scores, as_of)));
-    Ok((out, ok))
-}
-
-fn polls(c: &Connector) -> bool {
-    match &c.kind {
-        crate::config::ConnectorKind::GitHub(_) | crate::config::ConnectorKind::Slack(_) => true,
-        crate::config::ConnectorKind::Export(e) => e.path.is_some(),
-        _ => false,
-    }
-}
-
 /// The next times of a cron expression (validated at config load).
 pub fn next_runs(schedule: &str, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
     cron::Schedule::from_str(schedule).map(|s| s.after(&after).take(n).collect()).unwrap_or_default()
 }
 
 /// Runs connectors on their schedules until a shutdown signal.
-pub async fn run_daemon(store: Store, config: Arc<Config>, listen: Option<std::net::SocketAddr>, as_of: Option<NaiveDate>) -> Result<(), AppError> {
+pub async fn run_daemon(store: Store, config: Arc<Config>, listen: Option<std::net::SocketAddr>, as_of: Option<NaiveDate>) -> Result<(), CycleError> {
     let status: SharedStatus = Arc::new(Mutex::new(Status { started: Some(Utc::now().to_rfc3339()), ..Default::default() }));
     for c in &config.connectors {
         if polls(c) || c.is_sink() {
@@ -97,7 +64,7 @@ pub async fn run_daemon(store: Store, config: Arc<Config>, listen: Option<std::n
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(addr) = listen {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AppError::Failed(format!("cannot listen on {addr}: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| CycleError::Listen { addr, source })?;
         let app = crate::health::router(store.clone(), config.clone(), status.clone());
         let mut stop = stop_rx.clone();
         tracing::info!(%addr, "health and metrics endpoint listening");
@@ -159,7 +126,7 @@ async fn sleep_until(when: DateTime<Utc>, stop: &mut watch::Receiver<bool>) -> b
 }
 
 async fn connector_loop(
-    c: Connector,
+    c: crate::config::Connector,
     store: Store,
     config: Arc<Config>,
     status: SharedStatus,
@@ -195,20 +162,6 @@ async fn connector_loop(
     }
 }
 
-/// One scheduled run: a source polls and rescores; a sink syncs.
-async fn run_connector(c: &Connector, store: &Store, config: &Config, as_of: Option<NaiveDate>) -> Result<bool, AppError> {
-    if polls(c) {
-        let (_, ok) = app::poll_and_record(store, config, c).await?;
-        // Only the companies this poll touched are recomputed (all, on a new day).
-        app::rescore(store, &config.model, as_of.unwrap_or_else(today)).await?;
-        return Ok(ok);
-    }
-    let (as_of, scores) = app::current_scores(store, &config.model, as_of).await?;
-    let input = SyncInput { store, config, scores: &scores, as_of };
-    let report = sync_connector(&input, c, SyncOptions::default()).await.map_err(|e| AppError::Failed(e.to_string()))?;
-    Ok(report.error.is_none() && report.totals.failed == 0 && report.triggers_failed == 0)
-}
-
 /// 00:05 UTC every day: windows move with the date, so stages change with no new
 /// activity (a company turns `inactive` on its 60th quiet day); the CRM must see it.
 async fn daily_rescore(store: Store, config: Arc<Config>, mut stop: watch::Receiver<bool>, as_of: Option<NaiveDate>) {
@@ -217,7 +170,7 @@ async fn daily_rescore(store: Store, config: Arc<Config>, mut stop: watch::Recei
         if !sleep_until(next, &mut stop).await {
             return;
         }
-        match app::score_and_persist(&store, &config.model, as_of.unwrap_or_else(today)).await {
+        match score_and_persist(&store, &config.model, as_of.unwrap_or_else(today)).await {
             Ok(scores) => tracing::info!(companies = scores.len(), "daily rescore done"),
             Err(e) => tracing::error!(error = %e, "daily rescore failed"),
         }

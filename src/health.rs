@@ -90,6 +90,10 @@ async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
         calls.iter().map(|(c, (a, _))| format!("oql_api_calls_total{{connector=\"{}\"}} {a}", label(c))).collect());
     push(&mut out, "oql_rate_limit_waits_total", "counter", "Waits for rate limits, by connector.",
         calls.iter().map(|(c, (_, w))| format!("oql_rate_limit_waits_total{{connector=\"{}\"}} {w}", label(c))).collect());
+    push(&mut out, "oql_server_waits_total", "counter", "Waits the API imposed (429, Retry-After, secondary limits), by connector.",
+        f.waits.iter().map(|(c, s, _)| format!("oql_server_waits_total{{connector=\"{}\"}} {s}", label(c))).collect());
+    push(&mut out, "oql_pacing_waits_total", "counter", "Waits of a connector's own pacing (its configured rate), by connector.",
+        f.waits.iter().map(|(c, _, p)| format!("oql_pacing_waits_total{{connector=\"{}\"}} {p}", label(c))).collect());
     push(&mut out, "oql_last_run_duration_seconds", "gauge", "Duration of each connector's last run.",
         f.last_run_seconds.iter().map(|(c, s)| format!("oql_last_run_duration_seconds{{connector=\"{}\"}} {s:.3}", label(c))).collect());
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

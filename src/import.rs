@@ -50,8 +50,21 @@ pub struct FileSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// The store failed part way through a file; what was committed before stays.
+    #[error("{error}")]
+    Store {
+        /// The file's summary up to the last commit (its counts are what is stored).
+        committed: Box<FileSummary>,
+        error: StoreError,
+    },
+}
+
+impl ImportError {
+    pub fn store_error(&self) -> &StoreError {
+        match self {
+            ImportError::Store { error, .. } => error,
+        }
+    }
 }
 
 struct Batch {
@@ -139,19 +152,39 @@ fn read_file(path: &Path, options: &ExportOptions, span: Span, rules: &Attributi
     }
 }
 
+/// The import's progress on a terminal, in at most 80 columns (a wider line wraps and
+/// every redraw leaves a copy behind): the file's name elided to 20 columns, the bar, the
+/// bytes read of the total, and the activities read so far.
 fn progress_bar(path: &Path, size: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        ProgressStyle::with_template("{prefix:20} [{bar:16}] {bytes:>9}/{total_bytes:<9} {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_message(path.display().to_string());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    bar.set_prefix(elide_middle(&name, 20));
+    bar.set_message("0 activities");
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// `text` in at most `width` characters, its middle replaced by `…` when longer: a
+/// file's name differs from its neighbours' at its start and its end (the date, the
+/// extension).
+fn elide_middle(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_owned();
+    }
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start}…{end}")
 }
 
 /// Imports one file whole (its last line too, newline or not: the file is complete). A
@@ -184,6 +217,27 @@ pub async fn import_span(
         path: path.to_path_buf(),
         ..Default::default()
     };
+    let mut committed = summary.clone();
+    let inserted = insert_messages(store, path, &mut rx, &done, &mut summary, &mut committed).await;
+    if let Err(error) = inserted {
+        // The reader stops when the channel closes.
+        drop(rx);
+        let _ = reader.await;
+        return Err(ImportError::Store { committed: Box::new(committed), error });
+    }
+    let _ = reader.await;
+    Ok(summary)
+}
+
+/// Inserts what the reader sends; `committed` follows `summary` at every commit.
+async fn insert_messages(
+    store: &Store,
+    path: &Path,
+    rx: &mut mpsc::Receiver<Message>,
+    done: &std::sync::mpsc::Sender<Batch>,
+    summary: &mut FileSummary,
+    committed: &mut FileSummary,
+) -> Result<(), StoreError> {
     let mut bar = ProgressBar::hidden();
     let mut bytes = BytesRead::default();
     let mut insert = store.begin_insert().await?;
@@ -191,6 +245,7 @@ pub async fn import_span(
         match message {
             Message::Opened { format, size, bytes: b } => {
                 summary.format = Some(format);
+                committed.format = Some(format);
                 bar = progress_bar(path, size);
                 bytes = b;
             }
@@ -198,10 +253,6 @@ pub async fn import_span(
             Message::Finished(resume_point) => summary.resume_point = resume_point,
             Message::Batch(batch) => {
                 let outcome: InsertOutcome = insert.insert(&batch.activities, &batch.quarantined).await?;
-                if insert.activities() >= COMMIT_EVERY {
-                    insert.commit().await?;
-                    insert = store.begin_insert().await?;
-                }
                 summary.imported += outcome.inserted;
                 summary.duplicate += outcome.duplicate;
                 summary.unattributed += outcome.unattributed;
@@ -211,13 +262,46 @@ pub async fn import_span(
                         summary.reasons.push((q.line, q.reason.clone()));
                     }
                 }
+                if insert.activities() >= COMMIT_EVERY {
+                    insert.commit().await?;
+                    *committed = summary.clone();
+                    insert = store.begin_insert().await?;
+                }
                 let _ = done.send(batch);
                 bar.set_position(bytes.get());
+                bar.set_message(format!("{} activities", summary.imported + summary.duplicate));
             }
         }
     }
     insert.commit().await?;
+    *committed = summary.clone();
     bar.finish_and_clear();
-    let _ = reader.await;
-    Ok(summary)
+    Ok(())
+}
+
+/// A file's lines in the summary of `import` and of a watched folder's poll.
+pub fn file_summary(s: &FileSummary) -> String {
+    if let Some(why) = &s.deferred {
+        return format!("{}: {why}\n", s.path.display());
+    }
+    let mut out = format!(
+        "{} ({}): {} imported, {} duplicate, {} quarantined, {} unattributed\n",
+        s.path.display(),
+        s.format.map(|f| f.as_str()).unwrap_or("unread"),
+        s.imported,
+        s.duplicate,
+        s.quarantined,
+        s.unattributed
+    );
+    for (line, reason) in &s.reasons {
+        out.push_str(&format!("  quarantined {}:{line}: {reason}\n", s.path.display()));
+    }
+    if s.quarantined > s.reasons.len() as u64 {
+        out.push_str(&format!("  … and {} more quarantined lines\n", s.quarantined - s.reasons.len() as u64));
+    }
+    if let Some(e) = &s.error {
+        out.push_str(&format!("  error: {e}\n"));
+        eprintln!("error: {e}");
+    }
+    out
 }

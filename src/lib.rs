@@ -4,13 +4,13 @@
 
 pub mod activity;
 pub mod auth;
+pub mod cycle;
 pub mod daemon;
 pub mod generate;
 pub mod health;
 pub mod init;
 pub mod http;
 pub mod sinks;
-pub mod triggers;
 pub mod attribution;
 pub mod config;
 pub mod scoring;
@@ -24,3 +24,4 @@ pub mod output;
 pub mod personal_data;
 pub mod secrets;
 pub mod preflight;
+pub mod schema;

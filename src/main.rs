@@ -34,10 +34,25 @@ fn main() {
             std::process::exit(0);
         }
         let code = e.exit_code();
-        let message = format!("{:#}", anyhow::Error::from(e));
-        eprintln!("oql-sync: {}", oql_sync::secrets::redact(&message));
+        eprintln!("oql-sync: {}", oql_sync::secrets::redact(&said_once(&anyhow::Error::from(e))));
         std::process::exit(code);
     }
+}
+
+/// An error and its causes, each cause said once: a cause whose text its wrapper
+/// already quotes adds nothing but the same words again.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {

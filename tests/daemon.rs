@@ -195,7 +195,7 @@ fn a_cycle_after_new_activity_rescores_only_the_companies_it_touched_and_matches
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_oql-sync"))
         .args(["--config-dir", env.path().to_str().unwrap(), "run", "--once", "--as-of", "2026-10-31"])
-        .env("RUST_LOG", "oql_sync::daemon=info")
+        .env("RUST_LOG", "oql_sync::cycle=info")
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -14,14 +14,14 @@ use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord};
 use crate::config::Schedule;
 use crate::store::Firing;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     Csv,
     Ndjson,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub name: String,
@@ -81,13 +81,20 @@ impl FileSink {
     }
 }
 
+/// A temporary file beside `path`, of this writer only: two processes writing the same
+/// output at once each rename a whole file of their own, never one the other is filling.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}-{:08x}.tmp", std::process::id(), rand::random::<u32>()))
+}
+
 impl Sink for FileSink {
     fn batch_size(&self) -> usize {
         10_000
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (0, 0)
+    fn stats(&self) -> crate::http::CallCounts {
+        crate::http::CallCounts::default()
     }
 
     async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, Match>, SinkError> {
@@ -105,12 +112,17 @@ impl Sink for FileSink {
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let tmp = self.path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        Ok(())
+        let tmp = temp_path(&self.path);
+        let written = (|| {
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
     }
 
     /// The snapshot already holds every record.

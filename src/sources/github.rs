@@ -35,7 +35,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
 use crate::store::{GithubPage, GithubProfile, NewActivity, PendingReactions, Store, StoreError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GitHubConfig {
     pub name: String,

@@ -158,7 +158,7 @@ impl Store {
     /// batch of 100k activities names most of the companies of a store), and the
     /// data version moves once.
     pub async fn begin_insert(&self) -> Result<Insert, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let next = next_version(&mut tx).await?;
         Ok(Insert { tx, next, activities: 0, inserted: 0, known: FastMap::default() })
     }
@@ -327,7 +327,7 @@ impl Store {
         if self.meta("attribution_rules").await?.as_deref() == Some(fingerprint.as_str()) {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT source, id, actor, email_domain, company_domain FROM activities WHERE source_domain IS NULL",
         )

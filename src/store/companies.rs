@@ -66,7 +66,7 @@ impl Store {
         inputs: &str,
         scores: &[CompanyScore],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM scores").execute(&mut *tx).await?;
         write_scores(&mut tx, as_of, inputs, scores).await?;
         tx.commit().await?;
@@ -187,7 +187,7 @@ impl Store {
     /// Replaces the persisted scores of some companies (and drops those with none),
     /// leaving the others, in one transaction.
     pub async fn update_scores(&self, as_of: NaiveDate, inputs: &str, scores: &[CompanyScore], removed: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for d in scores.iter().map(|s| &s.domain).chain(removed) {
             sqlx::query("DELETE FROM scores WHERE domain = ?").bind(d).execute(&mut *tx).await?;
         }

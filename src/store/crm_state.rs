@@ -74,7 +74,12 @@ pub struct RunTotals {
     pub accepted: i64,
     pub failed: i64,
     pub api_calls: i64,
+    /// Every rate-limit wait: `server_waits + pacing_waits` where both are known.
     pub rate_limit_waits: i64,
+    /// Waits the API imposed (429, `Retry-After`, secondary limits).
+    pub server_waits: i64,
+    /// Waits of the connector's own pacing.
+    pub pacing_waits: i64,
 }
 
 fn json(v: &Desired) -> String {
@@ -100,7 +105,7 @@ impl Store {
     }
 
     pub async fn set_crm_ids(&self, connector: &str, ids: &[(String, String)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (domain, id) in ids {
             sqlx::query(
                 "INSERT INTO crm_records (connector, domain, crm_id, matched_at) VALUES (?, ?, ?, ?) \
@@ -175,12 +180,25 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Records a run that did not happen because another process holds the connector.
+    pub async fn record_skipped(&self, connector: &str, why: &str) -> Result<(), StoreError> {
+        let now = now_nanos();
+        sqlx::query("INSERT INTO sync_runs (connector, started_at, finished_at, status, error) VALUES (?, ?, ?, 'skipped', ?)")
+            .bind(connector)
+            .bind(now)
+            .bind(now)
+            .bind(why)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Closes a run: `ok`, `failed` (an error or a failed record), or the given status.
     pub async fn finish_run(&self, run_id: i64, totals: &RunTotals, error: Option<&str>, status: Option<&str>) -> Result<(), StoreError> {
         let status = status.unwrap_or(if error.is_some() || totals.failed > 0 { "failed" } else { "ok" });
         sqlx::query(
             "UPDATE sync_runs SET finished_at = ?, status = ?, planned = ?, sent = ?, accepted = ?, failed = ?, \
-             api_calls = ?, rate_limit_waits = ?, error = ? WHERE id = ?",
+             api_calls = ?, rate_limit_waits = ?, server_waits = ?, pacing_waits = ?, error = ? WHERE id = ?",
         )
         .bind(now_nanos())
         .bind(status)
@@ -190,6 +208,8 @@ impl Store {
         .bind(totals.failed)
         .bind(totals.api_calls)
         .bind(totals.rate_limit_waits)
+        .bind(totals.server_waits)
+        .bind(totals.pacing_waits)
         .bind(error)
         .bind(run_id)
         .execute(&self.pool)
@@ -208,7 +228,7 @@ impl Store {
         dead_after: i64,
     ) -> Result<Vec<String>, StoreError> {
         let now = now_nanos();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut dead = Vec::new();
         for r in results {
             let (outcome, error) = match &r.outcome {
@@ -287,7 +307,7 @@ impl Store {
         dead_after: i64,
     ) -> Result<(), StoreError> {
         let now = now_nanos();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (status, attempts) = match error {
             None => ("fired", 0),
             Some(_) => {

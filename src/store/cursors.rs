@@ -135,7 +135,7 @@ impl Store {
     /// Records a failed profile fetch: the login stays queued, due again after
     /// `delay(attempts)` nanoseconds (attempts counts this one). Returns the attempts.
     pub async fn github_profile_failed(&self, login: &str, error: &str, delay: impl Fn(i64) -> i64) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let attempts: i64 = sqlx::query_scalar(
             "INSERT INTO github_profile_queue (login, attempts, last_error) VALUES (?1, 1, ?2) \
              ON CONFLICT (login) DO UPDATE SET attempts = attempts + 1, last_error = ?2 RETURNING attempts",
@@ -184,7 +184,7 @@ impl Store {
 
     /// Caches a profile; a queued fetch of it is done.
     pub async fn save_github_profile(&self, p: &GithubProfile) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM github_profile_queue WHERE login = ?").bind(&p.login).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO github_profiles (login, etag, email_domain, blog_domain, company, fetched_at) VALUES (?, ?, ?, ?, ?, ?) \
@@ -225,7 +225,7 @@ impl Store {
     /// Marks a cached profile as checked now (a 304 said it did not change); a queued
     /// fetch of it is done.
     pub async fn touch_github_profile(&self, login: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM github_profile_queue WHERE login = ?").bind(login).execute(&mut *tx).await?;
         sqlx::query("UPDATE github_profiles SET fetched_at = ? WHERE login = ?")
             .bind(now_nanos())
@@ -240,7 +240,7 @@ impl Store {
     /// their actor's profile, given as `(login, domain)` pairs; activities a profile no
     /// longer places are released. Returns how many activities moved.
     pub async fn apply_profile_attribution(&self, placements: &[(String, Option<String>)]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut moved = 0;
         let mut companies = std::collections::BTreeMap::new();
         let mut left: Vec<String> = Vec::new();

@@ -12,8 +12,10 @@ pub struct StoreFigures {
     pub scores_as_of: Option<String>,
     /// (connector, outcome, records)
     pub sync_records: Vec<(String, String, i64)>,
-    /// (connector, status, runs, api calls, rate-limit waits, seconds of the last run)
+    /// (connector, status, runs, api calls, rate-limit waits)
     pub runs: Vec<(String, String, i64, i64, i64)>,
+    /// (connector, waits the API imposed, waits of the connector's own pacing)
+    pub waits: Vec<(String, i64, i64)>,
     pub last_run_seconds: Vec<(String, f64)>,
 }
 
@@ -42,6 +44,12 @@ impl Store {
         .into_iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
+        let waits = sqlx::query("SELECT connector, SUM(server_waits), SUM(pacing_waits) FROM sync_runs GROUP BY connector ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
         let last_run_seconds = sqlx::query(
             "SELECT connector, (finished_at - started_at) / 1e9 FROM sync_runs r WHERE finished_at IS NOT NULL \
              AND id = (SELECT max(id) FROM sync_runs x WHERE x.connector = r.connector AND x.finished_at IS NOT NULL) ORDER BY 1",
@@ -51,6 +59,6 @@ impl Store {
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-        Ok(StoreFigures { activities_by_source, companies_by_stage, scores_as_of, sync_records, runs, last_run_seconds })
+        Ok(StoreFigures { activities_by_source, companies_by_stage, scores_as_of, sync_records, runs, waits, last_run_seconds })
     }
 }

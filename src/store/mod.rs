@@ -4,26 +4,32 @@
 
 mod activities;
 mod companies;
+mod crm_lookups;
 mod crm_state;
 mod cursors;
+mod leases;
 mod metrics;
+mod open;
 mod quarantine;
 mod raw;
 mod slack_threads;
 mod sync_log;
+mod upkeep;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 pub use activities::{InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
 pub use cursors::{ExportFileState, GithubPage, GithubProfile, PendingReactions};
+pub use leases::{Held, Lease};
 pub use metrics::StoreFigures;
+pub use crm_lookups::Unmatched;
+pub use upkeep::{BulkLoad, Checkup};
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
 pub use slack_threads::{SlackThread, ThreadMark};
@@ -34,23 +40,59 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid database URL `{url}`: {source}")]
-    Url { url: String, source: sqlx::Error },
-    #[error("cannot open the store at {url}: {source}")]
-    Open { url: String, source: sqlx::Error },
-    #[error("cannot migrate the store: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("store: {0}")]
-    Sql(#[from] sqlx::Error),
+    /// Where the store is cannot hold a store (a directory, a missing folder, another
+    /// database's URL), or the file cannot be opened: said in plain words, with where
+    /// the location came from (`--db`, `OQL_DB`, the default).
+    #[error("cannot open the store{}{}: {why}", if location.is_empty() { String::new() } else { format!(" {location}") }, origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default())]
+    Open { location: String, origin: Option<String>, why: String },
+    #[error("cannot upgrade the store's schema: {}", open::migrate_words(.0))]
+    Migrate(sqlx::migrate::MigrateError),
+    #[error("store: {}", open::sqlx_words(.0))]
+    Sql(sqlx::Error),
     #[error("store: {0}")]
     Sqlite(String),
     #[error("store holds an invalid value in {what}: `{value}`")]
     Corrupt { what: &'static str, value: String },
 }
 
+// No `#[source]`: the words above already carry the cause, and an error chain printed
+// whole would say it two or three times more.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        StoreError::Sql(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> StoreError {
+        StoreError::Migrate(e)
+    }
+}
+
+impl StoreError {
+    /// Names where the store's location came from, for the operator to fix it there.
+    pub fn with_origin(self, from: &str) -> StoreError {
+        match self {
+            StoreError::Open { location, why, .. } => StoreError::Open { location, origin: Some(from.to_owned()), why },
+            other => other,
+        }
+    }
+
+    /// Whether the disk (or the file system's quota) ran out under a write.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sql(e) => open::sqlite_code(e) == Some(13),
+            StoreError::Sqlite(text) => text.contains(open::DISK_FULL),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Opened read-only (the file or its folder is not writable by this user).
+    read_only: bool,
 }
 
 /// The page cache of a connection, as `PRAGMA cache_size` takes it (negative: KiB).
@@ -62,24 +104,19 @@ macro_rules! cache_size {
 /// Puts a connection's page cache back to its size after a step that shrank it.
 pub(crate) const RESTORE_CACHE_SIZE: &str = concat!("PRAGMA cache_size = ", cache_size!());
 
-/// Turns a `--db` value into SQLite options: `sqlite://path`, `sqlite:path` or a plain
-/// file path.
-fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
-    let options = if url.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Url {
-            url: url.to_owned(),
-            source,
-        })?
-    } else {
-        SqliteConnectOptions::new().filename(Path::new(url))
-    };
-    Ok(options
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
+/// How long a statement waits for another process's write lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection settings every connection of the pool gets. The journal mode is not
+/// among them: switching to WAL takes a lock SQLite cannot wait for, so it is set once,
+/// when the store is created, under the open lock (`open::setup`).
+fn connect_options(file: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(file)
         // WAL with NORMAL is durable across application crashes; only an OS crash can
         // lose the last transactions, never corrupt the file.
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30))
+        .busy_timeout(BUSY_TIMEOUT)
         // 256 MiB of page cache a connection: a 10-million-activity store's indexes stay
         // in memory while an import inserts into them at random.
         .pragma("cache_size", cache_size!())
@@ -89,30 +126,86 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .pragma("journal_size_limit", "67108864")
         .pragma("temp_store", "memory")
         // Full scans run for seconds by design; that is not worth a warning.
-        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1)))
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
 }
 
 impl Store {
-    /// Opens (creating if missing) and migrates the store.
+    /// Opens (creating if missing) and migrates the store, for commands that write.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let options = connect_options(url)?;
+        let file = open::locate(url)?;
+        open::check_place(&file, true)?;
+        open::setup(&file).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(connect_options(&file))
             .await
-            .map_err(|source| StoreError::Open {
-                url: url.to_owned(),
-                source,
-            })?;
-        MIGRATOR.run(&pool).await?;
+            .map_err(|e| open::open_error(&file, &e))?;
         // A bulk load killed before it rebuilt the company index left it missing.
         sqlx::query(activities::COMPANY_INDEX).execute(&pool).await?;
-        restrict_files(&options_filename(url));
-        Ok(Store { pool })
+        restrict_files(&file);
+        Ok(Store { pool, read_only: false })
+    }
+
+    /// Opens the store for commands that only read (`companies`, `log`, `explain`):
+    /// writably when it can (so a first open still creates and upgrades it), else
+    /// read-only, as a store on a read-only mount or owned by another user is.
+    pub async fn open_for_reading(url: &str) -> Result<Store, StoreError> {
+        let file = open::locate(url)?;
+        open::check_place(&file, false)?;
+        if open::writable(&file) {
+            return Store::open(url).await;
+        }
+        Store::open_read_only(&file).await
+    }
+
+    /// Opens without creating, upgrading or writing anything (`doctor`, `backup`).
+    pub async fn inspect(url: &str) -> Result<Store, StoreError> {
+        let file = open::locate(url)?;
+        open::check_place(&file, false)?;
+        if !file.exists() {
+            return Err(open::place_error(&file, "there is no store there yet (any command that writes creates it)"));
+        }
+        Store::open_read_only(&file).await
+    }
+
+    async fn open_read_only(file: &Path) -> Result<Store, StoreError> {
+        let options = connect_options(file).read_only(true);
+        let pool = match SqlitePoolOptions::new().max_connections(2).connect_with(options.clone()).await {
+            Ok(pool) if sqlx::query("SELECT count(*) FROM sqlite_schema").execute(&pool).await.is_ok() => pool,
+            // A WAL store in a folder this user cannot write has no `-shm` file to share
+            // with writers, and none can exist: nobody writes it, so read it as a snapshot.
+            _ => SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options.immutable(true))
+                .await
+                .map_err(|e| open::open_error(file, &e))?,
+        };
+        let store = Store { pool, read_only: true };
+        if let Some(why) = open::pending_upgrade(&store.pool).await? {
+            return Err(open::place_error(file, &format!("{why}; it is read-only here, so run any command that writes once where it is writable")));
+        }
+        Ok(store)
+    }
+
+    /// Whether attribution rules differ from those the store's activities were placed by.
+    pub async fn attribution_changed(&self, rules: &crate::attribution::AttributionRules) -> Result<bool, StoreError> {
+        Ok(self.meta("attribution_rules").await?.as_deref() != Some(rules.fingerprint().as_str()))
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Starts a transaction that writes. `BEGIN IMMEDIATE` takes the write lock first,
+    /// waiting (up to the busy timeout) for another process's writer: a transaction that
+    /// read first and asked for the lock later would fail at once with "database is
+    /// locked" when another process wrote in between.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -138,17 +231,15 @@ impl Store {
     }
 }
 
-/// The store's file, for a `sqlite://path`, `sqlite:path` or plain path URL.
-fn options_filename(url: &str) -> Option<std::path::PathBuf> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let path = path.split('?').next().unwrap_or(path);
-    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+/// The store's file for a `--db` value, when it names one.
+pub fn file_of(url: &str) -> Option<std::path::PathBuf> {
+    open::locate(url).ok()
 }
 
 /// The store holds company names and activity details: readable by its owner only.
-fn restrict_files(path: &Option<std::path::PathBuf>) {
+fn restrict_files(path: &Path) {
     #[cfg(unix)]
-    if let Some(path) = path {
+    {
         use std::os::unix::fs::PermissionsExt;
         for suffix in ["", "-wal", "-shm"] {
             let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));

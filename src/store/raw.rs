@@ -55,6 +55,9 @@ pub struct Statement<'h> {
 fn error(db: *mut ffi::sqlite3, code: c_int, sql: &str) -> StoreError {
     // SAFETY: sqlite3_errmsg returns a NUL-terminated string owned by the handle.
     let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
+    if let Some(words) = super::open::code_words(code) {
+        return StoreError::Sqlite(words.to_owned());
+    }
     let statement: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     StoreError::Sqlite(format!("{message} (code {code}) in `{}`", statement.chars().take(80).collect::<String>()))
 }
