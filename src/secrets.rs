@@ -43,8 +43,14 @@ pub fn register(secret: &str) {
     let mut parts = vec![secret.to_owned()];
     parts.extend(url_parts(secret));
     parts.extend(key_lines(secret));
-    let encoded: Vec<String> = parts.iter().map(|p| percent_encode(p)).filter(|e| !parts.contains(e)).collect();
-    parts.extend(encoded);
+    // As a query string or form body spells them, and as a JSON log line or a `Debug`
+    // field escapes them.
+    let spellings: Vec<String> = parts
+        .iter()
+        .flat_map(|p| [percent_encode(p), escaped(&serde_json::to_string(p).unwrap_or_default()), escaped(&format!("{p:?}"))])
+        .filter(|e| !parts.contains(e))
+        .collect();
+    parts.extend(spellings);
     let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
     let before = known.values.len();
     for part in parts {
@@ -117,6 +123,11 @@ fn percent_encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// A quoted string's inside.
+fn escaped(quoted: &str) -> String {
+    quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(quoted).to_owned()
 }
 
 fn matcher() -> Option<Arc<AhoCorasick>> {
@@ -206,6 +217,7 @@ mod tests {
         register("http://hooks.example.net/services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3?key=unitquery4&mode=x");
         register("unit-token-5");
         register("unit/tok+en=6");
+        register("unit\"quoted\\7");
         let echoed = [
             "POST http://hooks.example.net/services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3?key=unitquery4&mode=x failed",
             "POST /services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3 failed",
@@ -213,10 +225,11 @@ mod tests {
             "401: Bearer unit-token-5",
             "form client_secret=unit%2Ftok%2Ben%3D6",
             "segment B0UNITTEST2 alone",
+            r#"{"error":"bad unit\"quoted\\7"}"#,
         ];
         for text in echoed {
             let out = redact(text);
-            for secret in ["T0UNITTEST1", "B0UNITTEST2", "unitxyzsecret3", "unitquery4", "unit-token-5", "unit%2Ftok%2Ben%3D6"] {
+            for secret in ["T0UNITTEST1", "B0UNITTEST2", "unitxyzsecret3", "unitquery4", "unit-token-5", "unit%2Ftok%2Ben%3D6", r#"unit\"quoted"#] {
                 assert!(!out.contains(secret), "{text} → {out}");
             }
             assert!(out.contains(MARK), "{text} → {out}");
