@@ -215,15 +215,21 @@ fn ipv6_at(bytes: &[u8], i: usize) -> Option<(usize, IpAddr)> {
     while end < bytes.len() && end - i <= 45 && (bytes[end].is_ascii_hexdigit() || matches!(bytes[end], b'.' | b':')) {
         end += 1;
     }
-    if bytes.get(end).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+    // Glued to a word, or longer than any address with a port: not one.
+    let in_run = |b: &u8| b.is_ascii_hexdigit() || matches!(b, b'.' | b':');
+    if bytes.get(end).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || in_run(b)) {
         return None;
     }
     // The longest prefix that is an address, cut before a colon or dot: trailing
     // punctuation ends a sentence (`… from 2001:db8::1.`), and a port may follow
     // (`2001:db8:::8443`, unbracketed).
-    while end > i {
+    for _ in 0..12 {
+        if end <= i {
+            break;
+        }
         let candidate = std::str::from_utf8(&bytes[i..end]).ok()?;
-        if candidate.matches(':').count() >= 2
+        if !candidate.contains(":::")
+            && candidate.matches(':').count() >= 2
             && candidate.bytes().any(|c| c.is_ascii_digit())
             && let Ok(v6) = candidate.parse::<Ipv6Addr>()
         {
