@@ -64,30 +64,29 @@ pub fn register(secret: &str) {
     }
 }
 
-/// The parts of a secret URL a server echoes on their own: the path and query with and
-/// without each other, each query value, and each path segment that looks like an id
-/// or token (not a plain word such as `services` or `hooks`). The host is no secret.
+/// The parts of a secret URL a server echoes on their own: the path when it holds an id
+/// or key, the query, each query value and path segment that looks like one (not a
+/// plain word such as `services`, `webhook` or `json`, which would blank that word in
+/// every log line), and any credentials. The host is no secret.
 fn url_parts(secret: &str) -> Vec<String> {
     let Ok(url) = reqwest::Url::parse(secret) else { return Vec::new() };
     if url.host_str().is_none() {
         return Vec::new();
     }
     let mut parts = Vec::new();
-    let path = url.path();
-    if path.len() > 1 {
+    // Without its leading slash, so a redacted URL still reads as one (`https://host/[REDACTED]`).
+    let path = url.path().trim_start_matches('/');
+    let secret_segments: Vec<&str> = path.split('/').filter(|s| looks_secret(s)).collect();
+    if !secret_segments.is_empty() {
         parts.push(path.to_owned());
+        parts.extend(secret_segments.iter().map(|s| s.to_string()));
     }
     if let Some(query) = url.query() {
         parts.push(query.to_owned());
         parts.push(format!("{path}?{query}"));
-        for (_, value) in url.query_pairs() {
-            parts.push(value.into_owned());
-        }
-        for pair in query.split('&') {
-            if let Some((_, raw)) = pair.split_once('=') {
-                parts.push(raw.to_owned());
-            }
-        }
+        let decoded = url.query_pairs().map(|(_, v)| v.into_owned());
+        let raw = query.split('&').filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_owned()));
+        parts.extend(decoded.chain(raw).filter(|v| looks_secret(v)));
     }
     if !url.username().is_empty() {
         parts.push(url.username().to_owned());
@@ -95,13 +94,13 @@ fn url_parts(secret: &str) -> Vec<String> {
     if let Some(password) = url.password() {
         parts.push(password.to_owned());
     }
-    for segment in path.split('/') {
-        let word = segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
-        if segment.len() >= 20 || (segment.len() >= MIN_LEN && !word) {
-            parts.push(segment.to_owned());
-        }
-    }
     parts
+}
+
+/// An id or key rather than a word: long, or holding a digit, a capital or a symbol.
+fn looks_secret(part: &str) -> bool {
+    let word = part.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
+    part.len() >= 20 || (part.len() >= MIN_LEN && !word)
 }
 
 /// A PEM key's base64 lines, each of which is key material.
@@ -234,9 +233,17 @@ mod tests {
             }
             assert!(out.contains(MARK), "{text} → {out}");
         }
-        // The host and plain words of the path stay readable.
+        // The host and plain words of the path stay readable, also when the secret is
+        // only in the query.
         assert_eq!(redact("http://hooks.example.net/services/"), "http://hooks.example.net/services/");
+        register("https://automation.example.net/webhook?format=json&token=unitquery8");
+        assert_eq!(redact("webhook format json"), "webhook format json");
+        assert_eq!(redact("bad token unitquery8"), "bad token [REDACTED]");
         assert_eq!(redact_bytes(b"x unit-token-5 y".to_vec()), b"x [REDACTED] y");
+        assert_eq!(
+            redact(&crate::http::redact_url("http://hooks.example.net/services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3?key=unitquery4")),
+            "http://hooks.example.net/[REDACTED]"
+        );
     }
 
     #[test]
