@@ -469,8 +469,8 @@ const SECRET_CANARIES: &[(&str, &str)] = &[
 
 /// A service as hostile as real ones get: HubSpot's API answers 401 quoting the bearer
 /// token it was sent; its token endpoint refuses the grant quoting the client secret and
-/// refresh token; anything else (the webhooks) answers 500 echoing the URL, query
-/// string included.
+/// refresh token; anything else (the webhooks) answers 500 or 400 echoing the URL,
+/// query string included.
 fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::response::IntoResponse;
@@ -499,7 +499,9 @@ fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std:
             });
             return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
         }
-        (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream failed for POST {uri}: {body}")).into_response()
+        // The trigger's hook refuses (not retried, so the test stays quick); the sink's fails.
+        let status = if path.starts_with("/trigger/") { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+        (status, format!("upstream failed for POST {uri}: {body}")).into_response()
     });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
