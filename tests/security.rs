@@ -674,3 +674,26 @@ fn github_and_slack_activities_go_through_the_same_redaction() {
         assert!(psl_like_host(c["domain"].as_str().unwrap()), "{c}");
     }
 }
+
+#[test]
+fn a_sync_log_written_before_secrets_were_redacted_is_shown_without_them() {
+    const OLD_LEAK: &str = "pat-na1-CANARYold009";
+    let env = Env::new();
+    env.write("mappings/hubspot.yaml", MAPPING);
+    env.write(
+        "connectors/hubspot.yaml",
+        "name: hubspot\nkind: hubspot\nschedule: \"0 0 * * * *\"\ntoken_env: HS_TOKEN\nmapping: mappings/hubspot.yaml\n",
+    );
+    // A run an earlier version logged with the token HubSpot echoed.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = oql_sync::store::Store::open(env.path().join("oql.db").to_str().unwrap()).await.unwrap();
+        store.record_skipped("hubspot", &format!("HTTP 401: credentials not valid: Bearer {OLD_LEAK}")).await.unwrap();
+        store.close().await;
+    });
+    for args in [&["log"][..], &["log", "--format", "json"]] {
+        let r = env.run_with(args, &[("HS_TOKEN", OLD_LEAK)]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("[REDACTED]"), "{args:?}: {}", r.stdout);
+        assert!(!r.stdout.contains(OLD_LEAK), "{args:?}: {}", r.stdout);
+    }
+}
