@@ -90,14 +90,19 @@ pub enum Command {
         /// Scoring date (YYYY-MM-DD); default today, UTC.
         #[arg(long, value_parser = parse_date, value_name = "DATE")]
         as_of: Option<NaiveDate>,
-        /// Health and metrics endpoint address, or `none`.
+        /// Health and metrics endpoint: `HOST:PORT` (`localhost:9464`), `:PORT` for
+        /// every interface, or `none`.
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
+        /// /readyz fails once a connector failed this many runs in a row (0: never).
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        unready_after: u64,
     },
     /// Ask a running daemon's /healthz; exit 0 when it answers healthy (container
     /// health checks: the image has no curl).
     Health {
-        /// The daemon's `--listen` address (`HOST:PORT`, or `:PORT` for loopback).
+        /// The daemon's `--listen` address (`HOST:PORT`, `localhost:PORT`, or `:PORT`,
+        /// asked on loopback).
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
     },

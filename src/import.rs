@@ -301,7 +301,7 @@ pub fn file_summary(s: &FileSummary) -> String {
     }
     if let Some(e) = &s.error {
         out.push_str(&format!("  error: {e}\n"));
-        eprintln!("error: {e}");
+        crate::logging::error(e);
     }
     out
 }

@@ -20,6 +20,7 @@ pub mod app;
 pub mod cli;
 pub mod import;
 pub mod json_object;
+pub mod logging;
 pub mod output;
 pub mod personal_data;
 pub mod secrets;

@@ -103,10 +103,11 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
             report.paused = Some(why.clone());
         }
         Err(e) => {
-            // What reaches the sync log and the summary passes the secret redaction; a
-            // store error is returned, and said once where it ends up.
+            // What reaches the sync log and the summary passes the secret redaction. A
+            // run in the sync log says it in its summary below, once; a store error is
+            // returned, and said once where it ends up.
             let error = crate::secrets::redact(&e.to_string()).into_owned();
-            if !matches!(e, SyncError::Store(_)) {
+            if run_id.is_none() && !matches!(e, SyncError::Store(_)) {
                 tracing::error!(connector = %connector.name, error = %error, "sync failed");
             }
             report.error = Some(error);
@@ -117,17 +118,34 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         let status = if report.paused.is_some() { Some("paused") } else { None };
         let note = report.error.clone().or_else(|| report.paused.clone().map(|p| format!("paused: {p}")));
         input.store.finish_run(run_id, &report.totals, note.as_deref(), status).await?;
-        tracing::info!(
-            connector = %connector.name,
-            planned = report.totals.planned,
-            sent = report.totals.sent,
-            accepted = report.totals.accepted,
-            failed = report.totals.failed,
-            api_calls = report.totals.api_calls,
-            server_waits = report.totals.server_waits,
-            pacing_waits = report.totals.pacing_waits,
-            "sync run done"
-        );
+        // The summary's level is the run's: an INFO line saying `failed=0` after the
+        // run's ERROR would tell a log alert that all went well.
+        macro_rules! summary {
+            ($level:expr, $status:expr) => {
+                tracing::event!(
+                    $level,
+                    connector = %connector.name,
+                    status = $status,
+                    planned = report.totals.planned,
+                    sent = report.totals.sent,
+                    accepted = report.totals.accepted,
+                    failed = report.totals.failed,
+                    triggers_failed = report.triggers_failed,
+                    api_calls = report.totals.api_calls,
+                    server_waits = report.totals.server_waits,
+                    pacing_waits = report.totals.pacing_waits,
+                    error = %note.as_deref().unwrap_or(""),
+                    "sync run done"
+                )
+            };
+        }
+        if report.paused.is_some() {
+            summary!(tracing::Level::WARN, "paused");
+        } else if report.error.is_some() || report.totals.failed > 0 || report.triggers_failed > 0 {
+            summary!(tracing::Level::ERROR, "failed");
+        } else {
+            summary!(tracing::Level::INFO, "ok");
+        }
     }
     match built {
         Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
