@@ -493,7 +493,7 @@ fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std:
             let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
             let body = serde_json::json!({
                 "status": "error",
-                "message": format!("Authentication credentials not valid: {auth}"),
+                "message": format!("Authentication credentials not valid: {auth} (portal owner ops.owner@acme.example, from 198.51.100.201)"),
                 "correlationId": "5e1c9d2a-0000-4000-8000-000000000000",
                 "category": "INVALID_AUTHENTICATION",
             });
@@ -585,6 +585,14 @@ fn secret_canaries_in_urls_and_echoed_error_bodies_never_reach_output_at_debug_o
             let n = text.matches(canary).count();
             if n > 0 {
                 found.push(format!("{label} `{canary}`: {n} in {what}"));
+            }
+        }
+    }
+    // Nor does the personal data the CRM's answer carried.
+    for (what, text) in &outputs {
+        for person in ["ops.owner", "198.51.100.201"] {
+            if text.contains(person) {
+                found.push(format!("personal data `{person}` in {what}"));
             }
         }
     }

@@ -107,7 +107,7 @@ pub async fn fire_pending<S: Sink>(
             Ok(_) => sink.fire(firing, ids.get(&firing.domain).map(String::as_str)).await,
             Err(e) => Err(SinkError::Api(format!("unreadable trigger action: {e}"))),
         };
-        let error = outcome.err().map(|e| e.to_string());
+        let error = outcome.err().map(|e| super::report::loggable(&e.to_string()));
         if let Some(e) = &error {
             tracing::warn!(connector, company = %firing.domain, error = %e, "trigger failed; retried next run");
             failed += 1;
