@@ -247,6 +247,14 @@ mod tests {
     }
 
     #[test]
+    fn each_line_of_a_private_key_is_key_material() {
+        register("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCUNITPEMLINE1\nUNITPEMLINE2kqhkiG9w0BAQEFAASCBKcwggSjAgEA\n-----END PRIVATE KEY-----\n");
+        let out = redact("parse error near UNITPEMLINE2kqhkiG9w0BAQEFAASCBKcwggSjAgEA at line 3");
+        assert_eq!(out, "parse error near [REDACTED] at line 3");
+        assert_eq!(redact("-----BEGIN PRIVATE KEY-----"), "-----BEGIN PRIVATE KEY-----");
+    }
+
+    #[test]
     fn short_values_are_not_searched_for() {
         register("abc");
         assert_eq!(redact("abc abcabc"), "abc abcabc");
