@@ -775,6 +775,22 @@ mod tests {
     }
 
     #[test]
+    fn an_address_as_company_domain_leaves_the_activity_without_a_company() {
+        let with_domain = |d: &str| {
+            Activity::from_object(obj(json!({
+                "source": "s", "id": "1", "kind": "download", "occurred_at": "2026-03-01T12:00:00Z", "company_domain": d
+            })))
+        };
+        for address in ["192.168.010.021", "198.51.100.99:8443", "https://203.0.113.7/x", "[2001:db8::1]:443", "3325256705", "0xc6.0x33.0x64.0x17"] {
+            assert_eq!(with_domain(address).unwrap().company_domain, None, "{address}");
+        }
+        assert_eq!(with_domain("WWW.Exämple.DE").unwrap().company_domain.as_deref(), Some("exämple.de"));
+        for not_a_company in ["acme.internal", "co.uk", "localhost"] {
+            assert!(with_domain(not_a_company).is_err(), "{not_a_company}");
+        }
+    }
+
+    #[test]
     fn ip_actors_are_never_kept() {
         let a = Activity::from_object(obj(json!({
             "source": "s", "id": "1", "kind": "download", "occurred_at": "2026-03-01T12:00:00Z", "actor": "203.0.113.7"

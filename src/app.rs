@@ -306,7 +306,8 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 PlanFormat::Table => report::log_table(&runs, &records, wide),
                 PlanFormat::Json => report::log_json(&runs, &records),
             };
-            std::io::stdout().lock().write_all(text.as_bytes())?;
+            // A log written before secrets were redacted is shown without them.
+            std::io::stdout().lock().write_all(crate::secrets::redact(&text).as_bytes())?;
             Ok(())
         }
         Command::Backup { file } => {

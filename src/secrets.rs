@@ -43,8 +43,14 @@ pub fn register(secret: &str) {
     let mut parts = vec![secret.to_owned()];
     parts.extend(url_parts(secret));
     parts.extend(key_lines(secret));
-    let encoded: Vec<String> = parts.iter().map(|p| percent_encode(p)).filter(|e| !parts.contains(e)).collect();
-    parts.extend(encoded);
+    // As a query string or form body spells them, and as a JSON log line or a `Debug`
+    // field escapes them.
+    let spellings: Vec<String> = parts
+        .iter()
+        .flat_map(|p| [percent_encode(p), escaped(&serde_json::to_string(p).unwrap_or_default()), escaped(&format!("{p:?}"))])
+        .filter(|e| !parts.contains(e))
+        .collect();
+    parts.extend(spellings);
     let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
     let before = known.values.len();
     for part in parts {
@@ -58,30 +64,29 @@ pub fn register(secret: &str) {
     }
 }
 
-/// The parts of a secret URL a server echoes on their own: the path and query with and
-/// without each other, each query value, and each path segment that looks like an id
-/// or token (not a plain word such as `services` or `hooks`). The host is no secret.
+/// The parts of a secret URL a server echoes on their own: the path when it holds an id
+/// or key, the query, each query value and path segment that looks like one (not a
+/// plain word such as `services`, `webhook` or `json`, which would blank that word in
+/// every log line), and any credentials. The host is no secret.
 fn url_parts(secret: &str) -> Vec<String> {
     let Ok(url) = reqwest::Url::parse(secret) else { return Vec::new() };
     if url.host_str().is_none() {
         return Vec::new();
     }
     let mut parts = Vec::new();
-    let path = url.path();
-    if path.len() > 1 {
+    // Without its leading slash, so a redacted URL still reads as one (`https://host/[REDACTED]`).
+    let path = url.path().trim_start_matches('/');
+    let secret_segments: Vec<&str> = path.split('/').filter(|s| looks_secret(s)).collect();
+    if !secret_segments.is_empty() {
         parts.push(path.to_owned());
+        parts.extend(secret_segments.iter().map(|s| s.to_string()));
     }
     if let Some(query) = url.query() {
         parts.push(query.to_owned());
         parts.push(format!("{path}?{query}"));
-        for (_, value) in url.query_pairs() {
-            parts.push(value.into_owned());
-        }
-        for pair in query.split('&') {
-            if let Some((_, raw)) = pair.split_once('=') {
-                parts.push(raw.to_owned());
-            }
-        }
+        let decoded = url.query_pairs().map(|(_, v)| v.into_owned());
+        let raw = query.split('&').filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_owned()));
+        parts.extend(decoded.chain(raw).filter(|v| looks_secret(v)));
     }
     if !url.username().is_empty() {
         parts.push(url.username().to_owned());
@@ -89,13 +94,13 @@ fn url_parts(secret: &str) -> Vec<String> {
     if let Some(password) = url.password() {
         parts.push(password.to_owned());
     }
-    for segment in path.split('/') {
-        let word = segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
-        if segment.len() >= 20 || (segment.len() >= MIN_LEN && !word) {
-            parts.push(segment.to_owned());
-        }
-    }
     parts
+}
+
+/// An id or key rather than a word: long, or holding a digit, a capital or a symbol.
+fn looks_secret(part: &str) -> bool {
+    let word = part.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
+    part.len() >= 20 || (part.len() >= MIN_LEN && !word)
 }
 
 /// A PEM key's base64 lines, each of which is key material.
@@ -117,6 +122,11 @@ fn percent_encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// A quoted string's inside.
+fn escaped(quoted: &str) -> String {
+    quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(quoted).to_owned()
 }
 
 fn matcher() -> Option<Arc<AhoCorasick>> {
@@ -206,6 +216,7 @@ mod tests {
         register("http://hooks.example.net/services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3?key=unitquery4&mode=x");
         register("unit-token-5");
         register("unit/tok+en=6");
+        register("unit\"quoted\\7");
         let echoed = [
             "POST http://hooks.example.net/services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3?key=unitquery4&mode=x failed",
             "POST /services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3 failed",
@@ -213,17 +224,34 @@ mod tests {
             "401: Bearer unit-token-5",
             "form client_secret=unit%2Ftok%2Ben%3D6",
             "segment B0UNITTEST2 alone",
+            r#"{"error":"bad unit\"quoted\\7"}"#,
         ];
         for text in echoed {
             let out = redact(text);
-            for secret in ["T0UNITTEST1", "B0UNITTEST2", "unitxyzsecret3", "unitquery4", "unit-token-5", "unit%2Ftok%2Ben%3D6"] {
+            for secret in ["T0UNITTEST1", "B0UNITTEST2", "unitxyzsecret3", "unitquery4", "unit-token-5", "unit%2Ftok%2Ben%3D6", r#"unit\"quoted"#] {
                 assert!(!out.contains(secret), "{text} → {out}");
             }
             assert!(out.contains(MARK), "{text} → {out}");
         }
-        // The host and plain words of the path stay readable.
+        // The host and plain words of the path stay readable, also when the secret is
+        // only in the query.
         assert_eq!(redact("http://hooks.example.net/services/"), "http://hooks.example.net/services/");
+        register("https://automation.example.net/webhook?format=json&token=unitquery8");
+        assert_eq!(redact("webhook format json"), "webhook format json");
+        assert_eq!(redact("bad token unitquery8"), "bad token [REDACTED]");
         assert_eq!(redact_bytes(b"x unit-token-5 y".to_vec()), b"x [REDACTED] y");
+        assert_eq!(
+            redact(&crate::http::redact_url("http://hooks.example.net/services/T0UNITTEST1/B0UNITTEST2/unitxyzsecret3?key=unitquery4")),
+            "http://hooks.example.net/[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn each_line_of_a_private_key_is_key_material() {
+        register("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCUNITPEMLINE1\nUNITPEMLINE2kqhkiG9w0BAQEFAASCBKcwggSjAgEA\n-----END PRIVATE KEY-----\n");
+        let out = redact("parse error near UNITPEMLINE2kqhkiG9w0BAQEFAASCBKcwggSjAgEA at line 3");
+        assert_eq!(out, "parse error near [REDACTED] at line 3");
+        assert_eq!(redact("-----BEGIN PRIVATE KEY-----"), "-----BEGIN PRIVATE KEY-----");
     }
 
     #[test]

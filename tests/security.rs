@@ -469,8 +469,8 @@ const SECRET_CANARIES: &[(&str, &str)] = &[
 
 /// A service as hostile as real ones get: HubSpot's API answers 401 quoting the bearer
 /// token it was sent; its token endpoint refuses the grant quoting the client secret and
-/// refresh token; anything else (the webhooks) answers 500 echoing the URL, query
-/// string included.
+/// refresh token; anything else (the webhooks) answers 500 or 400 echoing the URL,
+/// query string included.
 fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::response::IntoResponse;
@@ -479,7 +479,7 @@ fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std:
     let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| async move {
         let path = uri.path().to_owned();
         seen.lock().unwrap().push(path.clone());
-        if path == "/oauth/v3/token" {
+        if path.starts_with("/oauth/") && path.ends_with("/token") {
             let form = common::emulator::form_decode(&body);
             let description = format!(
                 "client_secret {} does not match refresh_token {}",
@@ -493,13 +493,15 @@ fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std:
             let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
             let body = serde_json::json!({
                 "status": "error",
-                "message": format!("Authentication credentials not valid: {auth}"),
+                "message": format!("Authentication credentials not valid: {auth} (portal owner ops.owner@acme.example, from 198.51.100.201)"),
                 "correlationId": "5e1c9d2a-0000-4000-8000-000000000000",
                 "category": "INVALID_AUTHENTICATION",
             });
             return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
         }
-        (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream failed for POST {uri}: {body}")).into_response()
+        // The trigger's hook refuses (not retried, so the test stays quick); the sink's fails.
+        let status = if path.starts_with("/trigger/") { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+        (status, format!("upstream failed for POST {uri}: {body}")).into_response()
     });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -570,7 +572,7 @@ fn secret_canaries_in_urls_and_echoed_error_bodies_never_reach_output_at_debug_o
     outputs.push(("store files (db, WAL)".to_owned(), store_bytes(&env.path().join("oql.db"))));
     let all: String = outputs.iter().map(|(_, t)| t.as_str()).collect();
     let hits = hits.lock().unwrap().clone();
-    for path in ["/crm/", "/oauth/v3/token", "/services/", "/trigger/"] {
+    for path in ["/crm/", "/oauth/", "/services/", "/trigger/"] {
         assert!(hits.iter().any(|h| h.starts_with(path)), "{path} was called: {hits:?}");
     }
     // The hostile service was reached and its echoes were reported.
@@ -586,8 +588,120 @@ fn secret_canaries_in_urls_and_echoed_error_bodies_never_reach_output_at_debug_o
             }
         }
     }
+    // Nor does the personal data the CRM's answer carried.
+    for (what, text) in &outputs {
+        for person in ["ops.owner", "198.51.100.201"] {
+            if text.contains(person) {
+                found.push(format!("personal data `{person}` in {what}"));
+            }
+        }
+    }
     let occurrences: usize = SECRET_CANARIES.iter().map(|(_, canary)| all.matches(canary).count()).sum();
     let leaked = SECRET_CANARIES.iter().filter(|(_, canary)| all.contains(canary)).count();
     eprintln!("secret canaries: {}, leaked {leaked}, occurrences {occurrences}", SECRET_CANARIES.len());
     assert!(found.is_empty(), "secrets in output or the store:\n{}", found.join("\n"));
+}
+
+/// What hostile APIs hand the pollers: GitHub logins and Slack member ids that are
+/// addresses, profiles whose email, blog and company hold them.
+const POLLED_PERSONAL_DATA: &[(&str, &[&str])] = &[
+    ("198.51.100.61", &["198.51.100.61"]),
+    ("octo.cat@acme.example", &["octo.cat"]),
+    ("pii.user@192.168.010.021", &["pii.user", "192.168.010.021", "192.168.10.21"]),
+    ("http://203.0.113.62:8080/", &["203.0.113.62"]),
+    ("Acme (ask jane%2540acme.example)", &["jane"]),
+    ("U-198.51.100.63", &["198.51.100.63"]),
+    ("mia.slack@acme.example", &["mia.slack"]),
+    ("tom.slack@[198.51.100.64]", &["tom.slack", "198.51.100.64"]),
+];
+
+#[test]
+fn github_and_slack_activities_go_through_the_same_redaction() {
+    use common::github_api::GitHub;
+    use common::slack_api::Slack;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let gh = rt.block_on(GitHub::start("ghp_security_token"));
+    let slack = rt.block_on(Slack::start("xoxb-security-token"));
+    let p = |i: usize| POLLED_PERSONAL_DATA[i].0;
+    gh.add_repo("acme/db");
+    gh.star("acme/db", p(0), "2026-10-01T10:00:00Z");
+    gh.star("acme/db", p(1), "2026-10-02T10:00:00Z");
+    gh.star("acme/db", "pii-user", "2026-10-03T10:00:00Z");
+    gh.comment("acme/db", p(1), "2026-10-04T10:00:00Z");
+    gh.user("pii-user", Some(p(2)), p(3), Some(p(4)));
+    slack.member(p(5), Some("li.wei@例子.中国"), false);
+    slack.member(p(6), Some("x@192.168.010.021"), false);
+    slack.member("U07", Some(p(7)), false);
+    slack.channel("C01", true);
+    for (i, user) in [p(5), p(6), "U07"].iter().enumerate() {
+        slack.message("C01", &format!("17900000{i:02}.000100"), user);
+    }
+    let env = Env::new();
+    env.write(
+        "connectors/github.yaml",
+        format!("name: github\nkind: github\nschedule: \"0 */10 * * * *\"\nbase_url: {}\ntoken_env: GH_TOKEN\nrepos: [acme/db]\nretry: {{ base_delay_ms: 10, max_delay_ms: 50 }}\n", gh.url),
+    );
+    env.write(
+        "connectors/slack.yaml",
+        format!("name: slack\nkind: slack\nschedule: \"0 */5 * * * *\"\nbase_url: {}\ntoken_env: SLACK_TOKEN\nchannels: [C01]\nretry: {{ base_delay_ms: 10, max_delay_ms: 50 }}\n", slack.url),
+    );
+    let vars = [("GH_TOKEN", "ghp_security_token"), ("SLACK_TOKEN", "xoxb-security-token"), ("RUST_LOG", "debug")];
+    let poll = env.run_with(&["poll"], &vars);
+    assert_eq!(poll.code, 0, "{}\n{}", poll.stdout, poll.stderr);
+    assert!(poll.stdout.contains("github: ") && poll.stdout.contains("slack: "), "{}", poll.stdout);
+    let stored = |sql: &str| -> i64 {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let store = oql_sync::store::Store::open(env.path().join("oql.db").to_str().unwrap()).await.unwrap();
+            let n = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(store.pool()).await.unwrap();
+            store.close().await;
+            n
+        })
+    };
+    assert_eq!(stored("SELECT COUNT(*) FROM activities WHERE source = 'github'"), 4, "every GitHub activity was kept");
+    assert_eq!(stored("SELECT COUNT(*) FROM activities WHERE source = 'slack'"), 3, "every Slack message was kept");
+    env.ok(&["score", "--as-of", "2026-10-30"]);
+    let companies = env.ok(&["companies", "--as-of", "2026-10-30", "--format", "json"]);
+    let mut outputs = vec![("poll stdout", poll.stdout), ("poll stderr (debug)", poll.stderr), ("companies", companies.clone())];
+    outputs.push(("store files (db, WAL)", store_bytes(&env.path().join("oql.db"))));
+    let mut leaked = Vec::new();
+    for (planted, needles) in POLLED_PERSONAL_DATA {
+        for (what, text) in &outputs {
+            // Debug logs show the requests made, and GitHub's profile URL names the login.
+            if what.starts_with("poll stderr") && *planted == "pii-user" {
+                continue;
+            }
+            if needles.iter().any(|n| text.contains(n)) {
+                leaked.push(format!("`{planted}` in {what}"));
+            }
+        }
+    }
+    eprintln!("polled personal data: {} literals, {} leaks", POLLED_PERSONAL_DATA.len(), leaked.len());
+    assert!(leaked.is_empty(), "{leaked:#?}");
+    let listed: serde_json::Value = serde_json::from_str(&companies).unwrap();
+    for c in listed.as_array().unwrap() {
+        assert!(psl_like_host(c["domain"].as_str().unwrap()), "{c}");
+    }
+}
+
+#[test]
+fn a_sync_log_written_before_secrets_were_redacted_is_shown_without_them() {
+    const OLD_LEAK: &str = "pat-na1-CANARYold009";
+    let env = Env::new();
+    env.write("mappings/hubspot.yaml", MAPPING);
+    env.write(
+        "connectors/hubspot.yaml",
+        "name: hubspot\nkind: hubspot\nschedule: \"0 0 * * * *\"\ntoken_env: HS_TOKEN\nmapping: mappings/hubspot.yaml\n",
+    );
+    // A run an earlier version logged with the token HubSpot echoed.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = oql_sync::store::Store::open(env.path().join("oql.db").to_str().unwrap()).await.unwrap();
+        store.record_skipped("hubspot", &format!("HTTP 401: credentials not valid: Bearer {OLD_LEAK}")).await.unwrap();
+        store.close().await;
+    });
+    for args in [&["log"][..], &["log", "--format", "json"]] {
+        let r = env.run_with(args, &[("HS_TOKEN", OLD_LEAK)]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("[REDACTED]"), "{args:?}: {}", r.stdout);
+        assert!(!r.stdout.contains(OLD_LEAK), "{args:?}: {}", r.stdout);
+    }
 }

@@ -159,6 +159,12 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
     text
 }
 
+/// An error as the summary, the logs and the sync log keep it: a CRM's or a hook's
+/// answer may echo a secret or personal data (an owner's email, a client's IP).
+pub fn loggable(error: &str) -> String {
+    crate::personal_data::redact_personal_data(&crate::secrets::redact(error)).into_owned()
+}
+
 /// One line per sink run.
 pub fn summary(r: &SyncReport) -> String {
     let t = &r.totals;

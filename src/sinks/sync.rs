@@ -106,7 +106,7 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
             // What reaches the sync log and the summary passes the secret redaction. A
             // run in the sync log says it in its summary below, once; a store error is
             // returned, and said once where it ends up.
-            let error = crate::secrets::redact(&e.to_string()).into_owned();
+            let error = super::report::loggable(&e.to_string());
             if run_id.is_none() && !matches!(e, SyncError::Store(_)) {
                 tracing::error!(connector = %connector.name, error = %error, "sync failed");
             }
@@ -493,7 +493,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                     return Err(sink_error(SinkError::Config(why)));
                 }
                 Err(e) => {
-                    let message = crate::secrets::redact(&e.to_string()).into_owned();
+                    let message = super::report::loggable(&e.to_string());
                     tracing::warn!(connector = name, error = %message, records = batch.len(), "batch failed");
                     first_error.get_or_insert(e);
                     vec![WriteOutcome::Failed(message); batch.len()]
@@ -516,10 +516,12 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                         continue;
                     }
                     WriteOutcome::Failed(error) => {
+                        let error = super::report::loggable(&error);
                         report.first_failure.get_or_insert_with(|| format!("{}: {error}", item.domain));
                         Outcome::Failed { error }
                     }
                     WriteOutcome::Gone(error) => {
+                        let error = super::report::loggable(&error);
                         report.first_failure.get_or_insert_with(|| format!("{}: {error}", item.domain));
                         store.forget_crm_id(name, &item.domain).await?;
                         Outcome::Failed { error }

@@ -93,7 +93,7 @@ pub async fn fire_pending<S: Sink>(
     let mut webhooks: Option<HttpClient> = None;
     let (mut fired, mut failed) = (0, 0);
     let mut record = async |firing: &Firing, outcome: Result<(), SinkError>| -> Result<(), StoreError> {
-        let error = outcome.err().map(|e| e.to_string());
+        let error = outcome.err().map(|e| super::report::loggable(&e.to_string()));
         if let Some(e) = &error {
             tracing::warn!(connector, company = %firing.domain, error = %e, "trigger failed; retried next run");
             failed += 1;

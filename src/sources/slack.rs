@@ -301,7 +301,7 @@ impl<'a> SlackSource<'a> {
             for m in v["members"].as_array().cloned().unwrap_or_default() {
                 let Some(id) = m["id"].as_str() else { continue };
                 if m["is_bot"] == Value::Bool(true) || id == "USLACKBOT" {
-                    self.members.bots.insert(id.to_owned());
+                    self.members.bots.insert(member_key(id));
                     continue;
                 }
                 self.summary.fetched += 1;
@@ -309,11 +309,11 @@ impl<'a> SlackSource<'a> {
                 // A deactivated member stays a person whose messages count; that they
                 // left is no join.
                 let deactivated = m["deleted"] == Value::Bool(true);
-                if !self.members.known.contains_key(id) && !first_poll && !deactivated {
+                if !self.members.known.contains_key(&member_key(id)) && !first_poll && !deactivated {
                     let at = m["updated"].as_i64().map(|s| s * 1_000_000_000).unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
                     joins.push(self.activity(format!("join:{id}"), Action::SlackJoin, id, domain.clone(), at));
                 }
-                self.members.known.insert(id.to_owned(), domain);
+                self.members.known.insert(member_key(id), domain);
             }
             cursor = v["response_metadata"]["next_cursor"].as_str().unwrap_or_default().to_owned();
             if cursor.is_empty() {
@@ -357,10 +357,10 @@ impl<'a> SlackSource<'a> {
     async fn speaker(&mut self, m: &Value) -> Result<Option<(String, Option<String>)>, PollError> {
         let Some(user) = m["user"].as_str() else { return Ok(None) };
         let talk = matches!(m["subtype"].as_str(), None | Some("thread_broadcast" | "file_share" | "me_message"));
-        if !talk || m.get("bot_id").is_some_and(|b| !b.is_null()) || self.members.bots.contains(user) {
+        if !talk || m.get("bot_id").is_some_and(|b| !b.is_null()) || self.members.bots.contains(&member_key(user)) {
             return Ok(None);
         }
-        if let Some(domain) = self.members.known.get(user) {
+        if let Some(domain) = self.members.known.get(&member_key(user)) {
             return Ok(Some((user.to_owned(), domain.clone())));
         }
         let v = self.call_raw(Endpoint::Users, "users.info", &format!("user={user}")).await?;
@@ -368,16 +368,16 @@ impl<'a> SlackSource<'a> {
         match v["error"].as_str() {
             None if v["ok"] == Value::Bool(true) => {
                 if v["user"]["is_bot"] == Value::Bool(true) {
-                    self.members.bots.insert(user.to_owned());
+                    self.members.bots.insert(member_key(user));
                     return Ok(None);
                 }
                 let domain = email_domain(&v["user"]);
-                self.members.known.insert(user.to_owned(), domain.clone());
+                self.members.known.insert(member_key(user), domain.clone());
                 Ok(Some((user.to_owned(), domain)))
             }
             // Their organization does not show them to ours: a person all the same.
             Some("user_not_found" | "user_not_visible") => {
-                self.members.known.insert(user.to_owned(), None);
+                self.members.known.insert(member_key(user), None);
                 Ok(Some((user.to_owned(), None)))
             }
             _ => Err(refusal("users.info", &v).unwrap_or_else(|| PollError::Api("users.info: unknown_error".into()))),
@@ -509,6 +509,12 @@ fn refusal(method: &str, v: &Value) -> Option<PollError> {
 }
 
 /// The domain of a user object's `profile.email`, when Slack gives it.
+/// How a member is remembered in the store: their id, unless it holds personal data
+/// (never a real Slack id), then its hash, as their activities name them.
+fn member_key(id: &str) -> String {
+    crate::activity::redact_personal_data(id).into_owned()
+}
+
 fn email_domain(user: &Value) -> Option<String> {
     user["profile"]["email"].as_str().and_then(|e| e.rsplit_once('@')).and_then(|(_, d)| normalize_domain(d))
 }
