@@ -329,7 +329,14 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
         Command::Doctor => {
             let store = db.inspect(opened).await?;
             let location = crate::store::file_of(&db.url);
-            let checkup = store.checkup(location.as_deref()).await?;
+            let checkup = match store.checkup(location.as_deref()).await {
+                Ok(c) => c,
+                // Too damaged to read its schema: that is the finding.
+                Err(e) => {
+                    println!("store: {}\nunhealthy: {e}", db.url);
+                    return Err(AppError::Failed("the store is unhealthy (see above)".into()));
+                }
+            };
             print!("{}", checkup.render(&location.map_or(db.url.clone(), |p| p.display().to_string())));
             if checkup.faults().is_empty() {
                 Ok(())
