@@ -238,6 +238,11 @@ fn daemons_imports_polls_and_manual_syncs_on_one_store_send_nothing_twice_and_lo
         }
     }
 
+    // Every write that reached a sink (the file written, the CRM answered) was recorded:
+    // nothing is left to send.
+    let plan = env.run_with(&["sync", "--dry-run", "--as-of", AS_OF], &[("HS_TOKEN", TOKEN)]);
+    assert!(plan.code == 0 && plan.stdout.matches("0 companies").count() == 2, "{}\n{}", plan.stdout, plan.stderr);
+
     println!(
         "concurrency: {ROUNDS} rounds, {} processes, {turned_away} second daemons turned away, {written} activities written, {} runs skipped, in {:.1}s\n\
          double sends: {double_sends}; lost activities: {lost}; runs failed by locking: {} ({} failed runs in the log)",

@@ -121,6 +121,12 @@ impl Store {
 }
 
 impl BulkLoad {
+    /// Whether the company index was dropped (and so is built again, reading every
+    /// activity, at `finish`).
+    pub fn rebuilds_index(&self) -> bool {
+        self.dropped_index
+    }
+
     /// Stops the checkpoint task and builds the company index again if it was dropped.
     pub async fn finish(mut self) -> Result<(), StoreError> {
         let _ = self.stop.send(true);
