@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::IpAddr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
@@ -103,7 +102,7 @@ impl Action {
 }
 
 /// Strength of a signal within its category.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Low,
@@ -173,6 +172,23 @@ impl Activity {
             url: None,
             properties: None,
         }
+    }
+}
+
+impl Activity {
+    /// The activity with every text field redacted as an imported line's are: what the
+    /// pollers build from API answers goes through the same rule.
+    pub fn redacted(mut self) -> Activity {
+        self.source = redact_owned(self.source);
+        self.id = redact_owned(self.id);
+        self.actor = self.actor.map(|a| pseudonymize_actor(&a));
+        self.company_name = self.company_name.map(redact_owned);
+        self.package = self.package.map(redact_owned);
+        self.version = self.version.map(redact_owned);
+        self.url = self.url.map(redact_owned);
+        // Addresses hold no character JSON escapes: the text can be redacted as it is.
+        self.properties = self.properties.map(redact_owned);
+        self
     }
 }
 
@@ -272,7 +288,7 @@ impl Activity {
     /// The validation and normalization every activity goes through, field by field in
     /// a fixed order (so a line with several faults always reports the same one).
     fn build(f: &mut impl Fields, hash_id: Option<String>) -> Result<Activity, Invalid> {
-        let source = f.required("source")?;
+        let source = redact_owned(f.required("source")?);
         let id = match hash_id {
             Some(h) => h,
             None => redact_owned(f.required("id")?),
@@ -302,6 +318,7 @@ impl Activity {
             None => None,
         };
         let company_domain = match f.optional("company_domain")? {
+            Some(d) if names_an_address(&d) => None,
             Some(d) => Some(normalize_domain(&d).ok_or_else(|| {
                 invalid(format!("field `company_domain` is not a domain: `{}`", truncate(&d, 60)))
             })?),
@@ -315,8 +332,8 @@ impl Activity {
             })?),
             None => None,
         };
-        let package = f.optional("package")?;
-        let version = f.optional("version")?;
+        let package = f.optional("package")?.map(redact_owned);
+        let version = f.optional("version")?.map(redact_owned);
         let url = f.optional("url")?.map(redact_owned);
         let properties = f.rest()?;
         let properties = (!properties.is_empty()).then(|| {
@@ -538,22 +555,13 @@ fn content_hash(obj: &Map<String, Value>) -> String {
 /// An actor is an opaque identity; a raw IP address (or an email address) is personal
 /// data and is replaced by a stable hash so that distinct-actor counts still work.
 fn pseudonymize_actor(actor: &str) -> String {
-    if actor.parse::<IpAddr>().is_ok() {
-        hashed("ip-hash:", actor)
+    if let Some(ip) = crate::personal_data::parse_ip(actor) {
+        crate::personal_data::hashed("ip-hash:", &ip.to_string())
     } else {
         redact_owned(actor.to_owned())
     }
 }
 
-fn hashed(prefix: &str, text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    let mut out = String::with_capacity(prefix.len() + 16);
-    out.push_str(prefix);
-    for b in &digest[..8] {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
 
 fn redact_owned(text: String) -> String {
     match redact_personal_data(&text) {
@@ -572,143 +580,7 @@ fn redact_json(value: Value) -> Value {
     }
 }
 
-/// Replaces every email address (also URL-encoded, `jane%40acme.com`) and every IP
-/// address in free text by a stable hash (`email-hash:…`, `ip-hash:…`): the store and
-/// the quarantine never keep either (`spec/activity-format.md`). Applied to ids, actors,
-/// company names, URLs, properties and the raw text and reasons of quarantined lines;
-/// not to `package` and `version`, where `1.2.3.4` is a version.
-pub fn redact_personal_data(text: &str) -> Cow<'_, str> {
-    let bytes = text.as_bytes();
-    // Fast path: text with no `@`, no `%40`, no `:` and fewer than three dots holds
-    // neither an email nor an IP address.
-    let maybe = bytes.iter().any(|&b| b == b'@' || b == b':' || b == b'%')
-        || bytes.iter().filter(|&&b| b == b'.').count() >= 3;
-    if !maybe {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut changed = false;
-    let mut i = 0;
-    let mut copied = 0;
-    while i < bytes.len() {
-        if let Some((start, end)) = email_at(bytes, i) {
-            if start >= copied {
-                out.push_str(&text[copied..start]);
-                out.push_str(&hashed("email-hash:", &text[start..end].to_ascii_lowercase()));
-                copied = end;
-                i = end;
-                changed = true;
-                continue;
-            }
-        }
-        if let Some(end) = ip_at(bytes, i) {
-            out.push_str(&text[copied..i]);
-            out.push_str(&hashed("ip-hash:", &text[i..end]));
-            copied = end;
-            i = end;
-            changed = true;
-            continue;
-        }
-        i += 1;
-    }
-    if !changed {
-        return Cow::Borrowed(text);
-    }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out)
-}
-
-fn is_local_byte(b: u8) -> bool {
-    // The characters addresses use in practice (RFC 5321 allows more, which would
-    // swallow the quotes and brackets around an address in a sentence).
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
-}
-
-fn is_domain_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
-}
-
-/// An email address whose `@` (or `%40`) is at `i`: its (start, end) byte range.
-fn email_at(bytes: &[u8], i: usize) -> Option<(usize, usize)> {
-    let after = if bytes[i] == b'@' {
-        i + 1
-    } else if bytes[i] == b'%' && bytes.get(i + 1) == Some(&b'4') && bytes.get(i + 2) == Some(&b'0') {
-        i + 3
-    } else {
-        return None;
-    };
-    // Bounded scans keep the redaction linear on hostile input (no local part is longer
-    // than 64 bytes, no domain longer than 253).
-    let mut start = i;
-    while start > 0 && i - start < 256 && is_local_byte(bytes[start - 1]) {
-        start -= 1;
-    }
-    if start == i {
-        return None;
-    }
-    // An address literal: `jane@[203.0.113.7]` or `jane@[IPv6:2001:db8::1]`.
-    if bytes.get(after) == Some(&b'[') {
-        let close = bytes[after..].iter().take(64).position(|&b| b == b']')? + after;
-        let inside = std::str::from_utf8(&bytes[after + 1..close]).ok()?;
-        let inside = inside.strip_prefix("IPv6:").unwrap_or(inside);
-        return inside.parse::<IpAddr>().is_ok().then_some((start, close + 1));
-    }
-    let mut end = after;
-    while end < bytes.len() && end - after < 256 && is_domain_byte(bytes[end]) {
-        end += 1;
-    }
-    // A trailing dot or dash ends the sentence, not the domain.
-    while end > after && matches!(bytes[end - 1], b'.' | b'-') {
-        end -= 1;
-    }
-    let domain = std::str::from_utf8(&bytes[after..end]).ok()?;
-    let tld = domain.rsplit('.').next()?;
-    let looks_like_domain = domain.contains('.')
-        && domain.split('.').all(|l| !l.is_empty())
-        && tld.len() >= 2
-        && tld.bytes().all(|b| b.is_ascii_alphabetic());
-    looks_like_domain.then_some((start, end))
-}
-
-/// An IP address starting at `i` (not inside a longer word or number): its end.
-fn ip_at(bytes: &[u8], i: usize) -> Option<usize> {
-    let b = bytes[i];
-    if !(b.is_ascii_hexdigit() || b == b':') {
-        return None;
-    }
-    if let Some(&prev) = i.checked_sub(1).and_then(|p| bytes.get(p)) {
-        // `Chrome/120.0.0.0` is a version; `//203.0.113.7` and `=203.0.113.7` are hosts.
-        let single_slash = prev == b'/' && (i < 2 || bytes[i - 2] != b'/');
-        if prev.is_ascii_alphanumeric() || matches!(prev, b'.' | b'_' | b'-' | b':') || single_slash {
-            return None;
-        }
-    }
-    let mut end = i;
-    while end < bytes.len() && (bytes[end].is_ascii_hexdigit() || matches!(bytes[end], b'.' | b':')) {
-        end += 1;
-    }
-    // Try the longest candidate first, then drop trailing punctuation.
-    while end > i {
-        let next_ok = bytes.get(end).is_none_or(|n| !n.is_ascii_alphanumeric() && *n != b'_' && *n != b'-');
-        if next_ok {
-            let candidate = std::str::from_utf8(&bytes[i..end]).ok()?;
-            let colons = candidate.matches(':').count();
-            let ok = match candidate.parse::<IpAddr>() {
-                Ok(IpAddr::V4(_)) => true,
-                Ok(IpAddr::V6(_)) => colons >= 2 && candidate.bytes().any(|c| c.is_ascii_digit()),
-                Err(_) => false,
-            };
-            if ok {
-                return Some(end);
-            }
-        }
-        if !matches!(bytes[end - 1], b'.' | b':') {
-            break;
-        }
-        end -= 1;
-    }
-    None
-}
+pub use crate::personal_data::redact_personal_data;
 
 /// The domain part of an email address, normalized; `None` when it is not one.
 pub fn email_domain(email: &str) -> Option<String> {
@@ -720,8 +592,34 @@ pub fn email_domain(email: &str) -> Option<String> {
 }
 
 /// Normalizes a company domain: lower-cased, scheme, path, port, credentials and a
-/// leading `www.` removed. Returns `None` when nothing domain-like is left.
+/// leading `www.` removed. Returns `None` unless what is left is a company domain: a
+/// host name under a public suffix, never an address (`personal_data::is_company_domain`).
 pub fn normalize_domain(input: &str) -> Option<String> {
+    let domain = host_of(input);
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-'))
+        && crate::personal_data::is_company_domain(&domain);
+    valid.then_some(domain)
+}
+
+/// Whether a company domain as given names an IP address (`192.168.010.021`,
+/// `https://198.51.100.7:8443/`, `[2001:db8::1]`): such an activity is kept, with no
+/// company.
+pub fn names_an_address(input: &str) -> bool {
+    let s = input.trim();
+    let s = s.find("://").map_or(s, |pos| &s[pos + 3..]);
+    let s = s.split(['/', '?', '#']).next().unwrap_or_default();
+    let s = s.rsplit_once('@').map_or(s, |(_, host)| host);
+    let bracketed = s.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(inside, _)| inside);
+    crate::personal_data::is_address(bracketed.unwrap_or(s)) || crate::personal_data::is_address(&host_of(input))
+}
+
+/// The host of a domain, URL or address as written, lower-cased, without port and
+/// leading `www.`.
+fn host_of(input: &str) -> String {
     let mut s = input.trim();
     if let Some(pos) = s.find("://") {
         s = &s[pos + 3..];
@@ -736,24 +634,20 @@ pub fn normalize_domain(input: &str) -> Option<String> {
     if let Some(pos) = s.find(':') {
         s = &s[..pos];
     }
-    let mut domain = s.trim_end_matches('.').to_ascii_lowercase();
-    if let Some(rest) = domain.strip_prefix("www.") {
-        domain = rest.to_owned();
+    let domain = s.trim_end_matches('.').to_lowercase();
+    match domain.strip_prefix("www.") {
+        Some(rest) => rest.to_owned(),
+        None => domain,
     }
-    let valid = !domain.is_empty()
-        && domain.len() <= 253
-        && domain.parse::<IpAddr>().is_err()
-        && domain.contains('.')
-        && domain
-            .split('.')
-            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-'));
-    valid.then_some(domain)
 }
 
-/// At most `max` characters of `s`, an ellipsis marking the cut.
+/// At most `max` characters of a value quoted in a reason, an ellipsis marking the cut.
+/// Personal data is redacted before the cut, which could leave half an address that
+/// no scan would recognize.
 pub fn truncate(s: &str, max: usize) -> String {
+    let s = redact_personal_data(s);
     if s.chars().count() <= max {
-        s.to_owned()
+        s.into_owned()
     } else {
         let mut t: String = s.chars().take(max).collect();
         t.push('…');
@@ -878,27 +772,6 @@ mod tests {
             let err = Activity::from_object(obj(line.clone())).unwrap_err();
             assert!(err.0.contains(reason), "{line}: {err}");
         }
-    }
-
-    #[test]
-    fn emails_and_ips_in_free_text_are_replaced_by_hashes() {
-        let cases = [
-            ("mail jane.doe+x@Acme.com now", "mail email-hash:"),
-            ("/docs?u=jane%40acme.com&x=1", "/docs?u=email-hash:"),
-            ("from 203.0.113.7.", "from ip-hash:"),
-            ("http://[2001:db8::1]:443/x", "http://[ip-hash:"),
-            ("ip=2001:db8::42&y", "ip=ip-hash:"),
-            ("to heidi@[198.51.100.79] now", "to email-hash:"),
-        ];
-        for (text, starts) in cases {
-            let out = redact_personal_data(text);
-            assert!(out.starts_with(starts), "{text} → {out}");
-            assert!(!out.contains('@') && !out.contains("%40") && !out.contains("203.0") && !out.contains("db8"), "{text} → {out}");
-        }
-        for kept in ["Chrome/120.0.0.0 Safari", "v1.2.3.4", "2026-03-01T12:00:00Z", "a@b", "x@localhost", "std::fmt", "10:30"] {
-            assert_eq!(redact_personal_data(kept), kept);
-        }
-        assert_eq!(normalize_domain("203.0.113.7"), None, "an IP address is not a company domain");
     }
 
     #[test]

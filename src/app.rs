@@ -70,6 +70,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             return Ok(());
         }
         Command::Man => return crate::cli::write_man_page(&mut std::io::stdout().lock()).map_err(AppError::Output),
+        Command::Schema { file } => {
+            let text = serde_json::to_string_pretty(&crate::schema::schema(*file)).unwrap_or_default();
+            return writeln!(std::io::stdout().lock(), "{text}").map_err(AppError::Output);
+        }
         _ => {}
     }
     if let Command::Health { listen } = &cli.command {
@@ -113,7 +117,7 @@ impl Db {
     async fn open(&self, config: &Config, opened: &mut Option<Store>) -> Result<Store, AppError> {
         let store = Store::open(&self.url).await.map_err(|e| e.with_origin(self.origin))?;
         *opened = Some(store.clone());
-        reattribute(&store, config).await?;
+        crate::cycle::apply_attribution(&store, config).await?;
         Ok(store)
     }
 
@@ -124,10 +128,10 @@ impl Db {
         if let Some(config) = config {
             if store.is_read_only() {
                 if store.attribution_changed(&config.attribution).await? {
-                    eprintln!("warning: the attribution rules changed, and the store is read-only here: companies are shown as last attributed");
+                    crate::logging::warning("the attribution rules changed, and the store is read-only here: companies are shown as last attributed");
                 }
             } else {
-                reattribute(&store, config).await?;
+                crate::cycle::apply_attribution(&store, config).await?;
             }
         }
         Ok(store)
@@ -171,7 +175,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Init { .. } | Command::Generate { .. } | Command::Health { .. } | Command::Completions { .. } | Command::Man | Command::Schema { .. } => Ok(()),
         Command::Explain { domain, as_of, format } => {
             let store = db.open_for_reading(Some(config), opened).await?;
             let as_of = as_of.unwrap_or_else(today);
@@ -189,7 +193,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
         }
         Command::Check => {
             for w in &config.warnings {
-                eprintln!("warning: {w}");
+                crate::logging::warning(w);
             }
             if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(config)) {
                 return Err(e.into());
@@ -197,7 +201,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             print!("{}", crate::init::check_report(config, chrono::Utc::now()));
             Ok(())
         }
-        Command::Run { once, as_of, listen } => {
+        Command::Run { once, as_of, listen, unready_after } => {
             // A secret missing now would fail every run of its connector while the
             // health endpoint says ok: refuse to start instead.
             if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(config)) {
@@ -206,12 +210,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            let listen = match listen.as_str() {
-                "none" => None,
-                addr => Some(addr.parse::<std::net::SocketAddr>().map_err(|_| {
-                    AppError::Usage(format!("--listen {addr}: not an address such as 127.0.0.1:9464 (or `none`)"))
-                })?),
-            };
+            let listen = crate::health::parse_listen(&listen).map_err(AppError::Usage)?;
             let store = db.open(config, opened).await?;
             // One daemon a store: two would race each other's schedules all day.
             let lease = store.take_lease("run").await?.map_err(|held| {
@@ -229,7 +228,8 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                     Err(e) => Err(e.into()),
                 }
             } else {
-                crate::daemon::run_daemon(store, std::sync::Arc::new(config.clone()), listen, as_of).await.map_err(AppError::from)
+                crate::logging::daemon_start(config, &db.url);
+                crate::daemon::run_daemon(store, std::sync::Arc::new(config.clone()), listen, as_of, unready_after).await.map_err(AppError::from)
             };
             lease.release().await;
             result
@@ -251,7 +251,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
             }
         }
-        Command::Sync { connector, dry_run, live, retry_dead, as_of, format } => {
+        Command::Sync { connector, dry_run, live, retry_dead, as_of, format, wide } => {
             let sinks = sink_connectors(config, connector.as_deref())?;
             let store = db.open(config, opened).await?;
             let options = SyncOptions { dry_run, live, retry_dead };
@@ -269,7 +269,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             }
             if dry_run {
                 let text = match format {
-                    PlanFormat::Table => report::plan_table(&reports),
+                    PlanFormat::Table => report::plan_table(&reports, wide),
                     PlanFormat::Json => report::plan_json(&reports),
                 };
                 std::io::stdout().lock().write_all(text.as_bytes())?;
@@ -284,7 +284,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 )))
             }
         }
-        Command::Log { connector, status, since, limit, format } => {
+        Command::Log { connector, status, since, limit, format, wide } => {
             let store = db.open_for_reading(None, opened).await?;
             let filter = LogFilter {
                 connector,
@@ -296,7 +296,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             let runs = if runs_only_filter { store.sync_runs(&filter).await? } else { Vec::new() };
             let records = store.sync_records(&filter).await?;
             let text = match format {
-                PlanFormat::Table => report::log_table(&runs, &records),
+                PlanFormat::Table => report::log_table(&runs, &records, wide),
                 PlanFormat::Json => report::log_json(&runs, &records),
             };
             std::io::stdout().lock().write_all(text.as_bytes())?;
@@ -394,18 +394,6 @@ pub fn sink_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec
         ))),
         None => Ok(sinks),
     }
-}
-
-/// Re-runs attribution when its rules changed since the store last saw them.
-async fn reattribute(store: &Store, config: &Config) -> Result<(), AppError> {
-    let mut moved = store.sync_attribution(&config.attribution).await?;
-    if moved > 0 {
-        // Rules 2 and 3 were re-run over unplaced activities: put rule 4 back on top.
-        let logins = store.github_logins().await?;
-        moved += crate::sources::github::attribute_profiles(store, &config.attribution, &logins).await?;
-        eprintln!("attribution rules changed: {moved} activities re-attributed");
-    }
-    Ok(())
 }
 
 /// The settings `import` reads files with: those of the named export connector, or of

@@ -101,7 +101,7 @@ impl Rule {
 }
 
 /// The shape of `attribution.yaml`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributionFile {
     /// actor (login, Slack user id, origin hash) → company domain

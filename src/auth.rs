@@ -53,6 +53,7 @@ impl SecretSource {
         if value.is_empty() {
             return Err(AuthError::Empty { file: file.to_path_buf(), key: key.to_owned() });
         }
+        crate::secrets::register(&value);
         Ok(SecretString::from(value))
     }
 }
@@ -205,6 +206,7 @@ fn oauth_client(token_url: &str, client_id: &str, secret: &SecretString) -> Resu
 }
 
 fn session_of(answer: TokenAnswer) -> Session {
+    crate::secrets::register(answer.access_token().secret());
     Session {
         token: SecretString::from(answer.access_token().secret().to_owned()),
         instance_url: answer.extra_fields().instance_url.clone(),
@@ -257,6 +259,7 @@ async fn jwt_bearer(
     let claims = Claims { iss: client_id, sub: username, aud: audience, exp: chrono::Utc::now().timestamp() + 170 };
     let assertion = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, key)
         .map_err(|e| AuthError::Invalid(format!("cannot sign the JWT assertion: {e}")))?;
+    crate::secrets::register(&assertion);
     let response = http
         .post(token_url)
         .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
@@ -270,14 +273,20 @@ async fn jwt_bearer(
         .map_err(|_| AuthError::Refresh("the token endpoint sent an unreadable answer".into()))?;
     match body.get("access_token").and_then(|t| t.as_str()) {
         Some(token) if status == 200 => Ok(Session {
-            token: SecretString::from(token.to_owned()),
+            token: {
+                crate::secrets::register(token);
+                SecretString::from(token.to_owned())
+            },
             instance_url: body.get("instance_url").and_then(|u| u.as_str()).map(str::to_owned),
         }),
-        _ => Err(AuthError::Refresh(format!(
-            "{}{} (HTTP {status})",
-            body.get("error").and_then(|e| e.as_str()).unwrap_or("token request refused"),
-            body.get("error_description").and_then(|e| e.as_str()).map(|d| format!(": {d}")).unwrap_or_default(),
-        ))),
+        _ => Err(AuthError::Refresh(
+            crate::secrets::redact(&format!(
+                "{}{} (HTTP {status})",
+                body.get("error").and_then(|e| e.as_str()).unwrap_or("token request refused"),
+                body.get("error_description").and_then(|e| e.as_str()).map(|d| format!(": {d}")).unwrap_or_default(),
+            ))
+            .into_owned(),
+        )),
     }
 }
 
@@ -289,6 +298,7 @@ pub fn read_private_key(file: &Path, key: &str, path: &Path) -> Result<jsonwebto
         path: path.to_path_buf(),
         message: e.kind().to_string(),
     })?;
+    crate::secrets::register(&String::from_utf8_lossy(&bytes));
     jsonwebtoken::EncodingKey::from_rsa_pem(&bytes).map_err(|_| AuthError::File {
         file: file.to_path_buf(),
         key: key.to_owned(),
@@ -297,11 +307,11 @@ pub fn read_private_key(file: &Path, key: &str, path: &Path) -> Result<jsonwebto
     })
 }
 /// The token endpoint's answer, without anything secret (oauth2's errors can quote the
-/// request).
+/// request, and a server's description can echo the secret it refused).
 fn describe_token_error<RE: std::error::Error + 'static>(
     e: &oauth2::RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
 ) -> String {
-    match e {
+    let text = match e {
         oauth2::RequestTokenError::ServerResponse(r) => {
             let mut out = r.error().to_string();
             if let Some(d) = r.error_description() {
@@ -313,5 +323,6 @@ fn describe_token_error<RE: std::error::Error + 'static>(
         oauth2::RequestTokenError::Request(_) => "the token endpoint could not be reached".into(),
         oauth2::RequestTokenError::Parse(_, _) => "the token endpoint sent an unreadable answer".into(),
         oauth2::RequestTokenError::Other(m) => m.clone(),
-    }
+    };
+    crate::secrets::redact(&text).into_owned()
 }

@@ -90,14 +90,19 @@ pub enum Command {
         /// Scoring date (YYYY-MM-DD); default today, UTC.
         #[arg(long, value_parser = parse_date, value_name = "DATE")]
         as_of: Option<NaiveDate>,
-        /// Health and metrics endpoint address, or `none`.
+        /// Health and metrics endpoint: `HOST:PORT` (`localhost:9464`), `:PORT` for
+        /// every interface, or `none`.
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
+        /// /readyz fails once a connector failed this many runs in a row (0: never).
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        unready_after: u64,
     },
     /// Ask a running daemon's /healthz; exit 0 when it answers healthy (container
     /// health checks: the image has no curl).
     Health {
-        /// The daemon's `--listen` address (`HOST:PORT`, or `:PORT` for loopback).
+        /// The daemon's `--listen` address (`HOST:PORT`, `localhost:PORT`, or `:PORT`,
+        /// asked on loopback).
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         listen: String,
     },
@@ -109,6 +114,14 @@ pub enum Command {
     },
     /// Print the manual page (roff; e.g. `oql-sync man > /usr/local/share/man/man1/oql-sync.1`).
     Man,
+    /// Print the JSON Schema of a config file, for editors (`init` writes them all to
+    /// `<config dir>/schemas/` and points each starter file at its schema).
+    Schema {
+        /// Which file: connector (connectors/*.yaml), mapping (mappings/*.yaml),
+        /// scoring (scoring.yaml) or attribution (attribution.yaml).
+        #[arg(value_enum)]
+        file: crate::schema::ConfigFile,
+    },
     /// Write benchmark activities as NDJSON (deterministic; for `benches/`).
     #[command(hide = true)]
     Generate {
@@ -166,6 +179,9 @@ pub enum Command {
         /// Format of the --dry-run plan.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// The --dry-run plan's changes whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
     /// Write a consistent copy of the store to FILE (while daemons run, too).
     Backup {
@@ -195,6 +211,9 @@ pub enum Command {
         /// Output format: a table for people, or JSON.
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
+        /// Every column, fields and errors whole, whatever the terminal's width.
+        #[arg(long)]
+        wide: bool,
     },
 }
 

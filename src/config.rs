@@ -135,7 +135,7 @@ impl Connector {
 }
 
 /// `kind: export`: export files (NDJSON, CSV, Scarf) read from a folder or glob.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConnector {
     pub name: String,
@@ -156,6 +156,7 @@ pub struct ExportConnector {
     /// it is read whole: an exporter may still be writing it. Lines an NDJSON file
     /// already ends with a newline are read before.
     #[serde(default = "default_settle", with = "humantime_serde")]
+    #[schemars(with = "String", example = &"5s")]
     pub settle: std::time::Duration,
 }
 
@@ -318,7 +319,11 @@ impl ConfigFiles {
 impl Config {
     /// Loads the config dir. A dir with none of the files is valid: defaults apply.
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
-        Config::from_files(ConfigFiles::read(dir)?)
+        let files = ConfigFiles::read(dir)?;
+        let texts: Vec<String> =
+            files.connectors.iter().chain(&files.mappings).map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned()).collect();
+        crate::secrets::register_config(dir, &texts.iter().map(String::as_str).collect::<Vec<_>>());
+        Config::from_files(files)
     }
 
     /// Parses and checks the files of a config dir (no I/O). Every problem is reported,

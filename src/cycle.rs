@@ -28,6 +28,9 @@ pub enum CycleError {
     /// The daemon's health endpoint cannot take its address.
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    /// The health endpoint's address is not one it can listen on.
+    #[error("{0}")]
+    Health(String),
 }
 
 /// What became of a connector's run.
@@ -39,6 +42,24 @@ pub enum Ran<T> {
 
 pub fn today() -> NaiveDate {
     Utc::now().date_naive()
+}
+
+/// Re-attributes what the config's attribution rules place differently from the ones
+/// the store was last attributed with (at open, and when the daemon reloads).
+pub async fn apply_attribution(store: &Store, config: &Config) -> Result<(), StoreError> {
+    let mut moved = store.sync_attribution(&config.attribution).await?;
+    if moved > 0 {
+        // Rules 2 and 3 were re-run over unplaced activities: put rule 4 back on top.
+        let logins = store.github_logins().await?;
+        moved += crate::sources::github::attribute_profiles(store, &config.attribution, &logins).await?;
+        crate::logging::notice(&format!("attribution rules changed: {moved} activities re-attributed"));
+    }
+    Ok(())
+}
+
+/// Whether the daemon runs this connector on its schedule (a source that polls, a sink).
+pub fn runs_on_schedule(c: &Connector) -> bool {
+    polls(c) || c.is_sink()
 }
 
 /// Whether a connector is a source that polls (GitHub, Slack, a watched export folder).
@@ -157,7 +178,11 @@ async fn poll_leased(store: &Store, config: &Config, c: &Connector) -> Result<(S
     let (totals, errors) = poll_source(store, config, c).await;
     let error = (!errors.is_empty()).then(|| errors.join("; "));
     store.finish_run(run_id, &totals, error.as_deref(), None).await?;
-    tracing::info!(connector = %c.name, fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = errors.len(), "poll run done");
+    // An INFO line never says "ok" after an error of the same run: a failed poll is an ERROR.
+    match &error {
+        None => tracing::info!(connector = %c.name, status = "ok", fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = 0, "poll run done"),
+        Some(e) => tracing::error!(connector = %c.name, status = "failed", fetched = totals.planned, new = totals.accepted, api_calls = totals.api_calls, errors = errors.len(), error = %e, "poll run done"),
+    }
     let line = format!(
         "{}: {} fetched, {} new activities; {} API calls{}\n",
         c.name,

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::auth::{Auth, AuthError};
 
 /// `rate_limit: { requests: 100, per_seconds: 10 }`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub requests: NonZeroU32,
@@ -55,7 +55,7 @@ impl RateLimit {
 }
 
 /// `retry:` in a connector file.
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Retries of one request after 5xx, timeouts and connection errors.
@@ -121,10 +121,24 @@ impl HttpError {
 #[derive(Debug, Default)]
 pub struct HttpStats {
     pub calls: AtomicI64,
+    /// Every wait for a rate limit: the server's and the client's own pacing.
     pub rate_limit_waits: AtomicI64,
+    /// Waits the server imposed: a 429 (or GitHub's 403 limits) and the time it named.
+    pub server_waits: AtomicI64,
+    /// Waits of the client's own pacing (its configured rate, or a window a header
+    /// said is spent) before a request went out.
+    pub pacing_waits: AtomicI64,
     pub retries: AtomicI64,
     /// Answers that said "rate limited" (429, or GitHub's 403 limits).
     pub throttled: AtomicI64,
+}
+
+/// What a run's requests cost, for the sync log and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: i64,
+    pub server_waits: i64,
+    pub pacing_waits: i64,
 }
 
 impl HttpStats {
@@ -133,6 +147,13 @@ impl HttpStats {
     }
     pub fn rate_limit_waits(&self) -> i64 {
         self.rate_limit_waits.load(Ordering::Relaxed)
+    }
+    pub fn counts(&self) -> CallCounts {
+        CallCounts {
+            calls: self.calls(),
+            server_waits: self.server_waits.load(Ordering::Relaxed),
+            pacing_waits: self.pacing_waits.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -228,17 +249,18 @@ impl Response {
     }
 }
 
-/// A URL without its query string or credentials, safe to log.
+/// A URL without its query string or credentials, and without any secret in its path
+/// (a webhook URL from `url_env`): safe to log.
 pub fn redact_url(url: &str) -> String {
     let mut u = match reqwest::Url::parse(url) {
         Ok(u) => u,
-        Err(_) => return url.split(['?', '#']).next().unwrap_or_default().to_owned(),
+        Err(_) => return crate::secrets::redact(url.split(['?', '#']).next().unwrap_or_default()).into_owned(),
     };
     u.set_query(None);
     u.set_fragment(None);
     let _ = u.set_password(None);
     let _ = u.set_username("");
-    u.to_string()
+    crate::secrets::redact(u.as_str()).into_owned()
 }
 
 /// One class's limit: governor paces requests evenly (GCRA), and a log of the last
@@ -374,10 +396,12 @@ impl HttpClient {
                     let status = r.status().as_u16();
                     let headers = r.headers().clone();
                     match r.bytes().await {
+                        // A body that echoes the request (a 401 quoting the token, a 500
+                        // quoting the URL) loses the secrets before anything reads it.
                         Ok(body) => Ok(Response {
                             status,
                             headers,
-                            body: body.to_vec(),
+                            body: crate::secrets::redact_bytes(body.to_vec()),
                             url: safe_url.to_owned(),
                             method: method.to_owned(),
                         }),
@@ -414,6 +438,7 @@ impl HttpClient {
                 // <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>
                 429 | 403 if response.status == 429 || is_rate_limited_403(&response) => {
                     self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
+                    self.stats.server_waits.fetch_add(1, Ordering::Relaxed);
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     if is_daily_limit(&response) {
                         return Err(response.into_error());
@@ -433,7 +458,10 @@ impl HttpClient {
                     self.spend_retry(method, safe_url)?;
                     waits += 1;
                     tracing::info!(connector = %self.connector, wait_ms = wait.as_millis() as u64, "rate limited; waiting");
-                    self.hold_until(Instant::now() + wait).await;
+                    // The refusal's own word on when to come back replaces any longer hold
+                    // its headers implied (HubSpot sends `Retry-After: 1` with a spent
+                    // ten-second window); the limiters pace what follows.
+                    self.hold_exactly(Instant::now() + wait).await;
                 }
                 500..=599 => {
                     if retries >= self.policy.max_retries || !req.repeatable {
@@ -508,6 +536,7 @@ impl HttpClient {
         }
         if started.elapsed() > Duration::from_millis(50) {
             self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
+            self.stats.pacing_waits.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -521,13 +550,9 @@ impl HttpClient {
         }
     }
 
-    async fn hold_until(&self, until: Instant) {
-        {
-            let mut nb = self.not_before.lock().await;
-            if nb.is_none_or(|t| t < until) {
-                *nb = Some(until);
-            }
-        }
+    /// Holds every request until `until`, no longer, and waits for it.
+    async fn hold_exactly(&self, until: Instant) {
+        *self.not_before.lock().await = Some(until);
         tokio::time::sleep_until(until.into()).await;
     }
 
@@ -645,7 +670,8 @@ pub fn describe(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
+    let text = if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") };
+    crate::secrets::redact(&text).into_owned()
 }
 
 #[cfg(test)]

@@ -152,19 +152,39 @@ fn read_file(path: &Path, options: &ExportOptions, span: Span, rules: &Attributi
     }
 }
 
+/// The import's progress on a terminal, in at most 80 columns (a wider line wraps and
+/// every redraw leaves a copy behind): the file's name elided to 20 columns, the bar, the
+/// bytes read of the total, and the activities read so far.
 fn progress_bar(path: &Path, size: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        ProgressStyle::with_template("{prefix:20} [{bar:16}] {bytes:>9}/{total_bytes:<9} {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_message(path.display().to_string());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    bar.set_prefix(elide_middle(&name, 20));
+    bar.set_message("0 activities");
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// `text` in at most `width` characters, its middle replaced by `…` when longer: a
+/// file's name differs from its neighbours' at its start and its end (the date, the
+/// extension).
+fn elide_middle(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_owned();
+    }
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start}…{end}")
 }
 
 /// Imports one file whole (its last line too, newline or not: the file is complete). A
@@ -249,6 +269,7 @@ async fn insert_messages(
                 }
                 let _ = done.send(batch);
                 bar.set_position(bytes.get());
+                bar.set_message(format!("{} activities", summary.imported + summary.duplicate));
             }
         }
     }
@@ -280,7 +301,7 @@ pub fn file_summary(s: &FileSummary) -> String {
     }
     if let Some(e) = &s.error {
         out.push_str(&format!("  error: {e}\n"));
-        eprintln!("error: {e}");
+        crate::logging::error(e);
     }
     out
 }

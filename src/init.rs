@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app::AppError;
 use crate::config::Config;
+use crate::schema::ConfigFile;
 
 /// The starter files: a working export source and file sink, and every other connector
 /// as a disabled example (`.yaml.disabled` is not loaded; rename it to enable it).
@@ -80,16 +81,38 @@ pub fn write_starter(dir: &Path, state_dir: Option<&Path>) -> Result<InitReport,
             }
             None => text.to_owned(),
         };
+        let text = match ConfigFile::of_path(name) {
+            Some(file) => file.modeline(name) + &text,
+            None => text,
+        };
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         std::fs::write(&path, text)?;
         report.written.push(path);
     }
+    write_schemas(dir, &mut report)?;
     let drop = state.as_deref().unwrap_or(dir).join(DROP_FOLDER);
     if !drop.exists() {
         std::fs::create_dir_all(&drop)?;
         report.folders.push(drop);
     }
     Ok(report)
+}
+
+/// The schemas the starter files point at. They describe this version's loader, so an
+/// `init` after an upgrade rewrites them; the YAML files are the operator's and are kept.
+fn write_schemas(dir: &Path, report: &mut InitReport) -> Result<(), AppError> {
+    for file in ConfigFile::ALL {
+        let path = dir.join("schemas").join(file.file_name());
+        let text = serde_json::to_string_pretty(&crate::schema::schema(file)).unwrap_or_default() + "\n";
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            report.kept.push(path);
+            continue;
+        }
+        std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        std::fs::write(&path, text)?;
+        report.written.push(path);
+    }
+    Ok(())
 }
 
 /// `text` with the value of its top-level `path: old` line replaced, comment kept.

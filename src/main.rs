@@ -12,15 +12,19 @@ use oql_sync::cli::Cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // A usage error of a run asked for JSON logs is a JSON line too; help and
+        // --version print as always.
+        if e.use_stderr() && oql_sync::logging::json_requested(std::env::args()) {
+            oql_sync::logging::init(oql_sync::cli::LogFormat::Json, "warn");
+            oql_sync::logging::fatal(e.render().to_string().trim_end(), e.exit_code());
+            std::process::exit(e.exit_code());
+        }
+        e.exit()
+    });
     // The daemon tells what it does at info; one-shot commands only warn.
     let default_level = if matches!(cli.command, oql_sync::cli::Command::Run { once: false, .. }) { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cli.log_format {
-        oql_sync::cli::LogFormat::Json => builder.json().init(),
-        oql_sync::cli::LogFormat::Human => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-    }
+    oql_sync::logging::init(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -33,7 +37,7 @@ fn main() {
             std::process::exit(0);
         }
         let code = e.exit_code();
-        eprintln!("oql-sync: {}", said_once(&anyhow::Error::from(e)));
+        oql_sync::logging::fatal(&said_once(&anyhow::Error::from(e)), code);
         std::process::exit(code);
     }
 }

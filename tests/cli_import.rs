@@ -152,3 +152,55 @@ fn scarf_exports_import_with_the_export_connectors_settings() {
     assert_eq!(companies[0]["score"], 5.5);
     assert_eq!(companies[0]["views_30d"], 1);
 }
+
+/// The progress bar an import draws on a terminal: run under a pseudo-terminal 80
+/// columns wide (`script`), every frame fits it, and the bar counts activities.
+#[test]
+fn the_progress_bar_fits_80_columns_and_counts_activities() {
+    let env = Env::new();
+    let long = "exports-from-the-marketing-site-and-the-docs-site-of-october-2026-with-a-long-name";
+    let mut text = String::new();
+    for i in 0..60_000 {
+        text.push_str(&format!(
+            "{{\"source\":\"web\",\"id\":\"{i}\",\"kind\":\"page_view\",\"occurred_at\":\"2026-10-{:02}T00:00:00Z\",\"company_domain\":\"c{}.com\",\"path\":\"/docs/{i}\"}}\n",
+            1 + i % 28,
+            i % 500
+        ));
+    }
+    let file = env.write(&format!("{long}.ndjson"), text);
+    let bin = env!("CARGO_BIN_EXE_oql-sync");
+    let command = format!(
+        "stty cols 80 rows 24; {bin} --config-dir {} import {}",
+        env.path().display(),
+        file.display()
+    );
+    let out = std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).output().expect("script (util-linux)");
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{raw}");
+    // Frames are redrawn in place: split on carriage returns and newlines, drop escapes.
+    let ansi = |s: &str| {
+        let mut out = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    while let Some(n) = chars.next() {
+                        if n.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            out.push(c);
+        }
+        out
+    };
+    let frames: Vec<String> = raw.split(['\r', '\n']).map(ansi).filter(|l| l.contains('[') && l.contains(']')).collect();
+    assert!(!frames.is_empty(), "no progress frame drawn:\n{raw}");
+    for f in &frames {
+        assert!(f.chars().count() <= 80, "a frame is {} columns wide: {f:?}", f.chars().count());
+    }
+    assert!(frames.iter().any(|f| f.contains(" activities")), "no frame counts activities: {frames:?}");
+}

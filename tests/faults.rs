@@ -210,10 +210,10 @@ mod hubspot {
             self.hs.requests().iter().filter(|r| r.path == UPDATE).map(|r| r.body["inputs"].as_array().unwrap().len()).collect()
         }
         fn api_calls(&self) -> usize {
-            self.hs.requests().iter().filter(|r| r.path != "/oauth/v1/token").count()
+            self.hs.requests().iter().filter(|r| r.path != "/oauth/v3/token").count()
         }
         fn tokens_minted(&self) -> usize {
-            self.hs.requests().iter().filter(|r| r.path == "/oauth/v1/token").count()
+            self.hs.requests().iter().filter(|r| r.path == "/oauth/v3/token").count()
         }
     }
 

@@ -218,3 +218,102 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The whole road of a new operator, as README and docs/getting-started.md then
+/// docs/crm/hubspot.md tell it: init, check, a first run, companies, explain; then
+/// HubSpot enabled against the emulator: the token missing is caught by `check`, then
+/// `check --live`, a dry run against HubSpot's values, the sync, and a second sync that
+/// writes nothing.
+#[test]
+fn the_newcomer_road_from_init_to_a_first_hubspot_sync() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let hs = rt.block_on(common::hubspot_crm::HubSpot::start());
+    const TOKEN: &str = "pat-na1-newcomer-token";
+    hs.accept_token(TOKEN);
+    let acme = hs.add_company(&[("name", "Acme"), ("domain", "acme.com")]);
+
+    let env = Env::new();
+    env.ok(&["init"]);
+    env.ok(&["check"]);
+    let day = |d: u32, id: u32| {
+        format!("{{\"source\":\"web\",\"id\":\"{id}\",\"kind\":\"download\",\"occurred_at\":\"2026-10-{d:02}T00:00:00Z\",\"company_domain\":\"acme.com\",\"version\":\"1.{id}\"}}\n")
+    };
+    env.write("data/october.ndjson", (1..=20).map(|i| day(i, i)).collect::<String>());
+    let first = env.run(&["run", "--once", "--as-of", "2026-10-31", "--listen", "none"]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let companies = env.ok(&["companies", "--as-of", "2026-10-31"]);
+    assert!(companies.contains("acme.com"), "{companies}");
+    let why = env.ok(&["explain", "acme.com", "--as-of", "2026-10-31"]);
+    assert!(why.contains("acme.com"), "{why}");
+
+    // docs/crm/hubspot.md: enable the connector, point it at HubSpot, give the token.
+    std::fs::rename(env.path().join("connectors/hubspot.yaml.disabled"), env.path().join("connectors/hubspot.yaml")).unwrap();
+    let file = env.path().join("connectors/hubspot.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("# base_url: https://api.hubapi.com", &format!("base_url: {}", hs.url));
+    std::fs::write(&file, text).unwrap();
+    let unset = env.run(&["check"]);
+    assert_eq!(unset.code, 2, "check passed without the token:\n{}", unset.stdout);
+    assert!(unset.stderr.contains("HUBSPOT_TOKEN is not set"), "{}", unset.stderr);
+    let token = [("HUBSPOT_TOKEN", TOKEN)];
+    let checked = env.run_with(&["check"], &token);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+
+    let dry = env.run_with(&["sync", "--connector", "hubspot", "--dry-run", "--live", "--as-of", "2026-10-31"], &token);
+    assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
+    assert!(dry.stdout.contains("acme.com"), "{}", dry.stdout);
+    assert_eq!(hs.write_calls(), 0, "a dry run wrote to HubSpot");
+
+    let sync = env.run_with(&["sync", "--connector", "hubspot", "--as-of", "2026-10-31"], &token);
+    assert_eq!(sync.code, 0, "{}{}", sync.stdout, sync.stderr);
+    let record = hs.company(&acme).unwrap();
+    assert!(record.get("oql_stage").is_some_and(|s| !s.is_empty()), "{record:?}");
+    let writes = hs.write_calls();
+    let again = env.run_with(&["sync", "--connector", "hubspot", "--as-of", "2026-10-31"], &token);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(hs.write_calls(), writes, "a second sync with nothing changed wrote again");
+    drop(rt);
+}
+
+/// `log` and `sync --dry-run` fit 80 columns: columns left out by need, fields shortened,
+/// errors whole on their own wrapped lines; `--wide` shows every column whole.
+#[test]
+fn the_sync_log_and_the_dry_run_fit_80_columns_with_errors_whole() {
+    let env = quickstart();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    env.write("mappings/crm.yaml", std::fs::read(root.join("mappings/crm.yaml")).unwrap());
+    env.write("connectors/crm-file.yaml", std::fs::read(root.join("connectors/crm-file.yaml")).unwrap());
+    // A webhook that refuses connections: every record fails with an error to read.
+    env.write(
+        "connectors/events.yaml",
+        "name: events-to-the-marketing-automation-webhook\nkind: webhook\nschedule: \"0 0 * * * *\"\nmapping: mappings/crm.yaml\nurl_env: OQL_TEST_DEAD_HOOK\nretry: { max_retries: 0, budget: 0 }\n",
+    );
+    let hook = [("OQL_TEST_DEAD_HOOK", "http://127.0.0.1:9/hooks/oql")];
+    let fits = |what: &str, text: &str| {
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{what}: a line of {} columns:\n{line}\n\n{text}", line.chars().count());
+        }
+    };
+
+    let dry = env.run_with(&["sync", "--dry-run", "--as-of", "2026-10-31"], &hook);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    fits("sync --dry-run", &dry.stdout);
+    assert!(dry.stdout.contains('…'), "long changes are shortened:\n{}", dry.stdout);
+    let dry_wide = env.run_with(&["sync", "--dry-run", "--wide", "--as-of", "2026-10-31"], &hook);
+    assert!(dry_wide.stdout.lines().any(|l| l.chars().count() > 80) && !dry_wide.stdout.contains('…'), "{}", dry_wide.stdout);
+
+    let sync = env.run_with(&["sync", "--as-of", "2026-10-31"], &hook);
+    assert_ne!(sync.code, 0, "the webhook cannot be reached: {}", sync.stdout);
+    let log = env.ok(&["log", "--limit", "20"]);
+    fits("log", &log);
+    assert!(log.contains("error: POST <webhook URL>: connection failed"), "errors are shown:\n{log}");
+    assert!(log.contains("--wide shows"), "{log}");
+    // Rows line up: every record row puts its outcome in the header's column.
+    let header = log.lines().find(|l| l.contains("outcome")).unwrap();
+    let at = header.find("outcome").unwrap();
+    for row in log.lines().skip_while(|l| !l.contains("outcome")).skip(1).filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.split_whitespace().count() >= 3) {
+        let cell = row.get(at..).unwrap_or_default();
+        assert!(["accepted", "created", "failed", "dead", "trigger", "ambiguous", "not_found"].iter().any(|o| cell.starts_with(o)), "misaligned: {row:?} under {header:?}");
+    }
+    let wide = env.ok(&["log", "--wide", "--limit", "20"]);
+    assert!(wide.lines().any(|l| l.chars().count() > 80) && !wide.contains("--wide shows"), "{wide}");
+}

@@ -199,7 +199,9 @@ fn personal_data_files(env: &Env) -> Vec<String> {
         // invalid: quarantined with their raw text; reasons quote values
         r#"{"source":"web","id":"q1","kind":"frank@initech.io","occurred_at":"2026-10-03T10:00:00Z","actor":"198.51.100.77"}"#,
         r#"{"source":"web","id":"q2","kind":"page_view","occurred_at":"grace@acme.com","actor_email":"grace@acme.com"}"#,
+        // valid, with no company: an address is never a company domain
         r#"{"source":"web","id":"q3","kind":"page_view","occurred_at":"2026-10-03T10:00:00Z","company_domain":"198.51.100.78"}"#,
+        // invalid: an email address whose domain is an address
         r#"{"source":"web","id":"q4","kind":"page_view","occurred_at":"2026-10-03T10:00:00Z","actor_email":"heidi@[198.51.100.79]"}"#,
         r#"{"source":"web","id":"q5","kind":"page_view","actor_email":"ivan@acme.com" BROKEN"#,
     ];
@@ -225,7 +227,7 @@ fn no_email_or_ip_address_is_stored_or_printed_from_imported_activities() {
     let run = env.run_with(&args, &[("RUST_LOG", "debug")]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let (import, import_logs) = (run.stdout, run.stderr);
-    assert!(import.contains("people.ndjson (ndjson): 4 imported, 0 duplicate, 5 quarantined"), "{import}");
+    assert!(import.contains("people.ndjson (ndjson): 5 imported, 0 duplicate, 4 quarantined"), "{import}");
     assert!(import.contains("people.csv (csv): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
     assert!(import.contains("scarf-people.csv (scarf): 1 imported, 0 duplicate, 1 quarantined"), "{import}");
     env.ok(&["score", "--as-of", "2026-10-31"]);
@@ -289,7 +291,7 @@ fn a_running_daemon_keeps_its_store_files_owner_only_and_its_endpoints_on_loopba
         assert!(started.elapsed() < Duration::from_secs(30), "the daemon never imported the drops");
         std::thread::sleep(Duration::from_millis(200));
         if let Some((200, text)) = get("/metrics") {
-            if text.contains("oql_activities{source=\"scarf\"} 1") && text.contains("oql_activities{source=\"web\"} 5") {
+            if text.contains("oql_activities{source=\"scarf\"} 1") && text.contains("oql_activities{source=\"web\"} 6") {
                 break text;
             }
         }
@@ -318,4 +320,274 @@ fn a_running_daemon_keeps_its_store_files_owner_only_and_its_endpoints_on_loopba
         let found = personal_data_in(text);
         assert!(found.is_empty(), "{what} shows {found:?}:\n{text}");
     }
+}
+
+/// The personal-data corpus of issue 16: (text planted, the spellings that would show
+/// it was kept). Each entry is one literal; a literal leaks when any of its spellings
+/// is found anywhere.
+const CORPUS: &[(&str, &[&str])] = &[
+    // An IP with a port, after `-`, `/`, `:` or `%3D`, in a URL, zero-padded.
+    ("198.51.100.99:8443", &["198.51.100.99"]),
+    ("id-203.0.113.77", &["203.0.113.77"]),
+    ("/api/clients/2001:db8:85a3::8a2e:370:7334/stats", &["2001:db8:85a3::8a2e:370:7334", "8a2e:370:7334"]),
+    ("ip:::ffff:198.51.100.23", &["198.51.100.23", "ffff:198.51"]),
+    ("q%3D203.0.113.88", &["203.0.113.88"]),
+    ("192.168.010.021", &["192.168.010.021", "192.168.10.21"]),
+    ("http://198.51.100.120:8080/x", &["198.51.100.120"]),
+    ("host_198.51.100.131", &["198.51.100.131"]),
+    ("to 203.0.113.200.", &["203.0.113.200"]),
+    ("10.0.0.1", &["10.0.0.1"]),
+    // IPv6: uppercase, full, bracketed with a port, with a zone, IPv4-mapped in hex.
+    ("2001:DB8:0:0:8:800:200C:417A", &["200C:417A", "200c:417a"]),
+    ("2001:0db8:0000:0000:0000:ff00:0042:8329", &["0042:8329"]),
+    ("[2001:db8::ff00:42:7777]:443", &["ff00:42:7777"]),
+    ("fe80::1ff:fe23:4567:890a%eth0", &["fe23:4567:890a"]),
+    ("::ffff:c633:6417", &["c633:6417"]),
+    // Emails: internationalized, punycode, encoded once, twice and three times, upper
+    // case, fullwidth `＠`, `[at]`, sub-domains with a plus tag.
+    ("jöhn.müller@exämple.de", &["jöhn.müller", "j%C3%B6hn"]),
+    ("li.wei@例子.中国", &["li.wei"]),
+    ("ivan@example.xn--p1ai", &["ivan"]),
+    ("jane%2540double.com", &["jane"]),
+    ("otto%252540triple.example", &["otto"]),
+    ("pct.user%40encoded.example", &["pct.user"]),
+    ("MIXED.Case@Example.COM", &["MIXED.Case", "mixed.case"]),
+    ("kimfw＠fullwidth.example", &["kimfw"]),
+    ("frank[at]initech.example", &["frank"]),
+    ("first.last+tag@mail.sub.example.co.uk", &["first.last"]),
+];
+
+/// Every field of an activity, and where an extra one goes: each literal is planted in
+/// each, on a line of its own (lines that become invalid are quarantined: their raw text
+/// and reason are stored too).
+const FIELDS: &[&str] = &[
+    "source", "id", "kind", "action", "occurred_at", "tier", "company_domain", "company_name", "actor", "actor_email",
+    "package", "version", "url", "extra", "properties",
+];
+
+fn corpus_files(env: &Env) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (n, (planted, _)) in CORPUS.iter().enumerate() {
+        for field in FIELDS {
+            let mut line = serde_json::json!({
+                "source": "web", "id": format!("c{n}-{field}"), "kind": "download",
+                "occurred_at": format!("2026-10-{:02}T10:00:00Z", 1 + n % 28), "company_domain": "acme.com",
+            });
+            match *field {
+                "properties" => line["properties"] = serde_json::json!({ "note": planted, *planted: [planted] }),
+                "action" => {
+                    line["kind"] = "community".into();
+                    line["action"] = (*planted).into();
+                }
+                f => line[f] = (*planted).into(),
+            }
+            lines.push(line.to_string());
+        }
+    }
+    // A CSV row of each: every column holds the literal.
+    let mut csv = String::from("id,source,kind,occurred_at,company_domain,company_name,actor,actor_email,package,version,url,note\n");
+    for (n, (planted, _)) in CORPUS.iter().enumerate() {
+        let q = format!("\"{}\"", planted.replace('"', "\"\""));
+        csv.push_str(&format!("csv{n},{q},download,2026-10-20T10:00:00Z,{q},{q},{q},{q},{q},{q},{q},{q}\n"));
+        csv.push_str(&format!("csvok{n},web,download,2026-10-20T10:00:00Z,acme.com,{q},{q},,{q},{q},{q},{q}\n"));
+    }
+    vec![
+        env.write("data/corpus.ndjson", lines.join("\n")).to_str().unwrap().to_owned(),
+        env.write("data/corpus.csv", csv).to_str().unwrap().to_owned(),
+    ]
+}
+
+/// The literals of the corpus found in `text`.
+fn corpus_leaks(text: &str) -> Vec<&'static str> {
+    CORPUS
+        .iter()
+        .filter(|(_, needles)| needles.iter().any(|n| text.contains(n) || text.to_lowercase().contains(&n.to_lowercase())))
+        .map(|(planted, _)| *planted)
+        .collect()
+}
+
+#[test]
+fn no_literal_of_the_personal_data_corpus_reaches_the_store_or_any_output() {
+    let env = Env::new();
+    let files = corpus_files(&env);
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let import = env.run_with(&args, &[("RUST_LOG", "debug")]);
+    assert_eq!(import.code, 0, "{}{}", import.stdout, import.stderr);
+    let score = env.run_with(&["score", "--as-of", "2026-10-31"], &[("RUST_LOG", "debug")]);
+    assert_eq!(score.code, 0, "{}{}", score.stdout, score.stderr);
+    let companies = env.ok(&["companies", "--as-of", "2026-10-31", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&companies).unwrap();
+    let domains: Vec<String> = listed.as_array().unwrap().iter().map(|c| c["domain"].as_str().unwrap().to_owned()).collect();
+    assert!(domains.contains(&"acme.com".to_owned()), "the valid lines were imported: {companies}");
+    let mut outputs = vec![
+        ("import stdout".to_owned(), import.stdout),
+        ("import stderr (debug)".to_owned(), import.stderr),
+        ("score".to_owned(), format!("{}{}", score.stdout, score.stderr)),
+        ("companies json".to_owned(), companies),
+        ("companies table".to_owned(), env.ok(&["companies", "--as-of", "2026-10-31", "--wide"])),
+        ("companies csv".to_owned(), env.ok(&["companies", "--as-of", "2026-10-31", "--format", "csv"])),
+        ("log".to_owned(), env.ok(&["log", "--format", "json"])),
+    ];
+    for domain in &domains {
+        let explain = env.run(&["explain", domain, "--as-of", "2026-10-31"]);
+        outputs.push((format!("explain {domain}"), format!("{}{}", explain.stdout, explain.stderr)));
+    }
+    let db = env.path().join("oql.db");
+    outputs.push(("store files (db, WAL)".to_owned(), store_bytes(&db)));
+    let mut leaked: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (what, text) in &outputs {
+        for literal in corpus_leaks(text) {
+            leaked.entry(literal).or_default().push(what.clone());
+        }
+    }
+    eprintln!("personal-data corpus: {} literals, {} leaked", CORPUS.len(), leaked.len());
+    assert!(leaked.is_empty(), "{} of {} literals leaked: {leaked:#?}", leaked.len(), CORPUS.len());
+    // No company is an address in any spelling.
+    for domain in &domains {
+        assert!(psl_like_host(domain), "`{domain}` is listed as a company");
+    }
+}
+
+/// A host name, not an address: its last label is no number.
+fn psl_like_host(domain: &str) -> bool {
+    domain.parse::<IpAddr>().is_err() && domain.rsplit('.').next().is_some_and(|l| !l.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Secret canaries: where each comes from, and its value. Each is unique, so a plain
+/// search finds every copy.
+const SECRET_CANARIES: &[(&str, &str)] = &[
+    ("HubSpot token (env)", "pat-na1-CANARYtoken001"),
+    ("OAuth client secret (env)", "CANARYclientsecret002"),
+    ("OAuth refresh token (file)", "CANARYrefresh003"),
+    ("webhook URL path segment", "T0CANARYpath004"),
+    ("webhook URL path segment", "B0CANARYpath005"),
+    ("webhook URL query value", "CANARYquery006"),
+    ("trigger URL path segment", "CANARYtrigpath007"),
+    ("trigger URL query value", "CANARYtrigquery008"),
+];
+
+/// A service as hostile as real ones get: HubSpot's API answers 401 quoting the bearer
+/// token it was sent; its token endpoint refuses the grant quoting the client secret and
+/// refresh token; anything else (the webhooks) answers 500 echoing the URL, query
+/// string included.
+fn echoing_service(rt: &tokio::runtime::Runtime) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| async move {
+        let path = uri.path().to_owned();
+        seen.lock().unwrap().push(path.clone());
+        if path == "/oauth/v1/token" {
+            let form = common::emulator::form_decode(&body);
+            let description = format!(
+                "client_secret {} does not match refresh_token {}",
+                form.get("client_secret").cloned().unwrap_or_default(),
+                form.get("refresh_token").cloned().unwrap_or_default()
+            );
+            let body = serde_json::json!({ "error": "invalid_client", "error_description": description, "status": "BAD_CLIENT_ID" });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+        if path.starts_with("/crm/") {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let body = serde_json::json!({
+                "status": "error",
+                "message": format!("Authentication credentials not valid: {auth}"),
+                "correlationId": "5e1c9d2a-0000-4000-8000-000000000000",
+                "category": "INVALID_AUTHENTICATION",
+            });
+            return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        }
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream failed for POST {uri}: {body}")).into_response()
+    });
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+#[test]
+fn secret_canaries_in_urls_and_echoed_error_bodies_never_reach_output_at_debug_or_the_store() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (service, hits) = echoing_service(&rt);
+    let c = |label: &str| SECRET_CANARIES.iter().filter(|(l, _)| *l == label).map(|(_, v)| *v).collect::<Vec<_>>();
+    let env = Env::new();
+    let retry = "retry: { base_delay_ms: 10, max_delay_ms: 20, max_retries: 1 }\n";
+    env.write(
+        "mappings/hubspot.yaml",
+        "object: companies\nmatch: { crm_field: domain }\nstages: [interest, investigation, experimentation, ongoing_usage, inactive]\nfields:\n  oql_score: { from: score, round: 0 }\n",
+    );
+    env.write(
+        "connectors/hubspot.yaml",
+        format!("name: hubspot\nkind: hubspot\nschedule: \"0 0 * * * *\"\nbase_url: {service}\ntoken_env: HS_TOKEN\nmapping: mappings/hubspot.yaml\n{retry}"),
+    );
+    env.write("secrets/refresh", format!("{}\n", c("OAuth refresh token (file)")[0]));
+    env.write(
+        "connectors/hubspot-oauth.yaml",
+        format!(
+            "name: hubspot-oauth\nkind: hubspot\nschedule: \"0 0 * * * *\"\nbase_url: {service}\nmapping: mappings/hubspot.yaml\n\
+             oauth: {{ client_id: app-1, client_secret_env: HS_CLIENT_SECRET, refresh_token_file: secrets/refresh }}\n{retry}"
+        ),
+    );
+    env.write("mappings/events.yaml", "object: events\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\n");
+    // A sink that accepts the company, so its trigger fires (and the trigger's webhook fails).
+    env.write(
+        "mappings/rows.yaml",
+        "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n",
+    );
+    env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
+    env.write("connectors/hook.yaml", format!("name: hook\nkind: webhook\nschedule: \"0 0 * * * *\"\nmapping: mappings/events.yaml\nurl_env: HOOK_URL\n{retry}"));
+    env.write(
+        "data/acme.ndjson",
+        r#"{"source":"web","id":"1","kind":"download","occurred_at":"2026-10-20T00:00:00Z","company_domain":"acme.com","version":"1.0"}"#,
+    );
+    env.ok(&["import", env.path().join("data/acme.ndjson").to_str().unwrap()]);
+    let hook_path = c("webhook URL path segment");
+    let hook = format!("{service}/services/{}/{}?key={}", hook_path[0], hook_path[1], c("webhook URL query value")[0]);
+    let trigger = format!("{service}/trigger/{}?token={}", c("trigger URL path segment")[0], c("trigger URL query value")[0]);
+    let vars = [
+        ("HS_TOKEN", c("HubSpot token (env)")[0]),
+        ("HS_CLIENT_SECRET", c("OAuth client secret (env)")[0]),
+        ("HOOK_URL", hook.as_str()),
+        ("CHURN_HOOK", trigger.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for format in ["human", "json"] {
+        let run = env.run_with(&["--log-format", format, "run", "--once", "--as-of", "2026-10-30", "--listen", "none"], &vars);
+        assert_eq!(run.code, 1, "every sink fails:\n{}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.lines().filter(|l| l.contains("DEBUG")).count() > 5, "debug logs are on:\n{}", run.stderr);
+        outputs.push((format!("run --once ({format}) stdout"), run.stdout));
+        outputs.push((format!("run --once ({format}) stderr"), run.stderr));
+        let sync = env.run_with(&["--log-format", format, "sync", "--as-of", "2026-10-30"], &vars);
+        outputs.push((format!("sync ({format})"), format!("{}{}", sync.stdout, sync.stderr)));
+    }
+    for args in [&["log"][..], &["log", "--format", "json"], &["log", "--status", "failed"]] {
+        let r = env.run_with(args, &vars);
+        outputs.push((args.join(" "), format!("{}{}", r.stdout, r.stderr)));
+    }
+    outputs.push(("store files (db, WAL)".to_owned(), store_bytes(&env.path().join("oql.db"))));
+    let all: String = outputs.iter().map(|(_, t)| t.as_str()).collect();
+    let hits = hits.lock().unwrap().clone();
+    for path in ["/crm/", "/oauth/v1/token", "/services/", "/trigger/"] {
+        assert!(hits.iter().any(|h| h.starts_with(path)), "{path} was called: {hits:?}");
+    }
+    // The hostile service was reached and its echoes were reported.
+    for answer in ["401", "500", "invalid_client"] {
+        assert!(all.contains(answer), "`{answer}` is reported:\n{all}");
+    }
+    let mut found = Vec::new();
+    for (label, canary) in SECRET_CANARIES {
+        for (what, text) in &outputs {
+            let n = text.matches(canary).count();
+            if n > 0 {
+                found.push(format!("{label} `{canary}`: {n} in {what}"));
+            }
+        }
+    }
+    let occurrences: usize = SECRET_CANARIES.iter().map(|(_, canary)| all.matches(canary).count()).sum();
+    let leaked = SECRET_CANARIES.iter().filter(|(_, canary)| all.contains(canary)).count();
+    eprintln!("secret canaries: {}, leaked {leaked}, occurrences {occurrences}", SECRET_CANARIES.len());
+    assert!(found.is_empty(), "secrets in output or the store:\n{}", found.join("\n"));
 }

@@ -389,7 +389,7 @@ fn oauth_refresh_tokens_mint_access_tokens_and_mint_again_when_they_expire() {
     c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::Unauthorized, 1);
     let r = env.run_with(&["sync", "--as-of", "2026-10-31"], &envs);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let token_calls = calls(&c.hs, "/oauth/v1/token");
+    let token_calls = calls(&c.hs, "/oauth/v3/token");
     assert_eq!(token_calls.len(), 3, "one token per process, and one after the 401");
     assert!(token_calls.iter().all(|t| t.body.to_string().contains("refresh_token")));
     assert_eq!(c.hs.company(&ids[3]).unwrap()["oql_stage"], "Inactive");
@@ -448,4 +448,143 @@ fn server_errors_timeouts_and_truncated_answers_are_retried_without_losing_recor
     assert_eq!(c.hs.company(&ids[150]).unwrap()["oql_stage"], "Inactive");
     let failed = env.ok(&["log", "--status", "failed"]);
     assert!(failed.contains("mover.com") && failed.contains("cannot read the response"), "{failed}");
+}
+
+/// A config whose mapping creates the companies HubSpot lacks.
+fn setup_creating(hs: &HubSpot, n: usize, extra: &str) -> (Env, String) {
+    let env = Env::new();
+    let list = hs.add_list("MANUAL");
+    env.write("mappings/hubspot.yaml", MAPPING.replace("LIST", &list).replace("object: companies", "object: companies\ncreate_missing: true"));
+    env.write("connectors/hubspot.yaml", connector(&hs.url, extra));
+    let data = env.write("data.ndjson", activities(n));
+    env.ok(&["import", data.to_str().unwrap()]);
+    (env, list)
+}
+
+#[test]
+fn every_request_body_fits_hubspots_published_schemas() {
+    let c = crm();
+    // The emulator holds bodies to the spec: a batch create input without the required
+    // `associations` is refused the way HubSpot refuses it.
+    let problem = common::hubspot_crm::schema::check(
+        &common::hubspot_crm::schema::BATCH_CREATE,
+        &json!({"inputs": [{"properties": {"domain": "a.com"}}]}),
+    );
+    assert!(problem.as_deref().is_some_and(|p| p.contains("[associations]")), "{problem:?}");
+
+    // A run that uses every kind of request: properties and their group, search, batch
+    // create and update, list membership; then a live dry run (batch read).
+    let ids = seed(&c.hs, 3);
+    let (env, list) = setup_creating(&c.hs, 6, "");
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("7 accepted (3 created)"), "{out}");
+    let out = sync_ok(&env, "2026-10-31");
+    assert!(out.contains("1 accepted") && out.contains("1 triggers fired"), "{out}");
+    assert_eq!(c.hs.list_members(&list), [ids[3].clone()]);
+    c.hs.set_property(&ids[0], "oql_stage", "Experimentation");
+    let live = env.run_with(&["sync", "--as-of", "2026-10-31", "--dry-run", "--live"], &[("HS_TEST_TOKEN", TOKEN)]);
+    assert!(live.stdout.contains("oql_stage: Experimentation → Investigation"), "{}\n{}", live.stdout, live.stderr);
+
+    let all = c.hs.requests();
+    for path in ["/batch/create", "/batch/update", "/batch/read", "/search", "/groups", "/memberships/add"] {
+        assert!(all.iter().any(|r| r.path.ends_with(path)), "no {path} request was made");
+    }
+    let refused: Vec<String> = all.iter().filter(|r| r.status == 400).map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert!(refused.is_empty(), "HubSpot refused bodies: {refused:?}");
+    let create = all.iter().find(|r| r.path == "/crm/v3/objects/companies/batch/create").unwrap();
+    assert!(create.body["inputs"].as_array().unwrap().iter().all(|i| i["associations"] == json!([])), "{}", create.body);
+    let read = all.iter().find(|r| r.path.ends_with("/batch/read")).unwrap();
+    assert_eq!(read.body["propertiesWithHistory"], json!([]));
+}
+
+#[test]
+fn a_create_hubspot_refuses_fails_only_its_own_record_in_one_call() {
+    let c = crm();
+    seed(&c.hs, 2);
+    c.hs.reject_domains(&["c4.com"]);
+    let (env, _) = setup_creating(&c.hs, 8, "");
+    let r = sync(&env, "2026-10-30");
+    assert_eq!(r.code, 1, "a refused record fails the run: {}", r.stdout);
+    assert!(r.stdout.contains("8 accepted (5 created), 1 failed"), "{}", r.stdout);
+    // One request: HubSpot named the refused input by its trace id (207), so nothing was
+    // split and sent again.
+    let creates = calls(&c.hs, "/crm/v3/objects/companies/batch/create");
+    assert_eq!(creates.len(), 1, "{:?}", creates.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(creates[0].status, 207);
+    let traces: Vec<&str> = creates[0].body["inputs"].as_array().unwrap().iter().map(|i| i["objectWriteTraceId"].as_str().unwrap()).collect();
+    assert_eq!(traces.len(), 6);
+    assert_eq!(traces.iter().collect::<std::collections::HashSet<_>>().len(), 6, "trace ids are unique in a request");
+    let failed = env.ok(&["log", "--status", "failed"]);
+    assert!(failed.contains("c4.com") && failed.contains("Blocked by a validation rule"), "{failed}");
+    for d in ["c2.com", "c3.com", "c5.com", "c6.com", "c7.com"] {
+        let found = c.hs.companies().into_iter().find(|(_, p)| p["domain"] == d).map(|(_, p)| p["oql_stage"].clone());
+        assert_eq!(found.as_deref(), Some("Investigation"), "{d}");
+    }
+    assert!(!c.hs.companies().iter().any(|(_, p)| p["domain"] == "c4.com"));
+}
+
+#[test]
+fn a_429_with_retry_after_waits_what_the_server_says_not_the_whole_window() {
+    let c = crm();
+    seed(&c.hs, 5);
+    let (env, _) = setup(&c.hs, 5, "");
+    // HubSpot's refusal says come back in 1 s, and its headers say the ten-second window
+    // is spent (remaining 0, interval 10 000 ms).
+    c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::RateLimited { retry_after_secs: Some(1) }, 1);
+    let started = Instant::now();
+    let out = sync_ok(&env, "2026-10-30");
+    let elapsed = started.elapsed();
+    assert!(out.contains("6 accepted"), "{out}");
+    let updates = calls(&c.hs, "/crm/v3/objects/companies/batch/update");
+    assert_eq!(updates.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
+    let gap = updates[1].at.duration_since(updates[0].at);
+    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 was honoured: {gap:?}");
+    assert!(gap < Duration::from_secs(3), "the retry waited {gap:?}, not the 1 s HubSpot asked for");
+    assert!(elapsed < Duration::from_secs(6), "the run took {elapsed:?}");
+}
+
+#[test]
+fn server_waits_and_pacing_waits_are_counted_apart_in_the_summary_the_log_and_metrics() {
+    let c = crm();
+    seed(&c.hs, 150);
+    // A slow configured pace (own waits), and two refusals by HubSpot (server waits).
+    let (env, _) = setup(&c.hs, 150, "rate_limit: { requests: 5, per_seconds: 1 }\nsearch_rate_limit: { requests: 2, per_seconds: 1 }\n");
+    c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::RateLimited { retry_after_secs: Some(1) }, 2);
+    let out = sync_ok(&env, "2026-10-30");
+    assert!(out.contains("151 accepted"), "{out}");
+    let summary = out.lines().find(|l| l.starts_with("hubspot:")).unwrap();
+    assert!(summary.contains(" 2 server rate-limit waits, "), "{summary}");
+    let pacing: i64 = summary.rsplit(", ").next().unwrap().trim_end_matches(" pacing waits").parse().unwrap();
+    assert!(pacing >= 3, "{summary}");
+
+    let log: Value = serde_json::from_str(&env.ok(&["log", "--format", "json"])).unwrap();
+    let run = &log["runs"][0];
+    assert_eq!(run["server_waits"], 2, "{run}");
+    assert_eq!(run["pacing_waits"], pacing, "{run}");
+    assert_eq!(run["rate_limit_waits"], 2 + pacing, "{run}");
+    let table = env.ok(&["log"]);
+    assert!(table.lines().next().unwrap().contains("server_waits  pacing_waits"), "{table}");
+
+    // /metrics carries both, per connector.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut daemon = env
+        .command(&["run", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HS_TEST_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let metrics = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "no /metrics");
+        std::thread::sleep(Duration::from_millis(200));
+        let got = c._rt.block_on(async { reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok() });
+        if let Some(text) = got.filter(|t| t.contains("oql_runs_total")) {
+            break text;
+        }
+    };
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(metrics.contains("oql_server_waits_total{connector=\"hubspot\"} 2"), "{metrics}");
+    assert!(metrics.contains(&format!("oql_pacing_waits_total{{connector=\"hubspot\"}} {pacing}")), "{metrics}");
 }

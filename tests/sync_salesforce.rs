@@ -130,7 +130,7 @@ fn a_field_the_org_lacks_is_reported_as_invalid_field() {
     let env = setup(&o, &mapping, "", &[("acme.com", "2026-10-01")]);
     let r = env.run(&["sync", "--as-of", "2026-10-30"]);
     assert_eq!(r.code, 1);
-    let log = env.ok(&["log", "--status", "failed"]);
+    let log = env.ok(&["log", "--status", "failed", "--wide"]);
     assert!(log.contains("INVALID_FIELD: No such column 'OQL_Tier__c' on sobject of type Account"), "{log}");
 }
 
@@ -246,4 +246,78 @@ fn a_request_level_error_is_bisected_so_the_good_records_land() {
     assert!(r.stdout.contains("9 accepted") && r.stdout.contains("1 failed"), "{}", r.stdout);
     assert!(r.stdout.contains("c6.com: HTTP 400: JSON_PARSER_ERROR"), "{}", r.stdout);
     assert!(ids.iter().enumerate().all(|(i, id)| (i == 6) == o.sf.account(id).unwrap().get("OQL_Stage__c").is_none()));
+}
+
+#[test]
+fn a_live_dry_run_shows_unmatched_domains_as_a_real_sync_would_treat_them() {
+    let o = org();
+    o.sf.add_account(&[("Name", "Acme"), ("Website", "acme.com")]);
+    let dup1 = o.sf.add_account(&[("Name", "Dup"), ("Website", "dup.com")]);
+    let dup2 = o.sf.add_account(&[("Name", "Dup (2)"), ("Website", "www.dup.com")]);
+    let env = setup(&o, MAPPING, "", &[("acme.com", "2026-10-01"), ("dup.com", "2026-10-01"), ("lost.com", "2026-10-01")]);
+    let r = env.run(&["sync", "--dry-run", "--live", "--as-of", "2026-10-30"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("1 companies, 3 fields would change; 1 not found and 1 ambiguous would be skipped"), "{}", r.stdout);
+    let line = |d: &str| r.stdout.lines().find(|l| l.trim_start().starts_with(d)).unwrap_or_default().to_owned();
+    assert!(line("lost.com").contains("not found: investigation") && line("lost.com").contains("skipped"), "{}", r.stdout);
+    assert!(!line("lost.com").contains("new:") && !line("dup.com").contains("new:"), "{}", r.stdout);
+    assert!(line("dup.com").contains("ambiguous: investigation") && line("dup.com").contains(&format!("{dup1}, {dup2}")), "{}", r.stdout);
+    let json = env.ok(&["sync", "--dry-run", "--live", "--as-of", "2026-10-30", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let lookups: Vec<(&str, Option<&str>)> = plan[0]["items"].as_array().unwrap().iter().map(|i| (i["domain"].as_str().unwrap(), i["lookup"].as_str())).collect();
+    assert_eq!(lookups, [("acme.com", None), ("dup.com", Some("ambiguous")), ("lost.com", Some("not_found"))]);
+
+    // The reserve is reached: the pause is said once, by the plan or the summary.
+    for args in [&["sync", "--dry-run", "--live", "--as-of", "2026-10-30"][..], &["sync", "--as-of", "2026-10-30"][..]] {
+        o.sf.set_daily_limit(100, 79);
+        let r = env.run(args);
+        let said = format!("{}{}", r.stdout, r.stderr).matches("daily API allocation: 80 of 100 calls used").count();
+        assert_eq!(said, 1, "{args:?}:\n{}\n{}", r.stdout, r.stderr);
+    }
+}
+
+#[test]
+fn upserts_by_external_id_create_accounts_named_after_the_company_and_keep_edited_names() {
+    let o = org();
+    let mapping = MAPPING.replace("match: { crm_field: Website }", "match: { external_id: OQL_Domain__c }\ncreate_missing: true");
+    let env = setup(&o, &mapping, "", &[("initech.io", "2026-10-02")]);
+    // acme.com's activity names the company.
+    let named = json!({"source": "scarf", "id": "acme-1", "kind": "download", "occurred_at": "2026-10-01T10:00:00Z",
+                       "company_domain": "acme.com", "company_name": "Acme Inc", "package": "oqldb", "version": "2.0.0"});
+    let file = env.write("named.ndjson", format!("{named}\n"));
+    env.ok(&["import", file.to_str().unwrap()]);
+    let out = env.ok(&["sync", "--as-of", "2026-10-30"]);
+    assert!(out.contains("2 accepted (2 created), 0 failed"), "{out}");
+    let names: std::collections::BTreeMap<String, String> = o
+        .sf
+        .accounts()
+        .into_iter()
+        .map(|(_, a)| (a["OQL_Domain__c"].as_str().unwrap().to_owned(), a["Name"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(names.get("acme.com").map(String::as_str), Some("Acme Inc"));
+    assert_eq!(names.get("initech.io").map(String::as_str), Some("initech.io"), "no company name: the domain");
+
+    // Later writes leave Name alone: a name edited in Salesforce stays.
+    let acme = o.sf.accounts().into_iter().find(|(_, a)| a["OQL_Domain__c"] == "acme.com").unwrap().0;
+    o.sf.clear_requests();
+    let out = env.ok(&["sync", "--as-of", "2026-12-15"]);
+    assert!(out.contains("2 accepted (0 created)"), "{out}");
+    let upsert = o.sf.requests().into_iter().find(|r| r.path.ends_with("/Account/OQL_Domain__c")).unwrap();
+    assert!(upsert.body["records"].as_array().unwrap().iter().all(|r| r.get("Name").is_none()), "{}", upsert.body);
+    assert_eq!(o.sf.account(&acme).unwrap()["Name"], "Acme Inc");
+}
+
+#[test]
+fn record_name_domain_names_created_accounts_by_domain() {
+    let o = org();
+    let mapping = MAPPING.replace("match: { crm_field: Website }", "match: { crm_field: Website }\ncreate_missing: true");
+    let env = setup(&o, &mapping, "record_name: domain\n", &[]);
+    let named = json!({"source": "scarf", "id": "acme-1", "kind": "download", "occurred_at": "2026-10-01T10:00:00Z",
+                       "company_domain": "acme.com", "company_name": "Acme Inc", "package": "oqldb", "version": "2.0.0"});
+    let file = env.write("named.ndjson", format!("{named}\n"));
+    env.ok(&["import", file.to_str().unwrap()]);
+    let out = env.ok(&["sync", "--as-of", "2026-10-30"]);
+    assert!(out.contains("1 accepted (1 created)"), "{out}");
+    let accounts = o.sf.accounts();
+    assert_eq!((accounts[0].1["Name"].as_str(), accounts[0].1["Website"].as_str()), (Some("acme.com"), Some("acme.com")));
 }

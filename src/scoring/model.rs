@@ -359,7 +359,7 @@ impl TryFrom<f64> for Ratio {
 }
 
 /// The shape of `scoring.yaml`: every key optional, unknown keys rejected.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelOverrides {
     pub points: Option<PointsOverrides>,
@@ -368,7 +368,7 @@ pub struct ModelOverrides {
     pub tiers: Option<TierOverrides>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointsOverrides {
     pub views: Option<CategoryOverrides>,
@@ -377,7 +377,7 @@ pub struct PointsOverrides {
     pub telemetry: Option<CategoryOverrides>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryOverrides {
     pub low: Option<TierPointsOverrides>,
@@ -385,7 +385,7 @@ pub struct CategoryOverrides {
     pub high: Option<TierPointsOverrides>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierPointsOverrides {
     pub points: Option<Points>,
@@ -393,7 +393,7 @@ pub struct TierPointsOverrides {
     pub month_cap: Option<Points>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowOverrides {
     pub score: Option<Days>,
@@ -406,7 +406,7 @@ pub struct WindowOverrides {
     pub ongoing_periods: Option<Days>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdOverrides {
     pub ongoing_usage_score: Option<Points>,
@@ -422,7 +422,7 @@ pub struct ThresholdOverrides {
     pub churn_min_prior: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierOverrides {
     pub views: Option<ViewTierOverrides>,
@@ -431,21 +431,21 @@ pub struct TierOverrides {
     pub telemetry: Option<Tier>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ViewTierOverrides {
     pub high_paths: Option<Vec<String>>,
     pub medium_prefixes: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DownloadTierOverrides {
     pub high_markers: Option<Vec<String>>,
     pub low_versions: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommunityTierOverrides {
     pub star: Option<Tier>,

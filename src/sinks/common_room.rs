@@ -28,7 +28,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
 use crate::store::Firing;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommonRoomConfig {
     pub name: String,
@@ -200,8 +200,8 @@ impl Sink for CommonRoomSink {
         50
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     /// Reads the custom fields this source may write and checks the activity type.

@@ -14,14 +14,14 @@ use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord};
 use crate::config::Schedule;
 use crate::store::Firing;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     Csv,
     Ndjson,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub name: String,
@@ -93,8 +93,8 @@ impl Sink for FileSink {
         10_000
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (0, 0)
+    fn stats(&self) -> crate::http::CallCounts {
+        crate::http::CallCounts::default()
     }
 
     async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, Match>, SinkError> {

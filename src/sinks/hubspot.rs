@@ -35,7 +35,7 @@ const DOMAINS_PER_SEARCH: usize = 50;
 const SEARCH_PAGE: usize = 200;
 const SEARCH_TOTAL: usize = 10_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotConfig {
     pub name: String,
@@ -72,7 +72,7 @@ pub struct HubSpotConfig {
     pub create_properties: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthConfig {
     pub client_id: String,
@@ -84,7 +84,7 @@ pub struct OAuthConfig {
     pub refresh_token_env: Option<String>,
     #[serde(default)]
     pub refresh_token_file: Option<PathBuf>,
-    /// Default: `{base_url}/oauth/v1/token`.
+    /// Default: `{base_url}/oauth/v3/token` (HubSpot retires OAuth v1 on 2027-02-16).
     #[serde(default)]
     pub token_url: Option<String>,
 }
@@ -152,7 +152,7 @@ impl HubSpotSink {
                 let refresh = secret_source("refresh_token", o.refresh_token_env.as_ref(), o.refresh_token_file.as_ref(), dir)
                     .map_err(SinkError::Api)?;
                 Auth::minted(Grant::Refresh {
-                    token_url: o.token_url.clone().unwrap_or_else(|| format!("{}/oauth/v1/token", c.base_url.trim_end_matches('/'))),
+                    token_url: o.token_url.clone().unwrap_or_else(|| format!("{}/oauth/v3/token", c.base_url.trim_end_matches('/'))),
                     client_id: o.client_id.clone(),
                     client_secret: secret.read(file, "oauth.client_secret")?,
                     refresh_token: refresh.read(file, "oauth.refresh_token")?,
@@ -224,16 +224,16 @@ impl HubSpotSink {
         let mut after: Option<String> = None;
         loop {
             // <https://developers.hubspot.com/docs/api/crm/search>: filters in one group are
-            // ANDed; IN takes a list of values.
-            let mut body = json!({
+            // ANDed; IN takes a list of values. The spec's `PublicObjectSearchRequest`
+            // requires `after` (the first page starts at "0") and types sorts as
+            // property names (ascending).
+            let body = json!({
                 "filterGroups": [{ "filters": [{ "propertyName": self.match_field, "operator": "IN", "values": values }] }],
                 "properties": props,
-                "sorts": [{ "propertyName": "hs_object_id", "direction": "ASCENDING" }],
+                "sorts": ["hs_object_id"],
                 "limit": SEARCH_PAGE,
+                "after": after.as_deref().unwrap_or("0"),
             });
-            if let Some(a) = &after {
-                body["after"] = json!(a);
-            }
             let r = self.call(Method::POST, "/crm/v3/objects/companies/search", Some(body), "search").await?;
             if !r.ok() {
                 return Err(SinkError::Api(format!("company search failed (HTTP {}): {}", r.status, error_message(&r))));
@@ -261,26 +261,32 @@ impl HubSpotSink {
             .map(|r| json!({ "id": r.crm_id, "properties": text_properties(&r.fields) }))
             .collect();
         let r = self.call(Method::POST, "/crm/v3/objects/companies/batch/update", Some(json!({ "inputs": inputs })), "default").await?;
-        read_batch(&r, batch, |result| result.id.clone().filter(|id| batch.iter().any(|b| b.crm_id.as_ref() == Some(id))))
+        let keys: Vec<String> = batch.iter().map(|b| b.crm_id.clone().unwrap_or_default()).collect();
+        read_batch(&r, &keys, |result| result.id.clone(), "ids")
     }
 
     async fn create(&self, batch: &[WriteRecord]) -> Result<Vec<WriteOutcome>, SinkError> {
+        // Each input carries a trace id: with one on every input, HubSpot reports the
+        // inputs it refused (207) instead of failing the whole batch, and names each by
+        // its trace id. `associations` is required by `SimplePublicObjectBatchInputForCreate`.
+        // <https://developers.hubspot.com/docs/api-reference/error-handling#multi-status-errors>
+        let traces: Vec<String> = (0..batch.len()).map(|i| format!("oql-{i}")).collect();
         let inputs: Vec<Value> = batch
             .iter()
-            .map(|r| {
+            .zip(&traces)
+            .map(|(r, trace)| {
                 let mut props = text_properties(&r.fields);
                 props.insert(self.match_field.clone(), r.domain.clone());
                 props.entry("name".into()).or_insert_with(|| r.domain.clone());
-                json!({ "properties": props })
+                json!({ "properties": props, "associations": [], "objectWriteTraceId": trace })
             })
             .collect();
         // A create sent twice makes two companies: it is never repeated blindly; if its
         // answer is lost, the records fail and the next run finds them by domain.
         let req = Request::new(Method::POST, self.url("/crm/v3/objects/companies/batch/create")).auth(&self.auth).not_repeatable();
         let r = self.send(req, Some(json!({ "inputs": inputs }))).await?;
-        // Created records come back in no promised order: match them by domain.
-        let field = self.match_field.clone();
-        let outcomes = read_batch(&r, batch, |result| result.properties.get(&field).and_then(|v| v.as_deref()).and_then(normalize_domain))?;
+        // Created records come back in no promised order: match them by trace id.
+        let outcomes = read_batch(&r, &traces, |result| result.object_write_trace_id.clone(), "objectWriteTraceId")?;
         Ok(outcomes
             .into_iter()
             .map(|o| match o {
@@ -373,24 +379,25 @@ fn text_properties(fields: &Desired) -> BTreeMap<String, String> {
     fields.iter().map(|(k, v)| (k.clone(), as_text(v))).collect()
 }
 
-/// Per-record outcomes of a batch answer. 200/201: every record in `results`; 207
-/// Multi-Status: `results` plus `errors`, each naming its records in `context.ids`.
+/// Per-record outcomes of a batch answer, in the order of `keys` (each record's id, or
+/// its trace id for creates). 200/201: every record in `results`; 207 Multi-Status:
+/// `results` plus `errors`, each naming its records in `context.<error_key>`.
 fn read_batch(
     r: &Response,
-    batch: &[WriteRecord],
+    keys: &[String],
     key_of: impl Fn(&RecordResult) -> Option<String>,
+    error_key: &str,
 ) -> Result<Vec<WriteOutcome>, SinkError> {
     match r.status {
         200 | 201 | 207 => {}
         400 => return Err(SinkError::Api(format!("{BATCH_REJECTED} HubSpot rejected the batch (HTTP 400): {}", error_message(r)))),
         409 | 404 | 422 => {
             let m = format!("HTTP {}: {}", r.status, error_message(r));
-            return Ok(vec![WriteOutcome::Failed(m); batch.len()]);
+            return Ok(vec![WriteOutcome::Failed(m); keys.len()]);
         }
         _ => return Err(SinkError::Api(format!("batch write failed (HTTP {}): {}", r.status, error_message(r)))),
     }
     let body: BatchResponse = r.json()?;
-    // Updates are keyed by id; creates by domain.
     let mut written: HashMap<String, String> = HashMap::new();
     for result in &body.results {
         if let (Some(key), Some(id)) = (key_of(result), result.id.clone()) {
@@ -401,17 +408,16 @@ fn read_batch(
     for e in &body.errors {
         let gone = e.category.as_deref() == Some("OBJECT_NOT_FOUND");
         let message = format!("{}: {}", e.category.as_deref().unwrap_or("ERROR"), e.message.as_deref().unwrap_or("no message"));
-        for id in e.context.get("ids").into_iter().flatten() {
+        for id in e.context.get(error_key).into_iter().flatten() {
             failed.insert(id.clone(), (message.clone(), gone));
         }
     }
-    Ok(batch
+    Ok(keys
         .iter()
-        .map(|rec| {
-            let key = rec.crm_id.clone().unwrap_or_else(|| rec.domain.clone());
-            if let Some(id) = written.get(&key) {
+        .map(|key| {
+            if let Some(id) = written.get(key) {
                 WriteOutcome::Written { crm_id: id.clone(), created: false }
-            } else if let Some((message, gone)) = failed.get(&key) {
+            } else if let Some((message, gone)) = failed.get(key) {
                 if *gone { WriteOutcome::Gone(message.clone()) } else { WriteOutcome::Failed(message.clone()) }
             } else {
                 WriteOutcome::Failed(format!("HubSpot did not report this record (HTTP {})", r.status))
@@ -500,8 +506,8 @@ impl Sink for HubSpotSink {
         BATCH_LIMIT
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     async fn prepare(&mut self) -> Result<(), SinkError> {
@@ -535,8 +541,10 @@ impl Sink for HubSpotSink {
     async fn read(&mut self, records: &[(String, String)], fields: &[String]) -> Result<HashMap<String, Desired>, SinkError> {
         let mut out = HashMap::new();
         for chunk in records.chunks(BATCH_LIMIT) {
+            // `propertiesWithHistory` is required by `BatchReadInputSimplePublicObjectId`.
             let body = json!({
                 "properties": fields,
+                "propertiesWithHistory": [],
                 "inputs": chunk.iter().map(|(_, id)| json!({ "id": id })).collect::<Vec<_>>(),
             });
             let r = self.call(Method::POST, "/crm/v3/objects/companies/batch/read", Some(body), "default").await?;
@@ -620,9 +628,12 @@ struct SearchPage {
 type SearchResult = RecordResult;
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RecordResult {
     #[serde(default)]
     id: Option<String>,
+    #[serde(default)]
+    object_write_trace_id: Option<String>,
     #[serde(default)]
     properties: HashMap<String, Option<String>>,
 }

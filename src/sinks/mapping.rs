@@ -160,7 +160,7 @@ impl TryFrom<String> for DateFormat {
 }
 
 /// One CRM field: where its value comes from and how it is written.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldMapping {
     pub from: Signal,
@@ -179,7 +179,7 @@ pub struct FieldMapping {
 }
 
 /// `match`: how a company is found in the CRM.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchRule {
     /// The CRM field that holds the company's domain (HubSpot `domain`, Salesforce `Website`).
@@ -188,10 +188,19 @@ pub struct MatchRule {
     /// An external-id field keyed by domain (Salesforce upserts through it).
     #[serde(default)]
     pub external_id: Option<String>,
+    /// A domain that matched no record, or several, is looked up again after this many
+    /// hours, or as soon as the values it should carry change; until then a sync asks
+    /// the CRM nothing about it.
+    #[serde(default = "default_recheck_hours")]
+    pub recheck_unmatched_hours: u32,
+}
+
+fn default_recheck_hours() -> u32 {
+    24
 }
 
 /// `when: {from?, to}`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
     #[serde(default)]
@@ -213,7 +222,7 @@ impl TryFrom<String> for StageName {
 }
 
 /// What a trigger does. One key per action; sinks reject the ones they cannot run.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum Action {
     /// Add the company to a HubSpot list (manual or snapshot), by list id.
@@ -227,7 +236,7 @@ pub enum Action {
     Webhook(WebhookTarget),
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignTarget {
     /// The Campaign id (`701…`).
@@ -241,7 +250,7 @@ fn default_member_status() -> String {
     "Sent".into()
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTarget {
     pub subject: String,
@@ -253,7 +262,7 @@ fn default_due() -> u32 {
     2
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,13 +277,14 @@ impl WebhookTarget {
         match (&self.url, &self.url_env) {
             (Some(url), _) => Ok(url.clone()),
             (None, Some(var)) => std::env::var(var)
+                .inspect(|url| crate::secrets::register(url))
                 .map_err(|_| super::SinkError::Api(format!("webhook `url_env`: environment variable {var} is not set"))),
             (None, None) => Err(super::SinkError::Api("webhook has no `url` or `url_env`".into())),
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     pub when: When,
@@ -288,7 +298,7 @@ impl Trigger {
 }
 
 /// A whole mapping file.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// The CRM object (HubSpot `companies`, Salesforce `Account`).
@@ -310,7 +320,7 @@ impl Default for Mapping {
     fn default() -> Self {
         Mapping {
             object: String::new(),
-            match_rule: MatchRule { crm_field: None, external_id: None },
+            match_rule: MatchRule { crm_field: None, external_id: None, recheck_unmatched_hours: default_recheck_hours() },
             create_missing: false,
             stages: all_stages(),
             fields: BTreeMap::new(),

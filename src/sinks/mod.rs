@@ -10,6 +10,7 @@ pub mod report;
 pub mod salesforce;
 pub mod common_room;
 pub mod sync;
+pub mod triggers;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -32,6 +33,11 @@ pub enum SinkError {
     /// allocation); what it did not send waits for the next run.
     #[error("paused: {0}")]
     Paused(String),
+    /// The configuration does not fit the CRM (a mapped field it lacks, a wrong source
+    /// id): the run stops at the first sign, and no record is charged a failed attempt,
+    /// since none of them is at fault.
+    #[error("configuration error: {0}")]
+    Config(String),
     #[error("cannot write {path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -56,6 +62,11 @@ pub struct WriteRecord {
     pub event: Value,
     /// (stage the CRM last accepted, stage now) when the stage changed.
     pub stage_change: Option<(Option<crate::scoring::Stage>, crate::scoring::Stage)>,
+    /// No value of this record was ever accepted: an upsert may create it.
+    pub new_record: bool,
+    /// The company's name as its activities gave it, for records that may be created
+    /// (a CRM that requires a record name gets it, else the domain).
+    pub company_name: Option<String>,
 }
 
 /// The CRM's word on one record of a batch, in the batch's order.
@@ -74,12 +85,25 @@ pub trait Sink {
     /// Most records one write request may carry.
     fn batch_size(&self) -> usize;
 
-    /// API calls and rate-limit waits so far, for the sync log.
-    fn stats(&self) -> (i64, i64);
+    /// API calls and waits so far (the server's and the sink's own pacing), for the
+    /// sync log.
+    fn stats(&self) -> crate::http::CallCounts;
 
     /// Gets the CRM ready for the mapping (e.g. creates missing custom properties).
     /// Not called by dry runs.
     async fn prepare(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// What `check_schema` depends on (the mapping, the API version): the check runs
+    /// again only when it changes. `None`: this sink has no schema to check.
+    fn schema_fingerprint(&self) -> Option<String> {
+        None
+    }
+
+    /// Checks, before any write, that the CRM holds every mapped field with a type that
+    /// takes its values; a misfit is a `SinkError::Config` naming every one.
+    async fn check_schema(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
 

@@ -32,7 +32,7 @@ const BATCH_LIMIT: usize = 200;
 /// 100,000-character limit).
 const DOMAINS_PER_QUERY: usize = 100;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     pub name: String,
@@ -54,10 +54,23 @@ pub struct SalesforceConfig {
     pub retry: RetryPolicy,
     #[serde(default = "super::webhook::default_dead_after")]
     pub dead_after: u32,
+    /// What names an Account oql-sync creates (Salesforce requires `Name`): the company
+    /// name its activities gave (else the domain), or always the domain. Sent only with
+    /// a company's first write, so names edited in Salesforce stay.
+    #[serde(default)]
+    pub record_name: RecordName,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordName {
+    #[default]
+    CompanyName,
+    Domain,
 }
 
 /// `auth:` — one of the three OAuth flows an integration user can have.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "flow", rename_all = "snake_case")]
 pub enum SalesforceAuth {
     /// Server-to-server with a certificate: the app's consumer key, the integration
@@ -150,6 +163,7 @@ pub struct SalesforceSink {
     paused: Option<String>,
     /// Account owners, cached for task triggers.
     owners: HashMap<String, String>,
+    record_name: RecordName,
 }
 
 /// The parts of the config a run needs.
@@ -203,6 +217,7 @@ impl SalesforceSink {
             usage: None,
             paused: None,
             owners: HashMap::new(),
+            record_name: c.record_name,
         })
     }
 
@@ -246,7 +261,6 @@ impl SalesforceSink {
                     "Salesforce refused further API calls today (REQUEST_LIMIT_EXCEEDED: {}); paused until the allocation renews",
                     first_error_message(&response)
                 );
-                tracing::warn!(connector = %self.config.name, "{why}");
                 self.paused = Some(why.clone());
                 return Err(SinkError::Paused(why));
             }
@@ -262,7 +276,6 @@ impl SalesforceSink {
                         "daily API allocation: {used} of {max} calls used; {}% is kept in reserve, so the connector pauses until it renews",
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why);
                 }
             }
@@ -358,6 +371,14 @@ impl SalesforceSink {
             .collect())
     }
 
+    /// The Name of an account this record may create.
+    fn name_of<'r>(&self, r: &'r WriteRecord) -> &'r str {
+        match (self.record_name, &r.company_name) {
+            (RecordName::CompanyName, Some(name)) if !name.trim().is_empty() => name.trim(),
+            _ => &r.domain,
+        }
+    }
+
     async fn contacts_of(&mut self, account: &str) -> Result<Vec<String>, SinkError> {
         let rows = self.query(&format!("SELECT Id FROM Contact WHERE AccountId = '{}'", soql_escape(account))).await?;
         Ok(rows.iter().filter_map(|r| r["Id"].as_str().map(str::to_owned)).collect())
@@ -434,8 +455,8 @@ impl Sink for SalesforceSink {
         BATCH_LIMIT
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     /// Reads the org's daily allocation before writing (`GET /limits`), so a run that
@@ -454,7 +475,6 @@ impl Sink for SalesforceSink {
                         max - remaining,
                         self.config.reserve
                     );
-                    tracing::warn!(connector = %self.config.name, "{why}");
                     self.paused = Some(why.clone());
                     return Err(SinkError::Paused(why));
                 }
@@ -524,6 +544,11 @@ impl Sink for SalesforceSink {
                     .map(|r| {
                         let mut o = sobject(&r.fields, None);
                         o.insert(ext.clone(), json!(r.domain));
+                        // A first write may create the account, and Salesforce creates
+                        // none without a Name (REQUIRED_FIELD_MISSING).
+                        if r.new_record {
+                            o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
+                        }
                         Value::Object(o)
                     })
                     .collect();
@@ -549,7 +574,7 @@ impl Sink for SalesforceSink {
                     .map(|r| {
                         let mut o = sobject(&r.fields, None);
                         o.insert(match_field.clone(), json!(r.domain));
-                        o.entry("Name").or_insert_with(|| json!(r.domain));
+                        o.entry("Name").or_insert_with(|| json!(self.name_of(r)));
                         Value::Object(o)
                     })
                     .collect();

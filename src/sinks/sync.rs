@@ -18,7 +18,7 @@ use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::scoring::{CompanyScore, Model, day_number, score_breakdown};
 use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
-use crate::triggers;
+use super::triggers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -56,6 +56,12 @@ pub struct SyncReport {
     pub paused: Option<String>,
     /// The first record failure of the run, `company: error`, for the summary line.
     pub first_failure: Option<String>,
+    /// Companies of the plan that match no CRM record (no ids) or several, by domain: a
+    /// dry run shows what a real run would do with them.
+    pub unmatched: std::collections::BTreeMap<String, Vec<String>>,
+    /// Companies left out because their last lookup found no record, or several, and
+    /// neither their values nor the re-check time came since.
+    pub unmatched_waiting: i64,
 }
 
 /// What a run works from.
@@ -85,20 +91,26 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         error: None,
         paused: None,
         first_failure: None,
+        unmatched: Default::default(),
+        unmatched_waiting: 0,
     };
     let run_id = if opts.dry_run { None } else { Some(input.store.start_run(&connector.name).await?) };
     let built = build_and_run(input, connector, &mapping, opts, run_id, &mut report).await;
     match &built {
         Err(SyncError::Sink { source: SinkError::Paused(why), .. }) => {
-            tracing::warn!(connector = %connector.name, "sync paused: {why}");
+            // Said once, by the summary or the plan; the daemon's log (info) keeps it too.
+            tracing::info!(connector = %connector.name, "sync paused: {why}");
             report.paused = Some(why.clone());
         }
         Err(e) => {
-            // A store error is returned, and said once where it ends up.
-            if !matches!(e, SyncError::Store(_)) {
-                tracing::error!(connector = %connector.name, error = %e, "sync failed");
+            // What reaches the sync log and the summary passes the secret redaction. A
+            // run in the sync log says it in its summary below, once; a store error is
+            // returned, and said once where it ends up.
+            let error = crate::secrets::redact(&e.to_string()).into_owned();
+            if run_id.is_none() && !matches!(e, SyncError::Store(_)) {
+                tracing::error!(connector = %connector.name, error = %error, "sync failed");
             }
-            report.error = Some(e.to_string());
+            report.error = Some(error);
         }
         Ok(()) => {}
     }
@@ -106,16 +118,34 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         let status = if report.paused.is_some() { Some("paused") } else { None };
         let note = report.error.clone().or_else(|| report.paused.clone().map(|p| format!("paused: {p}")));
         input.store.finish_run(run_id, &report.totals, note.as_deref(), status).await?;
-        tracing::info!(
-            connector = %connector.name,
-            planned = report.totals.planned,
-            sent = report.totals.sent,
-            accepted = report.totals.accepted,
-            failed = report.totals.failed,
-            api_calls = report.totals.api_calls,
-            rate_limit_waits = report.totals.rate_limit_waits,
-            "sync run done"
-        );
+        // The summary's level is the run's: an INFO line saying `failed=0` after the
+        // run's ERROR would tell a log alert that all went well.
+        macro_rules! summary {
+            ($level:expr, $status:expr) => {
+                tracing::event!(
+                    $level,
+                    connector = %connector.name,
+                    status = $status,
+                    planned = report.totals.planned,
+                    sent = report.totals.sent,
+                    accepted = report.totals.accepted,
+                    failed = report.totals.failed,
+                    triggers_failed = report.triggers_failed,
+                    api_calls = report.totals.api_calls,
+                    server_waits = report.totals.server_waits,
+                    pacing_waits = report.totals.pacing_waits,
+                    error = %note.as_deref().unwrap_or(""),
+                    "sync run done"
+                )
+            };
+        }
+        if report.paused.is_some() {
+            summary!(tracing::Level::WARN, "paused");
+        } else if report.error.is_some() || report.totals.failed > 0 || report.triggers_failed > 0 {
+            summary!(tracing::Level::ERROR, "failed");
+        } else {
+            summary!(tracing::Level::INFO, "ok");
+        }
     }
     match built {
         Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
@@ -137,6 +167,13 @@ async fn build_and_run(
         let failures = input.store.sync_failures(&connector.name).await?;
         report.plan = plan_changes(input.scores, mapping, &stored, &failures);
         report.totals.planned = report.plan.items.len() as i64;
+        // What the last lookups found, as a real run would act on it (no call here).
+        let ids = input.store.crm_ids(&connector.name).await?;
+        for (domain, known) in input.store.unmatched(&connector.name).await? {
+            if !ids.contains_key(&domain) && report.plan.items.iter().any(|i| i.domain == domain) {
+                report.unmatched.insert(domain, known.ids);
+            }
+        }
         return Ok(());
     }
     let sink_error = |source: SinkError| SyncError::Sink { connector: connector.name.clone(), source };
@@ -193,11 +230,15 @@ async fn run<S: Sink>(
     let scores: HashMap<&str, &CompanyScore> = input.scores.iter().map(|s| (s.domain.as_str(), s)).collect();
 
     let live = if opts.dry_run && opts.live {
-        Some(live_state(sink, input.scores, mapping, &stored, &store.crm_ids(name).await?).await.map_err(sink_error)?)
+        let ids = store.crm_ids(name).await?;
+        Some(live_state(sink, input.scores, mapping, &stored, &ids, &mut report.unmatched).await.map_err(sink_error)?)
     } else {
         None
     };
-    let plan = plan_changes(input.scores, mapping, live.as_ref().unwrap_or(&stored), &failures);
+    let mut plan = plan_changes(input.scores, mapping, live.as_ref().unwrap_or(&stored), &failures);
+    if !opts.dry_run {
+        report.unmatched_waiting = hold_back_unmatched(store, name, mapping, &mut plan).await?;
+    }
     report.totals.planned = plan.items.len() as i64;
     let result = if opts.dry_run {
         Ok(())
@@ -207,9 +248,11 @@ async fn run<S: Sink>(
         write_plan(sink, &ctx, &plan, report).await
     };
     report.plan = plan;
-    let (calls, waits) = sink.stats();
-    report.totals.api_calls = calls;
-    report.totals.rate_limit_waits = waits;
+    let counts = sink.stats();
+    report.totals.api_calls = counts.calls;
+    report.totals.server_waits = counts.server_waits;
+    report.totals.pacing_waits = counts.pacing_waits;
+    report.totals.rate_limit_waits = counts.server_waits + counts.pacing_waits;
     result
 }
 
@@ -220,6 +263,7 @@ async fn live_state<S: Sink>(
     mapping: &Mapping,
     accepted: &HashMap<String, crate::store::AcceptedState>,
     cached: &HashMap<String, String>,
+    unmatched: &mut std::collections::BTreeMap<String, Vec<String>>,
 ) -> Result<HashMap<String, crate::store::AcceptedState>, SinkError> {
     let in_scope: Vec<&CompanyScore> = scores
         .iter()
@@ -237,8 +281,15 @@ async fn live_state<S: Sink>(
         })
         .collect();
     for (domain, m) in sink.resolve(&unknown).await? {
-        if let Match::Found(id) = m {
-            ids.push((domain, id));
+        match m {
+            Match::Found(id) => ids.push((domain, id)),
+            Match::Ambiguous(found) => {
+                unmatched.insert(domain, found);
+            }
+            Match::Missing if !mapping.create_missing => {
+                unmatched.insert(domain, Vec::new());
+            }
+            Match::Missing => {}
         }
     }
     let fields: Vec<String> = mapping.fields.keys().cloned().collect();
@@ -261,6 +312,31 @@ async fn live_state<S: Sink>(
     Ok(out)
 }
 
+/// Takes out of the plan the companies whose last lookup found no CRM record, or
+/// several, when neither their values changed nor `recheck_unmatched_hours` passed
+/// since: asking again would only get the same answer. Returns how many.
+async fn hold_back_unmatched(store: &Store, name: &str, mapping: &Mapping, plan: &mut SyncPlan) -> Result<i64, StoreError> {
+    let known = store.unmatched(name).await?;
+    if known.is_empty() {
+        return Ok(0);
+    }
+    let ids = store.crm_ids(name).await?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let recheck = mapping.match_rule.recheck_unmatched_hours as i64 * 3_600 * 1_000_000_000;
+    let before = plan.items.len();
+    plan.items.retain(|item| {
+        let waiting = !ids.contains_key(&item.domain)
+            && known.get(&item.domain).is_some_and(|u| u.desired == lookup_key(item) && now - u.checked_at < recheck);
+        !waiting
+    });
+    Ok((before - plan.items.len()) as i64)
+}
+
+/// What a company's lookup is remembered with: the values (and stage) it should carry.
+fn lookup_key(item: &PlanItem) -> String {
+    serde_json::to_string(&(item.stage.as_str(), &item.after)).unwrap_or_default()
+}
+
 /// What writing a plan needs besides the plan.
 struct WriteContext<'a> {
     input: &'a SyncInput<'a>,
@@ -281,6 +357,12 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         return Ok(());
     }
     sink.prepare().await.map_err(sink_error)?;
+    if let Some(fingerprint) = sink.schema_fingerprint()
+        && store.schema_checked(name).await?.as_deref() != Some(fingerprint.as_str())
+    {
+        sink.check_schema().await.map_err(sink_error)?;
+        store.set_schema_checked(name, &fingerprint).await?;
+    }
     let all_desired: Vec<(String, Desired)> = input
         .scores
         .iter()
@@ -301,6 +383,19 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         })
         .collect();
     store.set_crm_ids(name, &found).await?;
+    // Remember what matched nothing (or too much), so an unchanged company is not looked
+    // up again on every run.
+    let unmatched: Vec<(String, Vec<String>, String)> = plan
+        .items
+        .iter()
+        .filter_map(|item| match matches.get(&item.domain)? {
+            Match::Ambiguous(found) => Some((item.domain.clone(), found.clone(), lookup_key(item))),
+            Match::Missing if !mapping.create_missing => Some((item.domain.clone(), Vec::new(), lookup_key(item))),
+            _ => None,
+        })
+        .collect();
+    store.remember_unmatched(name, &unmatched).await?;
+    store.forget_unmatched(name, &found.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()).await?;
     ids.extend(found);
 
     let mut unmatched: Vec<RecordResult> = Vec::new();
@@ -331,7 +426,23 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         // A record being created gets every field, not only the changed ones.
         let fields = if crm_id.is_none() { mapping.desired(score) } else { item.after.clone() };
         let stage_change = item.stage_changed().then_some((item.accepted_stage, item.stage));
-        writes.push((item, WriteRecord { domain: item.domain.clone(), crm_id, fields, event: signals_json(score), stage_change }));
+        let record = WriteRecord {
+            domain: item.domain.clone(),
+            crm_id,
+            fields,
+            event: signals_json(score),
+            stage_change,
+            new_record: item.new_record,
+            company_name: None,
+        };
+        writes.push((item, record));
+    }
+    let creatable: Vec<String> = writes.iter().filter(|(_, w)| w.new_record || w.crm_id.is_none()).map(|(_, w)| w.domain.clone()).collect();
+    if !creatable.is_empty() {
+        let mut names = store.names_of(&creatable).await?;
+        for (_, w) in &mut writes {
+            w.company_name = names.remove(&w.domain);
+        }
     }
     store.commit_batch(run_id, name, &unmatched, &[], dead_after).await?;
 
@@ -359,8 +470,15 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                     first_error = Some(SinkError::Paused(why));
                     break 'groups;
                 }
+                // A configuration the CRM cannot take stops the run; the records are not
+                // at fault, so none is charged an attempt, and the schema is checked
+                // again next run.
+                Err(SinkError::Config(why)) => {
+                    store.forget_schema_check(name).await?;
+                    return Err(sink_error(SinkError::Config(why)));
+                }
                 Err(e) => {
-                    let message = e.to_string();
+                    let message = crate::secrets::redact(&e.to_string()).into_owned();
                     tracing::warn!(connector = name, error = %message, records = batch.len(), "batch failed");
                     first_error.get_or_insert(e);
                     vec![WriteOutcome::Failed(message); batch.len()]

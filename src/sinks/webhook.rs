@@ -15,7 +15,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, RetryPolicy, redact_url};
 use crate::store::Firing;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub name: String,
@@ -65,9 +65,13 @@ impl WebhookSink {
     pub fn build(c: &WebhookConfig, file: &Path) -> Result<WebhookSink, SinkError> {
         let url = match (&c.url, &c.url_env) {
             (Some(url), _) => url.clone(),
-            (None, Some(var)) => std::env::var(var).map_err(|_| {
-                SinkError::Api(format!("{}: `url_env`: environment variable {var} is not set", file.display()))
-            })?,
+            (None, Some(var)) => {
+                let url = std::env::var(var).map_err(|_| {
+                    SinkError::Api(format!("{}: `url_env`: environment variable {var} is not set", file.display()))
+                })?;
+                crate::secrets::register(&url);
+                url
+            }
             (None, None) => return Err(SinkError::Api(format!("{}: missing `url`", file.display()))),
         };
         let http = HttpClient::new(&c.name, &[("default", c.rate_limit)], c.retry)?;
@@ -91,8 +95,8 @@ impl Sink for WebhookSink {
         50
     }
 
-    fn stats(&self) -> (i64, i64) {
-        (self.http.stats.calls(), self.http.stats.rate_limit_waits())
+    fn stats(&self) -> crate::http::CallCounts {
+        self.http.stats.counts()
     }
 
     /// Every company is "found": the receiver keys events by domain.
@@ -110,7 +114,7 @@ impl Sink for WebhookSink {
         for r in batch {
             let fields = serde_json::to_string(&r.fields).unwrap_or_default();
             let seed = format!("{}\n{}\n{fields}", self.name, r.domain);
-            let key = crate::triggers::idempotency_key(&seed);
+            let key = super::triggers::idempotency_key(&seed);
             let event = json!({
                 "type": "oql.company.updated",
                 "id": key,

@@ -20,7 +20,7 @@ use crate::config::KindName;
 /// Lines longer than this are quarantined without being held in memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     /// From the extension, then the content.
@@ -43,7 +43,7 @@ impl ExportFormat {
 }
 
 /// How Scarf's columns map onto activities (`spec/activity-format.md`, "Scarf exports").
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScarfSettings {
     /// Company fields are kept only from this identification confidence on (0 to 1).

@@ -35,7 +35,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
 use crate::store::{GithubPage, GithubProfile, NewActivity, PendingReactions, Store, StoreError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GitHubConfig {
     pub name: String,
@@ -538,8 +538,13 @@ impl<'a> GitHubSource<'a> {
 
     /// An activity with the company rules 1 to 3 give it (rule 4 comes with profiles).
     fn placed(&mut self, activity: Activity) -> NewActivity {
-        if let Some(login) = &activity.actor {
-            self.logins.insert(login.clone());
+        let login = activity.actor.clone();
+        let activity = activity.redacted();
+        // A login that held personal data (never a real one) is not looked up.
+        if let Some(login) = login
+            && activity.actor.as_ref() == Some(&login)
+        {
+            self.logins.insert(login);
         }
         let company = self.rules.attribute(None, activity.actor.as_deref(), None);
         NewActivity { activity, company }
@@ -688,7 +693,7 @@ fn read_profile(login: &str, etag: Option<&str>, v: &Value) -> GithubProfile {
         etag: etag.map(str::to_owned),
         email_domain: text("email").and_then(|e| e.rsplit_once('@').map(|(_, d)| d.to_owned())).and_then(|d| normalize_domain(&d)),
         blog_domain: text("blog").and_then(|b| normalize_domain(&b)),
-        company: text("company"),
+        company: text("company").map(|c| crate::activity::redact_personal_data(&c).into_owned()),
     }
 }
 

@@ -45,7 +45,7 @@ use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, RetryPolicy};
 use crate::store::{NewActivity, SlackThread, Store, ThreadMark};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pacing {
     /// Tier 3 until Slack says otherwise.
@@ -57,7 +57,7 @@ pub enum Pacing {
     Restricted,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     pub name: String,
@@ -344,7 +344,7 @@ impl<'a> SlackSource<'a> {
     }
 
     fn activity(&self, id: String, action: Action, user: &str, domain: Option<String>, at: i64) -> NewActivity {
-        let mut activity = Activity::community("slack", id, action, user, at);
+        let mut activity = Activity::community("slack", id, action, user, at).redacted();
         activity.email_domain = domain;
         let company = self.rules.attribute(None, activity.actor.as_deref(), activity.email_domain.as_deref());
         NewActivity { activity, company }

@@ -74,7 +74,12 @@ pub struct RunTotals {
     pub accepted: i64,
     pub failed: i64,
     pub api_calls: i64,
+    /// Every rate-limit wait: `server_waits + pacing_waits` where both are known.
     pub rate_limit_waits: i64,
+    /// Waits the API imposed (429, `Retry-After`, secondary limits).
+    pub server_waits: i64,
+    /// Waits of the connector's own pacing.
+    pub pacing_waits: i64,
 }
 
 fn json(v: &Desired) -> String {
@@ -193,7 +198,7 @@ impl Store {
         let status = status.unwrap_or(if error.is_some() || totals.failed > 0 { "failed" } else { "ok" });
         sqlx::query(
             "UPDATE sync_runs SET finished_at = ?, status = ?, planned = ?, sent = ?, accepted = ?, failed = ?, \
-             api_calls = ?, rate_limit_waits = ?, error = ? WHERE id = ?",
+             api_calls = ?, rate_limit_waits = ?, server_waits = ?, pacing_waits = ?, error = ? WHERE id = ?",
         )
         .bind(now_nanos())
         .bind(status)
@@ -203,6 +208,8 @@ impl Store {
         .bind(totals.failed)
         .bind(totals.api_calls)
         .bind(totals.rate_limit_waits)
+        .bind(totals.server_waits)
+        .bind(totals.pacing_waits)
         .bind(error)
         .bind(run_id)
         .execute(&self.pool)

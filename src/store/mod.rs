@@ -4,6 +4,7 @@
 
 mod activities;
 mod companies;
+mod crm_lookups;
 mod crm_state;
 mod cursors;
 mod leases;
@@ -26,7 +27,8 @@ pub use activities::{InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
 pub use cursors::{ExportFileState, GithubPage, GithubProfile, PendingReactions};
 pub use leases::{Held, Lease};
-pub use metrics::StoreFigures;
+pub use metrics::{ActivityFigures, StoreFigures};
+pub use crm_lookups::Unmatched;
 pub use upkeep::{BulkLoad, Checkup};
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;

@@ -18,6 +18,10 @@ pub struct RunRow {
     pub failed: i64,
     pub api_calls: i64,
     pub rate_limit_waits: i64,
+    /// Of those, the waits the API imposed (429, `Retry-After`, secondary limits)...
+    pub server_waits: i64,
+    /// ...and those of the connector's own pacing.
+    pub pacing_waits: i64,
     pub error: Option<String>,
 }
 
@@ -54,7 +58,7 @@ impl Store {
     pub async fn sync_runs(&self, f: &LogFilter) -> Result<Vec<RunRow>, StoreError> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT id, connector, started_at, finished_at, status, planned, sent, accepted, failed, api_calls, \
-             rate_limit_waits, error FROM sync_runs WHERE 1 = 1",
+             rate_limit_waits, error, server_waits, pacing_waits FROM sync_runs WHERE 1 = 1",
         );
         if let Some(c) = &f.connector {
             qb.push(" AND connector = ").push_bind(c.clone());
@@ -82,6 +86,8 @@ impl Store {
                 api_calls: r.get(9),
                 rate_limit_waits: r.get(10),
                 error: r.get(11),
+                server_waits: r.get(12),
+                pacing_waits: r.get(13),
             })
             .collect();
         out.reverse();

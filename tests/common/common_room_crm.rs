@@ -171,7 +171,7 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
                     rate_limited(wait, limit, window, &mut extra)
                 } else {
                     s.arrivals.push(at);
-                    extra.push(("x-ratelimit-remaining", (limit - used - 1).to_string()));
+                    extra.push(("x-ratelimit-remaining", limit.saturating_sub(used + 1).to_string()));
                     respond(&mut s, &method, &path, &query, &authorization, &parsed)
                 }
             }

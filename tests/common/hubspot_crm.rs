@@ -14,11 +14,21 @@
 //!   (<https://developers.hubspot.com/docs/api-reference/crm-lists-v3/memberships/put-crm-v3-lists-listId-memberships-add>);
 //! - rate limits: `X-HubSpot-RateLimit-Max`, `-Remaining`, `-Interval-Milliseconds` and
 //!   429 bodies with `errorType: RATE_LIMIT` and a `policyName`
-//!   (<https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details>).
+//!   (<https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details>);
+//! - every request body is checked against the shapes of HubSpot's published OpenAPI
+//!   specs (`hubspot_schema.rs`): a missing required key or a wrong type is a 400;
+//! - batch create reports per-input errors (207) only when every input carries an
+//!   `objectWriteTraceId`; otherwise one bad input fails the whole request
+//!   (<https://developers.hubspot.com/docs/api-reference/error-handling#multi-status-errors>);
+//! - OAuth: `/oauth/v3/token` (and the retiring `/oauth/v1/token`) mints access tokens
+//!   that really expire after `expires_in`; an expired one gets 401
+//!   `EXPIRED_AUTHENTICATION`.
 
 #![allow(dead_code)]
 
 pub use super::emulator::Recorded;
+#[path = "hubspot_schema.rs"]
+pub mod schema;
 use super::emulator::{Faults, drop_connection, form_decode, max_in_window, take_fault};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -54,7 +64,12 @@ pub enum Fault {
 struct Inner {
     tokens: HashSet<String>,
     oauth: Option<(String, String, String)>,
-    access_tokens: HashSet<String>,
+    /// Minted access tokens and when each expires.
+    access_tokens: std::collections::HashMap<String, Instant>,
+    token_lifetime: Duration,
+    tokens_minted: usize,
+    /// Domains whose create HubSpot refuses (a per-input error).
+    rejected_domains: HashSet<String>,
     companies: BTreeMap<u64, BTreeMap<String, String>>,
     next_id: u64,
     properties: BTreeMap<String, Value>,
@@ -81,7 +96,7 @@ const BUILTIN: [(&str, &str); 5] =
 
 impl HubSpot {
     pub async fn start() -> HubSpot {
-        let mut inner = Inner { next_id: 1_000_001, ..Default::default() };
+        let mut inner = Inner { next_id: 1_000_001, token_lifetime: Duration::from_secs(1800), ..Default::default() };
         for (name, kind) in BUILTIN {
             inner.properties.insert(name.into(), json!({"name": name, "label": name, "type": kind, "fieldType": "text", "groupName": "companyinformation"}));
         }
@@ -106,6 +121,21 @@ impl HubSpot {
     }
     pub fn expire_access_tokens(&self) {
         self.lock().access_tokens.clear();
+    }
+    /// How long the access tokens minted from now on live (`expires_in`).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().token_lifetime = lifetime;
+    }
+    /// Access tokens the token endpoint minted.
+    pub fn tokens_minted(&self) -> usize {
+        self.lock().tokens_minted
+    }
+    /// Answers that refused an expired access token.
+    pub fn expired_token_refusals(&self) -> usize {
+        self.lock().requests.iter().filter(|r| r.status == 401 && r.path.starts_with("/crm/")).count()
+    }
+    pub fn reject_domains(&self, domains: &[&str]) {
+        self.lock().rejected_domains = domains.iter().map(|s| s.to_string()).collect();
     }
     pub fn add_company(&self, properties: &[(&str, &str)]) -> String {
         let mut s = self.lock();
@@ -195,7 +225,7 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or_default().to_owned();
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let parsed: Value = if path == "/oauth/v1/token" {
+    let parsed: Value = if is_token_path(&path) {
         let form = form_decode(std::str::from_utf8(&body).unwrap_or_default());
         json!(form)
     } else {
@@ -211,7 +241,11 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         let (status, value) = match &fault {
             Some(Fault::RateLimited { retry_after_secs }) => {
                 if let Some(secs) = retry_after_secs {
+                    // HubSpot says the ten-second window is spent and when to come back.
                     extra.push(("retry-after", secs.to_string()));
+                    extra.push(("x-hubspot-ratelimit-max", "100".into()));
+                    extra.push(("x-hubspot-ratelimit-remaining", "0".into()));
+                    extra.push(("x-hubspot-ratelimit-interval-milliseconds", "10000".into()));
                 }
                 let policy = if retry_after_secs.is_some() { "TEN_SECONDLY_ROLLING" } else { "SECONDLY" };
                 (429, rate_limit_body(policy))
@@ -272,12 +306,18 @@ fn respond(
     at: Instant,
     extra: &mut Vec<(&'static str, String)>,
 ) -> (u16, Value) {
-    if path == "/oauth/v1/token" {
+    if is_token_path(path) {
         return token(s, body);
     }
     let bearer = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
-    if !(s.tokens.contains(bearer) || s.access_tokens.contains(bearer)) {
-        return unauthorized();
+    match s.access_tokens.get(bearer) {
+        Some(expires) if *expires <= at => {
+            let ago = at.duration_since(*expires).as_secs();
+            return error(401, "EXPIRED_AUTHENTICATION", &format!("The OAuth token used to make this call expired {ago} second(s) ago."));
+        }
+        Some(_) => {}
+        None if s.tokens.contains(bearer) => {}
+        None => return unauthorized(),
     }
     // The emulator's own limits, counted over requests that got through.
     let search = path.ends_with("/search");
@@ -303,6 +343,9 @@ fn respond(
         extra.push(("x-hubspot-ratelimit-max", max.to_string()));
         extra.push(("x-hubspot-ratelimit-remaining", max.saturating_sub(used).to_string()));
         extra.push(("x-hubspot-ratelimit-interval-milliseconds", "10000".into()));
+    }
+    if let Some(problem) = schema::shape_of(method.as_str(), path).and_then(|shape| schema::check(shape, body)) {
+        return error(400, "VALIDATION_ERROR", &format!("Invalid input JSON on line 1, column 1: {problem}"));
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
@@ -365,10 +408,15 @@ fn respond(
                     added.push(rid);
                 }
             }
-            (200, json!({"recordIdsAdded": added, "recordIdsMissing": missing}))
+            // The spec's `MembershipsUpdateResponse` spells it `recordsIdsAdded`.
+            (200, json!({"recordsIdsAdded": added, "recordIdsMissing": missing, "recordIdsRemoved": []}))
         }
         _ => error(404, "OBJECT_NOT_FOUND", &format!("No route for {method} {path}")),
     }
+}
+
+fn is_token_path(path: &str) -> bool {
+    path == "/oauth/v3/token" || path == "/oauth/v1/token"
 }
 
 fn token(s: &mut Inner, form: &Value) -> (u16, Value) {
@@ -378,8 +426,11 @@ fn token(s: &mut Inner, form: &Value) -> (u16, Value) {
             if f("grant_type") == "refresh_token" && &f("client_id") == id && &f("client_secret") == secret && &f("refresh_token") == refresh =>
         {
             let access = format!("emul-access-{:016x}", rand::random::<u64>());
-            s.access_tokens.insert(access.clone());
-            (200, json!({"token_type": "bearer", "refresh_token": refresh, "access_token": access, "expires_in": 1800}))
+            s.access_tokens.insert(access.clone(), Instant::now() + s.token_lifetime);
+            s.tokens_minted += 1;
+            // `AccessTokenResponse` of the OAuth v3 spec.
+            (200, json!({"token_type": "bearer", "refresh_token": refresh, "access_token": access,
+                         "expires_in": s.token_lifetime.as_secs(), "token_use": "access_token", "hub_id": 1234}))
         }
         _ => (400, json!({"error": "invalid_grant", "error_description": "missing or unknown refresh token", "status": "BAD_REFRESH_TOKEN"})),
     }
@@ -523,8 +574,20 @@ fn batch_create(s: &mut Inner, body: &Value) -> (u16, Value) {
     if let Some(e) = batch_limit(&inputs).or_else(|| validate(s, &inputs)) {
         return e;
     }
-    let mut results = Vec::new();
+    let refused = |input: &Value| input["properties"]["domain"].as_str().is_some_and(|d| s.rejected_domains.contains(d));
+    let traced = inputs.iter().all(|i| i["objectWriteTraceId"].is_string());
+    // Without a trace id on every input, one bad input fails the whole request.
+    if !traced && inputs.iter().any(refused) {
+        return error(400, "VALIDATION_ERROR", "Blocked by a validation rule: domain is not allowed");
+    }
+    let (mut results, mut errors) = (Vec::new(), Vec::new());
     for input in &inputs {
+        let trace = input["objectWriteTraceId"].clone();
+        if refused(input) {
+            errors.push(json!({"status": "error", "category": "VALIDATION_ERROR", "message": "Blocked by a validation rule: domain is not allowed",
+                               "context": {"objectWriteTraceId": [trace]}, "errors": [], "links": {}}));
+            continue;
+        }
         let id = s.next_id;
         s.next_id += 1;
         let mut p: BTreeMap<String, String> = input["properties"]
@@ -534,12 +597,22 @@ fn batch_create(s: &mut Inner, body: &Value) -> (u16, Value) {
             .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
             .collect();
         p.insert("hs_object_id".into(), id.to_string());
-        results.push(record(id, &p, None));
+        let mut r = record(id, &p, None);
+        if trace.is_string() {
+            r["objectWriteTraceId"] = trace;
+        }
+        results.push(r);
         s.companies.insert(id, p);
     }
     // Created records come back in no promised order.
     results.reverse();
-    (201, json!({"status": "COMPLETE", "results": results, "startedAt": "2026-11-01T10:00:00.000Z", "completedAt": "2026-11-01T10:00:00.100Z"}))
+    let mut out = json!({"status": "COMPLETE", "results": results, "startedAt": "2026-11-01T10:00:00.000Z", "completedAt": "2026-11-01T10:00:00.100Z"});
+    if errors.is_empty() {
+        return (201, out);
+    }
+    out["numErrors"] = json!(errors.len());
+    out["errors"] = json!(errors);
+    (207, out)
 }
 
 fn batch_read(s: &Inner, body: &Value) -> (u16, Value) {

@@ -422,6 +422,15 @@ fn failure(code: &str, message: &str, fields: &[&str]) -> Value {
     json!({"success": false, "errors": [{"statusCode": code, "message": message, "fields": fields}]})
 }
 
+/// Account's required field: a create without it fails that record only.
+fn has_name(fields: &Map<String, Value>) -> bool {
+    fields.get("Name").and_then(|v| v.as_str()).is_some_and(|n| !n.trim().is_empty())
+}
+
+fn name_missing() -> Value {
+    failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [Name]", &["Name"])
+}
+
 fn collection(s: &mut Inner, body: &Value, mode: Mode) -> (u16, Value) {
     let records = body["records"].as_array().cloned().unwrap_or_default();
     if records.len() > 200 {
@@ -487,6 +496,9 @@ fn write_one(s: &mut Inner, kind: &str, fields: Map<String, Value>, mode: &Mode)
             json!({"id": id, "success": true, "errors": []})
         }
         ("Account", Mode::Create) => {
+            if !has_name(&fields) {
+                return name_missing();
+            }
             let id = new_id(s, "001");
             let mut m = fields;
             m.insert("Id".into(), json!(id));
@@ -515,6 +527,8 @@ fn write_one(s: &mut Inner, kind: &str, fields: Map<String, Value>, mode: &Mode)
                     s.records.get_mut(&id).unwrap().1.extend(fields);
                     json!({"id": id, "success": true, "errors": [], "created": false})
                 }
+                // An upsert that creates needs what a create needs.
+                None if !has_name(&fields) => name_missing(),
                 None => {
                     let id = new_id(s, "001");
                     let mut m = fields;
