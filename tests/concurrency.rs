@@ -515,3 +515,56 @@ fn read_only_commands_work_on_a_read_only_store_and_writes_say_why_they_cannot()
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("permission denied: the store is read-only to this user"), "{stderr}");
 }
+
+fn get(url: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(url).await.ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    })
+}
+
+#[test]
+fn a_scheduled_run_of_a_connector_a_manual_sync_holds_is_skipped_and_the_daemon_stays_ready() {
+    let c = crm();
+    let env = setup(&c.hs);
+    std::fs::remove_file(env.path().join("connectors/drops.yaml")).unwrap();
+    std::fs::remove_file(env.path().join("connectors/rows.yaml")).unwrap();
+    let data = env.write("a.ndjson", activities("a", 60));
+    env.ok(&["import", data.to_str().unwrap()]);
+    // The manual sync's create takes 4 s: the daemon's runs meanwhile find hs held.
+    c.hs.fail_next("/crm/v3/objects/companies/batch/create", Fault::Delay(Duration::from_secs(4)), 1);
+    let manual = spawn(&env, &["sync", "--connector", "hs", "--as-of", AS_OF]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.hs.requests().iter().any(|r| r.path == "/crm/v3/objects/companies/search") {
+        assert!(Instant::now() < deadline, "the manual sync never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut d = env
+        .command(&["run", "--listen", &format!("127.0.0.1:{port}"), "--as-of", AS_OF, "--unready-after", "1"])
+        .env("HS_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        assert!(Instant::now() < deadline, "the daemon never ran hs");
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some((200, text)) = get(&format!("http://127.0.0.1:{port}/status")) {
+            let status: Value = serde_json::from_str(&text).unwrap();
+            if !status["connectors"]["hs"]["last_outcome"].is_null() {
+                break status;
+            }
+        }
+    };
+    assert_eq!(status["connectors"]["hs"]["last_outcome"], "skipped", "{status}");
+    let (code, ready) = get(&format!("http://127.0.0.1:{port}/readyz")).unwrap();
+    assert_eq!(code, 200, "a skipped run is no failure: {ready}");
+    let manual = finish("sync", manual);
+    assert_eq!(manual.code, 0, "{}", manual.stderr);
+    sigterm(&d);
+    assert_eq!(wait_exit(&mut d, Duration::from_secs(40)), 0);
+    assert_eq!(c.hs.requests().iter().filter(|r| r.path == "/crm/v3/objects/companies/batch/create").count(), 1);
+}
