@@ -71,6 +71,16 @@ fn setup(hs: &HubSpot) -> Env {
     env
 }
 
+/// Only the HubSpot sink, over 40 companies already imported.
+fn hubspot_only(hs: &HubSpot) -> Env {
+    let env = setup(hs);
+    std::fs::remove_file(env.path().join("connectors/drops.yaml")).unwrap();
+    std::fs::remove_file(env.path().join("connectors/rows.yaml")).unwrap();
+    let data = env.write("a.ndjson", activities("a", 60));
+    env.ok(&["import", data.to_str().unwrap()]);
+    env
+}
+
 fn spawn(env: &Env, args: &[&str]) -> Child {
     env.command(args).env("HS_TOKEN", TOKEN).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
@@ -262,11 +272,7 @@ fn daemons_imports_polls_and_manual_syncs_on_one_store_send_nothing_twice_and_lo
 #[test]
 fn a_manual_sync_of_a_connector_the_daemon_is_running_is_skipped_not_sent_twice() {
     let c = crm();
-    let env = setup(&c.hs);
-    std::fs::remove_file(env.path().join("connectors/drops.yaml")).unwrap();
-    std::fs::remove_file(env.path().join("connectors/rows.yaml")).unwrap();
-    let data = env.write("a.ndjson", activities("a", 60));
-    env.ok(&["import", data.to_str().unwrap()]);
+    let env = hubspot_only(&c.hs);
     // HubSpot takes 3 s to answer the daemon's first create: the sync holds its lease.
     c.hs.fail_next("/crm/v3/objects/companies/batch/create", Fault::Delay(Duration::from_secs(3)), 1);
     let mut d = daemon(&env);
@@ -516,23 +522,10 @@ fn read_only_commands_work_on_a_read_only_store_and_writes_say_why_they_cannot()
     assert!(stderr.contains("permission denied: the store is read-only to this user"), "{stderr}");
 }
 
-fn get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(url).await.ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    })
-}
-
 #[test]
 fn a_scheduled_run_of_a_connector_a_manual_sync_holds_is_skipped_and_the_daemon_stays_ready() {
     let c = crm();
-    let env = setup(&c.hs);
-    std::fs::remove_file(env.path().join("connectors/drops.yaml")).unwrap();
-    std::fs::remove_file(env.path().join("connectors/rows.yaml")).unwrap();
-    let data = env.write("a.ndjson", activities("a", 60));
-    env.ok(&["import", data.to_str().unwrap()]);
+    let env = hubspot_only(&c.hs);
     // The manual sync's create takes 4 s: the daemon's runs meanwhile find hs held.
     c.hs.fail_next("/crm/v3/objects/companies/batch/create", Fault::Delay(Duration::from_secs(4)), 1);
     let manual = spawn(&env, &["sync", "--connector", "hs", "--as-of", AS_OF]);
@@ -552,7 +545,7 @@ fn a_scheduled_run_of_a_connector_a_manual_sync_holds_is_skipped_and_the_daemon_
     let status = loop {
         assert!(Instant::now() < deadline, "the daemon never ran hs");
         std::thread::sleep(Duration::from_millis(200));
-        if let Some((200, text)) = get(&format!("http://127.0.0.1:{port}/status")) {
+        if let Some((200, text)) = common::http_get(&format!("http://127.0.0.1:{port}/status")) {
             let status: Value = serde_json::from_str(&text).unwrap();
             if !status["connectors"]["hs"]["last_outcome"].is_null() {
                 break status;
@@ -560,7 +553,7 @@ fn a_scheduled_run_of_a_connector_a_manual_sync_holds_is_skipped_and_the_daemon_
         }
     };
     assert_eq!(status["connectors"]["hs"]["last_outcome"], "skipped", "{status}");
-    let (code, ready) = get(&format!("http://127.0.0.1:{port}/readyz")).unwrap();
+    let (code, ready) = common::http_get(&format!("http://127.0.0.1:{port}/readyz")).unwrap();
     assert_eq!(code, 200, "a skipped run is no failure: {ready}");
     let manual = finish("sync", manual);
     assert_eq!(manual.code, 0, "{}", manual.stderr);
