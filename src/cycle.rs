@@ -40,6 +40,15 @@ pub enum Ran<T> {
     Skipped(Held),
 }
 
+impl<T> Ran<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Ran<U> {
+        match self {
+            Ran::Done(t) => Ran::Done(f(t)),
+            Ran::Skipped(held) => Ran::Skipped(held),
+        }
+    }
+}
+
 pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
@@ -118,18 +127,42 @@ pub fn succeeded(report: &SyncReport) -> bool {
     report.error.is_none() && report.totals.failed == 0 && report.triggers_failed == 0
 }
 
+/// How a scheduled run of the daemon went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Another process was running the connector: neither a success nor a failure.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
 /// One scheduled run of the daemon: a source polls and rescores; a sink syncs.
-pub async fn run_connector(c: &Connector, store: &Store, config: &Config, as_of: Option<NaiveDate>) -> Result<bool, CycleError> {
-    if polls(c) {
-        let (_, ok) = poll_and_record(store, config, c).await?;
-        // Only the companies this poll touched are recomputed (all, on a new day).
-        rescore(store, &config.model, as_of.unwrap_or_else(today)).await?;
-        return Ok(ok);
-    }
-    match sync_leased(store, config, c, as_of, SyncOptions::default()).await? {
-        Ran::Done(report) => Ok(succeeded(&report)),
-        Ran::Skipped(_) => Ok(true),
-    }
+pub async fn run_connector(c: &Connector, store: &Store, config: &Config, as_of: Option<NaiveDate>) -> Result<Outcome, CycleError> {
+    let ran = if polls(c) {
+        let ran = poll_leased_or_skip(store, config, c).await?;
+        if let Ran::Done(_) = ran {
+            // Only the companies this poll touched are recomputed (all, on a new day).
+            rescore(store, &config.model, as_of.unwrap_or_else(today)).await?;
+        }
+        ran.map(|(_, ok)| ok)
+    } else {
+        sync_leased(store, config, c, as_of, SyncOptions::default()).await?.map(|report| succeeded(&report))
+    };
+    Ok(match ran {
+        Ran::Done(true) => Outcome::Ok,
+        Ran::Done(false) => Outcome::Failed,
+        Ran::Skipped(_) => Outcome::Skipped,
+    })
 }
 
 /// Syncs one sink holding its lease, from the scores current once the lease is held.
@@ -159,18 +192,25 @@ pub async fn sync_leased(store: &Store, config: &Config, c: &Connector, as_of: O
 }
 
 /// Polls one source holding its lease and records the run in the sync log; returns
-/// its summary line and whether it went without error.
+/// its summary line and whether it went without error (a skipped run is no error).
 pub async fn poll_and_record(store: &Store, config: &Config, c: &Connector) -> Result<(String, bool), CycleError> {
+    Ok(match poll_leased_or_skip(store, config, c).await? {
+        Ran::Done(polled) => polled,
+        Ran::Skipped(held) => (skipped_line(&c.name, &held), true),
+    })
+}
+
+async fn poll_leased_or_skip(store: &Store, config: &Config, c: &Connector) -> Result<Ran<(String, bool)>, CycleError> {
     let lease = match store.take_lease(&lease_name(c)).await? {
         Ok(lease) => lease,
         Err(held) => {
             skipped(store, c, &held).await?;
-            return Ok((skipped_line(&c.name, &held), true));
+            return Ok(Ran::Skipped(held));
         }
     };
     let result = poll_leased(store, config, c).await;
     lease.release().await;
-    result
+    result.map(Ran::Done)
 }
 
 async fn poll_leased(store: &Store, config: &Config, c: &Connector) -> Result<(String, bool), CycleError> {

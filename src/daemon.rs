@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::cycle::{CycleError, rescore, run_connector, runs_on_schedule, score_and_persist, today};
+use crate::cycle::{CycleError, Outcome, rescore, run_connector, runs_on_schedule, score_and_persist, today};
 use crate::store::Store;
 
 /// How long runs in flight may take to finish after a shutdown signal.
@@ -266,15 +266,17 @@ async fn connector_loop(
             s.runs += 1;
             s.last_duration_ms = Some(started.elapsed().as_millis() as u64);
             s.last_outcome = Some(match &outcome {
-                Ok(true) => "ok".into(),
-                Ok(false) => "failed".into(),
+                Ok(o) => o.as_str().into(),
                 Err(e) => format!("error: {e}"),
             });
-            if matches!(outcome, Ok(true)) {
-                s.failing_in_a_row = 0;
-            } else {
-                s.failures += 1;
-                s.failing_in_a_row += 1;
+            match outcome {
+                Ok(Outcome::Ok) => s.failing_in_a_row = 0,
+                // Another process ran it: that says nothing of how this connector fares.
+                Ok(Outcome::Skipped) => {}
+                Ok(Outcome::Failed) | Err(_) => {
+                    s.failures += 1;
+                    s.failing_in_a_row += 1;
+                }
             }
         }
     }

@@ -76,15 +76,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(url).await.ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    })
-}
-
 #[test]
 fn the_daemon_runs_connectors_on_schedule_reports_metrics_and_stops_on_sigterm() {
     let env = Env::new();
@@ -108,7 +99,7 @@ fn the_daemon_runs_connectors_on_schedule_reports_metrics_and_stops_on_sigterm()
     let metrics = loop {
         assert!(started.elapsed() < Duration::from_secs(30), "the daemon never synced");
         std::thread::sleep(Duration::from_millis(300));
-        if let Some((200, text)) = get(&format!("{base}/metrics")) {
+        if let Some((200, text)) = common::http_get(&format!("{base}/metrics")) {
             if text.contains("oql_sync_records_total{connector=\"rows\",outcome=\"accepted\"} 1") {
                 break text;
             }
@@ -118,13 +109,13 @@ fn the_daemon_runs_connectors_on_schedule_reports_metrics_and_stops_on_sigterm()
     assert!(metrics.contains("oql_companies{stage=\"investigation\"} 1"), "{metrics}");
     assert!(metrics.contains("oql_runs_total{connector=\"drops\",status=\"ok\"}"), "{metrics}");
     assert!(metrics.contains("# TYPE oql_api_calls_total counter"), "{metrics}");
-    let (code, health) = get(&format!("{base}/healthz")).unwrap();
+    let (code, health) = common::http_get(&format!("{base}/healthz")).unwrap();
     assert_eq!(code, 200);
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["store"], true);
     assert_eq!(health["connectors"]["drops"]["last_outcome"], "ok");
     assert!(health["connectors"]["rows"]["runs"].as_u64().unwrap() >= 1);
-    let (_, status) = get(&format!("{base}/status")).unwrap();
+    let (_, status) = common::http_get(&format!("{base}/status")).unwrap();
     assert!(status.contains("\"companies_by_stage\""), "{status}");
     assert_eq!(std::fs::read_to_string(env.path().join("out/rows.csv")).unwrap(), "domain,stage\nacme.com,investigation\n");
 

@@ -134,3 +134,41 @@ impl Sink for FileSink {
         Err(SinkError::Api(format!("a file connector cannot run the action {}", firing.action)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processes running the same file connector (before leases kept them apart, or
+    /// two configs naming one output) each write a temporary file and rename it: with
+    /// one shared temporary name, one renamed the other's half-written file or found it
+    /// gone.
+    #[test]
+    fn two_writers_of_one_output_never_clash_and_leave_a_whole_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out/rows.csv");
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    let mut sink = FileSink { path, format: FileFormat::Csv, columns: vec!["stage".into()] };
+                    let rows: Vec<(String, Desired)> =
+                        (0..2000).map(|i| (format!("w{w}-{i}.com"), [("stage".to_owned(), serde_json::json!("investigation"))].into_iter().collect())).collect();
+                    for _ in 0..100 {
+                        rt.block_on(sink.snapshot(&rows)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2001, "one writer's whole snapshot");
+        let first = text.lines().nth(1).unwrap().split('-').next().unwrap().to_owned();
+        assert!(text.lines().skip(1).all(|l| l.starts_with(&first)), "never a mix of two snapshots");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind: {left:?}");
+    }
+}

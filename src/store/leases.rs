@@ -138,12 +138,14 @@ impl Store {
     pub async fn leases(&self) -> Result<Vec<(Held, bool)>, StoreError> {
         let now = now_nanos();
         let rows = sqlx::query("SELECT name, pid, host, acquired_at, expires_at FROM leases ORDER BY name").fetch_all(&self.pool).await?;
+        let host = host_name();
         Ok(rows
             .into_iter()
             .map(|r| {
                 let expires: i64 = r.get(4);
                 let held = Held { name: r.get(0), pid: r.get(1), host: r.get(2), since: time(r.get(3)), expires: time(expires) };
-                let live = expires > now && !(held.host == host_name() && !process_exists(held.pid));
+                let gone = held.host == host && !process_exists(held.pid);
+                let live = expires > now && !gone;
                 (held, live)
             })
             .collect())

@@ -128,7 +128,7 @@ pub(super) fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
 /// A SQLite result code in words, or None for codes whose own message says it.
 pub(super) fn code_words(code: i32) -> Option<&'static str> {
     Some(match code & 0xff {
-        5 | 6 => "another process held the store's write lock longer than the 30 s busy timeout",
+        5 | 6 => "the store is locked by another process (waited up to 30 s)",
         8 => "the store is read-only to this process (file or folder permissions, or a read-only mount)",
         10 => "the disk or file system reported an I/O error",
         11 => "the store's file is damaged (see `oql-sync doctor`; restore the last backup)",

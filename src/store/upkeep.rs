@@ -84,29 +84,26 @@ impl Store {
 
     /// What `doctor` reports.
     pub async fn checkup(&self, file: Option<&Path>) -> Result<Checkup, StoreError> {
-        let problems: Vec<String> = sqlx::query("PRAGMA integrity_check(20)")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| r.get::<String, _>(0))
-            .filter(|line| line != "ok")
-            .collect();
+        // A damaged page can fail the check itself: that is a finding, not an error.
+        let problems: Vec<String> = match sqlx::query("PRAGMA integrity_check(20)").fetch_all(&self.pool).await {
+            Ok(rows) => rows.into_iter().map(|r| r.get::<String, _>(0)).filter(|line| line != "ok").collect(),
+            Err(e) => vec![StoreError::from(e).to_string()],
+        };
         let (schema, latest) = super::open::schema_versions(&self.pool).await?;
         let wal_bytes = file.and_then(|f| std::fs::metadata(format!("{}-wal", f.display())).ok()).map_or(0, |m| m.len());
-        let count = |sql: &'static str| async move { sqlx::query(sql).fetch_one(&self.pool).await.map(|r| r.get::<i64, _>(0)) };
-        let has_table = |name: &'static str| async move {
-            sqlx::query("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?").bind(name).fetch_one(&self.pool).await.map(|r| r.get::<i64, _>(0) > 0)
-        };
-        let (activities, unattributed, quarantined) = if has_table("activities").await? {
+        let count = |sql: &'static str| async move { sqlx::query(sql).fetch_one(&self.pool).await.ok().map(|r| r.get::<i64, _>(0)) };
+        let tables: Vec<String> = sqlx::query("SELECT name FROM sqlite_schema WHERE type = 'table'").fetch_all(&self.pool).await?.into_iter().map(|r| r.get(0)).collect();
+        let has = |name: &str| tables.iter().any(|t| t == name);
+        let (activities, unattributed, quarantined) = if has("activities") {
             (
-                count("SELECT count(*) FROM activities").await?,
-                count("SELECT count(*) FROM activities WHERE company_id IS NULL").await?,
-                count("SELECT count(*) FROM quarantine").await?,
+                count("SELECT count(*) FROM activities").await,
+                count("SELECT count(*) FROM activities WHERE company_id IS NULL").await,
+                count("SELECT count(*) FROM quarantine").await,
             )
         } else {
-            (0, 0, 0)
+            (Some(0), Some(0), Some(0))
         };
-        let leases = if has_table("leases").await? { self.leases().await? } else { Vec::new() };
+        let leases = if has("leases") { self.leases().await.unwrap_or_default() } else { Vec::new() };
         Ok(Checkup { problems, schema, latest, wal_bytes, activities, unattributed, quarantined, leases })
     }
 
@@ -124,6 +121,12 @@ impl Store {
 }
 
 impl BulkLoad {
+    /// Whether the company index was dropped (and so is built again, reading every
+    /// activity, at `finish`).
+    pub fn rebuilds_index(&self) -> bool {
+        self.dropped_index
+    }
+
     /// Stops the checkpoint task and builds the company index again if it was dropped.
     pub async fn finish(mut self) -> Result<(), StoreError> {
         let _ = self.stop.send(true);
@@ -155,9 +158,10 @@ pub struct Checkup {
     pub schema: i64,
     pub latest: i64,
     pub wal_bytes: u64,
-    pub activities: i64,
-    pub unattributed: i64,
-    pub quarantined: i64,
+    /// Counts, `None` where damage kept them from being read.
+    pub activities: Option<i64>,
+    pub unattributed: Option<i64>,
+    pub quarantined: Option<i64>,
     /// Each lease, and whether it is live.
     pub leases: Vec<(super::Held, bool)>,
 }
@@ -190,8 +194,9 @@ impl Checkup {
             }
         ));
         out.push_str(&format!("wal: {}\n", mib(self.wal_bytes)));
-        out.push_str(&format!("activities: {} ({} unattributed)\n", self.activities, self.unattributed));
-        out.push_str(&format!("quarantined lines: {}\n", self.quarantined));
+        let n = |v: Option<i64>| v.map_or("unreadable".to_owned(), |v| v.to_string());
+        out.push_str(&format!("activities: {} ({} unattributed)\n", n(self.activities), n(self.unattributed)));
+        out.push_str(&format!("quarantined lines: {}\n", n(self.quarantined)));
         if self.leases.is_empty() {
             out.push_str("leases: none\n");
         }
