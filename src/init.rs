@@ -133,14 +133,16 @@ fn yaml_string(path: &Path) -> String {
     serde_json::to_string(&path.display().to_string()).unwrap_or_default()
 }
 
-/// What `check` prints: every connector with its kind, schedule and next three runs.
+/// What `check` prints: every connector with its kind, schedule and next run, in 80
+/// columns (the daemon logs every connector's next run at start too).
 pub fn check_report(config: &Config, now: DateTime<Utc>) -> String {
     let mut out = format!("config {} is valid: {} connectors, {} mappings\n", config.dir.display(), config.connectors.len(), config.mappings.len());
+    let width = config.connectors.iter().map(|c| c.name.len()).max().unwrap_or(0).max(9);
     for c in &config.connectors {
-        let next: Vec<String> = crate::daemon::next_runs(&c.schedule, now, 3).iter().map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).collect();
-        let _ = writeln!(out, "  {:<16} {:<12} \"{}\"  next: {} UTC", c.name, c.kind.as_str(), c.schedule, next.join(", "));
+        let next = crate::daemon::next_runs(&c.schedule, now, 1).first().map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default();
+        let _ = writeln!(out, "  {:<width$}  {:<11}  {:<16}  next {next}", c.name, c.kind.as_str(), format!("\"{}\"", c.schedule));
         if let Some(m) = c.mapping_path() {
-            let _ = writeln!(out, "  {:<16} {:<12} mapping {m}", "", "");
+            let _ = writeln!(out, "  {:<width$}  {:<11}  mapping {m}", "", "");
         }
     }
     out

@@ -222,7 +222,7 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
 /// The whole road of a new operator, as README and docs/getting-started.md then
 /// docs/crm/hubspot.md tell it: init, check, a first run, companies, explain; then
 /// HubSpot enabled against the emulator: the token missing is caught by `check`, then
-/// `check --live`, a dry run against HubSpot's values, the sync, and a second sync that
+/// `check --live` asks HubSpot, a dry run against HubSpot's values, the sync, and a second sync that
 /// writes nothing.
 #[test]
 fn the_newcomer_road_from_init_to_a_first_hubspot_sync() {
@@ -257,6 +257,9 @@ fn the_newcomer_road_from_init_to_a_first_hubspot_sync() {
     let token = [("HUBSPOT_TOKEN", TOKEN)];
     let checked = env.run_with(&["check"], &token);
     assert_eq!(checked.code, 0, "{}", checked.stderr);
+    let live = env.run_with(&["check", "--live"], &token);
+    assert_eq!(live.code, 0, "{}\n{}", live.stdout, live.stderr);
+    assert!(live.stdout.lines().any(|l| l.starts_with("hubspot") && l.contains("token accepted")), "{}", live.stdout);
 
     let dry = env.run_with(&["sync", "--connector", "hubspot", "--dry-run", "--live", "--as-of", "2026-10-31"], &token);
     assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);

@@ -357,6 +357,14 @@ fn respond(
         let (st, b) = github_error(404, "Not Found", "https://docs.github.com/rest/repos/repos#get-a-repository");
         return (st, b, None);
     };
+    // <https://docs.github.com/rest/repos/repos#get-a-repository>: readable with the
+    // Metadata permission alone.
+    if rest.is_empty() {
+        let repo_json = json!({"id": full.len(), "name": name, "full_name": full, "private": false,
+            "stargazers_count": repo.stars.len(), "forks_count": repo.forks.len(),
+            "html_url": format!("https://github.com/{full}")});
+        return (200, repo_json, None);
+    }
     if read_only {
         let (st, b) = github_error(403, "Resource not accessible by personal access token", "https://docs.github.com/rest/issues/issues#list-repository-issues");
         return (st, b, None);
