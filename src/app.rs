@@ -507,10 +507,10 @@ fn stopped(done: &[FileSummary], committed: &FileSummary, files: &[std::path::Pa
     let rest = files.len() - done.len() - 1;
     let resume = if error.is_disk_full() { "free some space, then run" } else { "once that is fixed, run" };
     AppError::Failed(format!(
-        "{error}. The import stopped in {}: {stored} activities are committed ({} of them from that file, {} files complete{}); {resume} the same `oql-sync import` again: what is stored already is skipped as duplicates",
+        "{error}. The import stopped in {}: {stored} activities are committed ({} of them from that file, {} complete{}); {resume} the same `oql-sync import` again: what is stored already is skipped as duplicates",
         committed.path.display(),
         committed.imported,
-        done.len(),
+        if done.len() == 1 { "1 file".to_owned() } else { format!("{} files", done.len()) },
         if rest > 0 { format!(", {rest} not started") } else { String::new() },
     ))
 }
