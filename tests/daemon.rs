@@ -66,7 +66,7 @@ fn init_writes_a_starter_config_that_check_accepts() {
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_oql-sync")).args(["--config-dir", dir.to_str().unwrap(), "check"]).output().unwrap();
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{text}");
-    assert!(text.contains("is valid: 2 connectors") && text.contains("exports") && text.contains("next:"), "{text}");
+    assert!(text.contains("is valid: 2 connectors") && text.contains("exports") && text.contains("next 20"), "{text}");
     // A second init leaves what exists alone, and says so.
     let again = env.ok(&["init", dir.to_str().unwrap()]);
     assert!(!again.contains("wrote ") && again.contains("kept ") && again.contains("nothing written"), "{again}");
