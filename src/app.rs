@@ -209,6 +209,13 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             Ok(())
         }
         Command::Run { once, as_of, listen, unready_after } => {
+            // SIGHUP's default action ends the process. The daemon answers it once its
+            // schedules run; until then (opening, migrating a large store) it is taken
+            // and ignored: tokio keeps the handler installed for the process's life.
+            #[cfg(unix)]
+            if !once {
+                let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+            }
             // A secret missing now would fail every run of its connector while the
             // health endpoint says ok: refuse to start instead.
             if let Some(e) = crate::config::ConfigError::from_list(crate::preflight::missing_secrets(config)) {
