@@ -97,3 +97,44 @@ fn each_problem_is_named_with_its_fix_and_the_check_exits_2() {
     assert!(!r.stdout.contains("pat-na1-not-this-one") && !r.stderr.contains("pat-na1-not-this-one"));
     assert_eq!(s.hs.write_calls(), 0);
 }
+
+/// Salesforce: the describe names a mapped field the org lacks, and a campaign a trigger
+/// names is read by id; with both right, the line says ok. Nothing is written.
+#[test]
+fn salesforce_fields_and_campaigns_are_checked_by_reading_them() {
+    use common::salesforce_crm::{Salesforce, test_keypair};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let sf = rt.block_on(Salesforce::start());
+    sf.define_field("OQL_Stage__c", "string");
+    sf.jwt_app("app-1", "int@example.com", &test_keypair().1);
+    let campaign = sf.add_campaign();
+    let env = Env::new();
+    env.write("keys/sf.key", test_keypair().0);
+    env.write(
+        "connectors/sf.yaml",
+        format!(
+            "name: sf\nkind: salesforce\nschedule: \"0 0 * * * *\"\nmapping: mappings/sf.yaml\nauth:\n  flow: jwt_bearer\n  login_url: {}\n  client_id: app-1\n  username: int@example.com\n  private_key_file: keys/sf.key\n",
+            sf.url
+        ),
+    );
+    let mapping = |fields: &str, campaign: &str| {
+        format!("object: Account\nmatch: {{ crm_field: Website }}\nfields:\n{fields}triggers:\n  - when: {{ to: experimentation }}\n    action: {{ salesforce_campaign: {{ id: \"{campaign}\" }} }}\n")
+    };
+    env.write("mappings/sf.yaml", mapping("  OQL_Stage__c: { from: stage }\n  OQL_Score__c: { from: score }\n", "701000000000999"));
+    let r = env.run(&["check", "--live"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let out = r.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(line_of(&r.stdout, "sf").contains("FAIL") && out.contains("OQL_Score__c does not exist"), "{out}");
+
+    env.write("mappings/sf.yaml", mapping("  OQL_Stage__c: { from: stage }\n", "701000000000999"));
+    let r = env.run(&["check", "--live"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let out = r.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(out.contains("no Campaign 701000000000999 in the org"), "{out}");
+
+    env.write("mappings/sf.yaml", mapping("  OQL_Stage__c: { from: stage }\n", &campaign));
+    let r = env.run(&["check", "--live"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(line_of(&r.stdout, "sf").contains("ok"), "{}", r.stdout);
+    assert_eq!(sf.write_calls(), 0, "the live check wrote to Salesforce");
+}

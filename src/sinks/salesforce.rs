@@ -605,9 +605,29 @@ impl SalesforceSink {
 }
 
 /// `oql-sync check --live`: the describe check of a Salesforce connector, run whatever
-/// the store remembers (a dry check: nothing is written, two calls: token and describe).
+/// the store remembers, then each campaign a trigger names read by id (a dry check:
+/// nothing is written).
 pub async fn check_live(c: &SalesforceConfig, file: &Path, mapping: &Mapping) -> Result<(), SinkError> {
-    SalesforceSink::build(c, file, mapping)?.describe_check().await
+    let mut sink = SalesforceSink::build(c, file, mapping)?;
+    sink.describe_check().await?;
+    let mut missing = Vec::new();
+    for t in &mapping.triggers {
+        if let super::mapping::Action::SalesforceCampaign(target) = &t.action {
+            let r = sink.call(Method::GET, &format!("/services/data/{}/sobjects/Campaign/{}", c.api_version, target.id), None).await?;
+            match r.status {
+                200 => {}
+                404 => missing.push(target.id.clone()),
+                s => return Err(SinkError::Api(format!("cannot read campaign {} (HTTP {s}): {}", target.id, describe(&r)))),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(SinkError::Config(format!(
+            "no Campaign {} in the org; fix: put the id of an existing campaign (701…, in its URL) in the mapping's trigger",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 impl Sink for SalesforceSink {

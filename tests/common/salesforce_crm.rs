@@ -334,6 +334,12 @@ fn respond(s: &mut Inner, method: &Method, path: &str, query: &str, auth: &Optio
                 .collect();
             (200, json!({"name": "Account", "label": "Account", "keyPrefix": "001", "createable": true, "updateable": true, "fields": fields}))
         }
+        // <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_retrieve_get.htm>:
+        // a record by id, or 404 NOT_FOUND.
+        ("GET", ["services", "data", _, "sobjects", t, id]) if *t != "Account" => match s.records.get(*id) {
+            Some((kind, m)) if kind == t => (200, Value::Object(m.clone())),
+            _ => (404, json!([{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}])),
+        },
         ("POST", ["services", "data", _, "sobjects", "Task"]) => {
             let mut m = body.as_object().cloned().unwrap_or_default();
             let id = new_id(s, "00T");
