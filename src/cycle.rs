@@ -280,6 +280,8 @@ fn api_totals(mut totals: RunTotals, polled: Result<crate::sources::github::Poll
             totals.accepted = s.inserted as i64;
             totals.api_calls = s.api_calls;
             totals.rate_limit_waits = s.rate_limit_waits;
+            totals.server_waits = s.server_waits;
+            totals.pacing_waits = s.pacing_waits;
             (totals, s.errors)
         }
         Err(e) => (totals, vec![e.to_string()]),

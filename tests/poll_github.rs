@@ -433,7 +433,11 @@ fn poll_runs_log_the_rate_limit_waits_they_made() {
     let r = poll(&env);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(activity_count(&env), 255);
-    assert!(last_run(&env)["rate_limit_waits"].as_i64().unwrap() >= 1, "{}", last_run(&env));
+    let run = last_run(&env);
+    assert!(run["rate_limit_waits"].as_i64().unwrap() >= 1, "{run}");
+    // The wait GitHub imposed is told apart from the connector's own pacing.
+    assert!(run["server_waits"].as_i64().unwrap() >= 1, "{run}");
+    assert_eq!(run["rate_limit_waits"].as_i64(), Some(run["server_waits"].as_i64().unwrap() + run["pacing_waits"].as_i64().unwrap()), "{run}");
 }
 
 #[test]

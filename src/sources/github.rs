@@ -116,11 +116,25 @@ pub struct PollSummary {
     pub inserted: u64,
     pub api_calls: i64,
     pub not_modified: i64,
-    /// Waits for a rate limit (the client's pacing and the server's limits).
+    /// Waits for a rate limit: the two below together.
     pub rate_limit_waits: i64,
+    /// Waits the API imposed (429, `Retry-After`, secondary limits).
+    pub server_waits: i64,
+    /// Waits of the connector's own pacing.
+    pub pacing_waits: i64,
     /// Problems that stopped one part (a repo, an endpoint) while the rest went on;
     /// each cause once.
     pub errors: Vec<String>,
+}
+
+impl PollSummary {
+    /// Adds what one HTTP client's requests cost.
+    pub fn add_counts(&mut self, c: crate::http::CallCounts) {
+        self.api_calls += c.calls;
+        self.server_waits += c.server_waits;
+        self.pacing_waits += c.pacing_waits;
+        self.rate_limit_waits = self.server_waits + self.pacing_waits;
+    }
 }
 
 impl PollSummary {
@@ -278,8 +292,7 @@ impl<'a> GitHubSource<'a> {
         // What cached profiles say places this poll's activities even when fetching
         // more had to wait.
         attribute_profiles(self.store, self.rules, &self.logins).await?;
-        self.summary.api_calls = self.http.stats.calls();
-        self.summary.rate_limit_waits = self.http.stats.rate_limit_waits();
+        self.summary.add_counts(self.http.stats.counts());
         Ok(self.summary)
     }
 

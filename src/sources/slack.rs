@@ -190,7 +190,8 @@ pub struct SlackSource<'a> {
     /// Members changed since they were last stored (a person looked up).
     members_changed: bool,
     /// Calls made by clients since replaced by the restricted pace.
-    retired_calls: i64,
+    /// What the clients replaced by slower ones had cost.
+    retired: crate::http::CallCounts,
     /// Threads active since then are followed.
     window_start: Ts,
     /// History is never read before then (`backfill_days`).
@@ -217,7 +218,7 @@ impl<'a> SlackSource<'a> {
             summary: PollSummary::default(),
             members: Members::default(),
             members_changed: false,
-            retired_calls: 0,
+            retired: Default::default(),
             window_start: Ts::of_time(now - chrono::TimeDelta::days(config.thread_window_days as i64)),
             backfill_start: config.backfill_days.map(|d| Ts::of_time(now - chrono::TimeDelta::days(d as i64))),
         })
@@ -270,7 +271,8 @@ impl<'a> SlackSource<'a> {
             if let Some(last) = paced.last_call {
                 client.hold_from(last + interval).await;
             }
-            self.retired_calls += paced.client.stats.calls();
+            let c = paced.client.stats.counts();
+            self.retired = crate::http::CallCounts { calls: self.retired.calls + c.calls, server_waits: self.retired.server_waits + c.server_waits, pacing_waits: self.retired.pacing_waits + c.pacing_waits };
             *paced = Paced { client, restricted: true, last_call: paced.last_call };
         }
         Ok(())
@@ -294,7 +296,7 @@ impl<'a> SlackSource<'a> {
                 Err(e) => {
                     self.summary.errors.push(e.to_string());
                     // Without members nothing else can be attributed or trusted.
-                    self.summary.api_calls = self.http.stats.calls();
+                    self.summary.add_counts(self.http.stats.counts());
                     return Ok(self.summary);
                 }
             };
@@ -339,7 +341,9 @@ impl<'a> SlackSource<'a> {
                 self.summary.errors.push(format!("{channel}: {e}"));
             }
         }
-        self.summary.api_calls += self.http.stats.calls() + self.history.client.stats.calls() + self.replies.client.stats.calls() + self.retired_calls;
+        for c in [self.http.stats.counts(), self.history.client.stats.counts(), self.replies.client.stats.counts(), self.retired] {
+            self.summary.add_counts(c);
+        }
         Ok(self.summary)
     }
 
