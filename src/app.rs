@@ -314,7 +314,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 PlanFormat::Json => report::log_json(&runs, &records),
             };
             // A log written before secrets were redacted is shown without them.
-            std::io::stdout().lock().write_all(crate::secrets::redact(&text).as_bytes())?;
+            std::io::stdout().lock().write_all(crate::redaction::redact(&text).as_bytes())?;
             Ok(())
         }
         Command::Backup { file } => {

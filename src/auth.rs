@@ -56,7 +56,7 @@ impl SecretSource {
         if value.is_empty() {
             return Err(AuthError::Empty { file: file.to_path_buf(), key: key.to_owned() });
         }
-        crate::secrets::register(&value);
+        crate::redaction::register(&value);
         Ok(SecretString::from(value))
     }
 }
@@ -239,7 +239,7 @@ fn oauth_client(token_url: &str, client_id: &str, secret: &SecretString) -> Resu
 
 /// The session of a token answer, and its `expires_in`.
 fn session_of(answer: TokenAnswer) -> (Session, Option<Duration>) {
-    crate::secrets::register(answer.access_token().secret());
+    crate::redaction::register(answer.access_token().secret());
     let session = Session {
         token: SecretString::from(answer.access_token().secret().to_owned()),
         instance_url: answer.extra_fields().instance_url.clone(),
@@ -293,7 +293,7 @@ async fn jwt_bearer(
     let claims = Claims { iss: client_id, sub: username, aud: audience, exp: chrono::Utc::now().timestamp() + 170 };
     let assertion = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, key)
         .map_err(|e| AuthError::Invalid(format!("cannot sign the JWT assertion: {e}")))?;
-    crate::secrets::register(&assertion);
+    crate::redaction::register(&assertion);
     let response = http
         .post(token_url)
         .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
@@ -309,7 +309,7 @@ async fn jwt_bearer(
         Some(token) if status == 200 => Ok((
             Session {
                 token: {
-                    crate::secrets::register(token);
+                    crate::redaction::register(token);
                     SecretString::from(token.to_owned())
                 },
                 instance_url: body.get("instance_url").and_then(|u| u.as_str()).map(str::to_owned),
@@ -317,7 +317,7 @@ async fn jwt_bearer(
             body.get("expires_in").and_then(|e| e.as_u64()).map(Duration::from_secs),
         )),
         _ => Err(AuthError::Refresh(
-            crate::secrets::redact(&format!(
+            crate::redaction::redact(&format!(
                 "{}{} (HTTP {status})",
                 body.get("error").and_then(|e| e.as_str()).unwrap_or("token request refused"),
                 body.get("error_description").and_then(|e| e.as_str()).map(|d| format!(": {d}")).unwrap_or_default(),
@@ -335,7 +335,7 @@ pub fn read_private_key(file: &Path, key: &str, path: &Path) -> Result<jsonwebto
         path: path.to_path_buf(),
         message: e.kind().to_string(),
     })?;
-    crate::secrets::register(&String::from_utf8_lossy(&bytes));
+    crate::redaction::register(&String::from_utf8_lossy(&bytes));
     jsonwebtoken::EncodingKey::from_rsa_pem(&bytes).map_err(|_| AuthError::File {
         file: file.to_path_buf(),
         key: key.to_owned(),
@@ -361,7 +361,7 @@ fn describe_token_error<RE: std::error::Error + 'static>(
         oauth2::RequestTokenError::Parse(_, _) => "the token endpoint sent an unreadable answer".into(),
         oauth2::RequestTokenError::Other(m) => m.clone(),
     };
-    crate::secrets::redact(&text).into_owned()
+    crate::redaction::redact(&text).into_owned()
 }
 
 #[cfg(test)]

@@ -322,7 +322,7 @@ impl Config {
         let files = ConfigFiles::read(dir)?;
         let texts: Vec<String> =
             files.connectors.iter().chain(&files.mappings).map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned()).collect();
-        crate::secrets::register_config(dir, &texts.iter().map(String::as_str).collect::<Vec<_>>());
+        crate::redaction::register_config(dir, &texts.iter().map(String::as_str).collect::<Vec<_>>());
         Config::from_files(files)
     }
 

@@ -254,13 +254,13 @@ impl Response {
 pub fn redact_url(url: &str) -> String {
     let mut u = match reqwest::Url::parse(url) {
         Ok(u) => u,
-        Err(_) => return crate::secrets::redact(url.split(['?', '#']).next().unwrap_or_default()).into_owned(),
+        Err(_) => return crate::redaction::redact(url.split(['?', '#']).next().unwrap_or_default()).into_owned(),
     };
     u.set_query(None);
     u.set_fragment(None);
     let _ = u.set_password(None);
     let _ = u.set_username("");
-    crate::secrets::redact(u.as_str()).into_owned()
+    crate::redaction::redact(u.as_str()).into_owned()
 }
 
 /// One class's limit: governor paces requests evenly (GCRA), and a log of the last
@@ -401,7 +401,7 @@ impl HttpClient {
                         Ok(body) => Ok(Response {
                             status,
                             headers,
-                            body: crate::secrets::redact_bytes(body.to_vec()),
+                            body: crate::redaction::redact_bytes(body.to_vec()),
                             url: safe_url.to_owned(),
                             method: method.to_owned(),
                         }),
@@ -673,7 +673,7 @@ pub fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     let text = if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") };
-    crate::secrets::redact(&text).into_owned()
+    crate::redaction::redact(&text).into_owned()
 }
 
 #[cfg(test)]

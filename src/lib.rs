@@ -24,6 +24,6 @@ pub mod live_check;
 pub mod logging;
 pub mod output;
 pub mod personal_data;
-pub mod secrets;
+pub mod redaction;
 pub mod preflight;
 pub mod schema;

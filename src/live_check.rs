@@ -28,7 +28,7 @@ pub struct Verdict {
 pub async fn check_all(config: &Config) -> Vec<Verdict> {
     let mut out = Vec::new();
     for c in &config.connectors {
-        let outcome = check_one(config, c).await.map_err(|e| crate::secrets::redact(&e).into_owned());
+        let outcome = check_one(config, c).await.map_err(|e| crate::redaction::redact(&e).into_owned());
         out.push(Verdict { connector: c.name.clone(), kind: c.kind.as_str(), outcome });
     }
     out

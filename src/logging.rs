@@ -18,7 +18,7 @@ pub fn init(format: LogFormat, default_level: &str) {
     let _ = FORMAT.set(format);
     let default_level = if format == LogFormat::Json { "info" } else { default_level };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::secrets::redacting_stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::redaction::redacting_stderr);
     // (Every log line passes the secret redaction on its way out.)
     match format {
         // Flattened: the message and the event's fields beside `level`, not under "fields".
@@ -52,7 +52,7 @@ pub fn is_json() -> bool {
 /// A warning for the operator outside any run: `warning: ...` on a terminal, a WARN
 /// event in JSON.
 pub fn warning(message: &str) {
-    let message = &*crate::secrets::redact(message);
+    let message = &*crate::redaction::redact(message);
     if is_json() {
         tracing::warn!("{message}");
     } else {
@@ -62,7 +62,7 @@ pub fn warning(message: &str) {
 
 /// An error for the operator that does not end the command (one file of several).
 pub fn error(message: &str) {
-    let message = &*crate::secrets::redact(message);
+    let message = &*crate::redaction::redact(message);
     if is_json() {
         tracing::error!("{message}");
     } else {
@@ -72,7 +72,7 @@ pub fn error(message: &str) {
 
 /// Something the operator should know that is neither a warning nor an error.
 pub fn notice(message: &str) {
-    let message = &*crate::secrets::redact(message);
+    let message = &*crate::redaction::redact(message);
     if is_json() {
         tracing::info!("{message}");
     } else {
@@ -83,7 +83,7 @@ pub fn notice(message: &str) {
 /// The error that ends the process, as the last line on stderr. In JSON it is written
 /// directly, not through the filter: `RUST_LOG=off` must not hide why the process died.
 pub fn fatal(message: &str, exit_code: i32) {
-    let message = &*crate::secrets::redact(message);
+    let message = &*crate::redaction::redact(message);
     if is_json() {
         write_json("ERROR", message, Some(exit_code));
     } else {

@@ -1,4 +1,4 @@
-//! Personal data: the store never keeps an email or IP address (`docs/privacy-and-secrets.md`).
+//! Personal data: the store never keeps an email or IP address (`docs/privacy.md`).
 //!
 //! Free text is scanned for addresses in every spelling exports and APIs have been seen
 //! to use (percent-encoded once or more, `＠` and `[at]`, internationalized and

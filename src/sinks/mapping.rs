@@ -277,7 +277,7 @@ impl WebhookTarget {
         match (&self.url, &self.url_env) {
             (Some(url), _) => Ok(url.clone()),
             (None, Some(var)) => std::env::var(var)
-                .inspect(|url| crate::secrets::register(url))
+                .inspect(|url| crate::redaction::register(url))
                 .map_err(|_| super::SinkError::Api(format!("webhook `url_env`: environment variable {var} is not set"))),
             (None, None) => Err(super::SinkError::Api("webhook has no `url` or `url_env`".into())),
         }

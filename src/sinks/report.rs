@@ -162,7 +162,7 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
 /// An error as the summary, the logs and the sync log keep it: a CRM's or a hook's
 /// answer may echo a secret or personal data (an owner's email, a client's IP).
 pub fn loggable(error: &str) -> String {
-    crate::personal_data::redact_personal_data(&crate::secrets::redact(error)).into_owned()
+    crate::personal_data::redact_personal_data(&crate::redaction::redact(error)).into_owned()
 }
 
 /// One line per sink run.
@@ -192,7 +192,7 @@ pub fn summary(r: &SyncReport) -> String {
         let _ = write!(line, "\n  paused: {p}");
     }
     line.push('\n');
-    crate::secrets::redact(&line).into_owned()
+    crate::redaction::redact(&line).into_owned()
 }
 
 /// The sync log for people: runs, then records, each a table in 80 columns unless

@@ -69,7 +69,7 @@ impl WebhookSink {
                 let url = std::env::var(var).map_err(|_| {
                     SinkError::Api(format!("{}: `url_env`: environment variable {var} is not set", file.display()))
                 })?;
-                crate::secrets::register(&url);
+                crate::redaction::register(&url);
                 url
             }
             (None, None) => return Err(SinkError::Api(format!("{}: missing `url`", file.display()))),

@@ -1,5 +1,5 @@
 //! Every secret value the process knows, and the one redaction that keeps them out of
-//! every output (`docs/privacy-and-secrets.md`).
+//! every output (`docs/privacy.md`).
 //!
 //! Secrets enter only through environment variables and files named in the config
 //! (`*_env`, `*_file`); each value is registered when the config is loaded and again
