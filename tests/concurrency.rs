@@ -12,22 +12,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use common::hubspot_crm::{Fault, HubSpot};
+use common::hubspot_crm::{Fault, HubSpot, Running};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "pat-na1-concurrency-token";
 const AS_OF: &str = "2026-10-31";
 
-struct Crm {
-    hs: HubSpot,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn crm() -> Crm {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let hs = rt.block_on(HubSpot::start());
-    hs.accept_token(TOKEN);
-    Crm { hs, _rt: rt }
+fn crm() -> Running {
+    HubSpot::running(TOKEN)
 }
 
 /// Activities with ids `{tag}-{i}` over 40 companies, in October 2026.

@@ -139,9 +139,8 @@ fn the_daemon_runs_connectors_on_schedule_reports_metrics_and_stops_on_sigterm()
 #[test]
 fn a_shutdown_in_the_middle_of_a_sync_lets_the_batch_finish_and_loses_nothing() {
     use common::hubspot_crm::{Fault, HubSpot};
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let hs = rt.block_on(HubSpot::start());
-    hs.accept_token("daemon-token");
+    let crm = HubSpot::running("daemon-token");
+    let hs = &crm.hs;
     let id = hs.add_company(&[("domain", "acme.com")]);
     let env = Env::new();
     env.write("mappings/hs.yaml", "object: companies\nmatch: { crm_field: domain }\nfields:\n  oql_stage: { from: stage }\n");

@@ -19,9 +19,8 @@ const AMBIGUOUS: usize = 20;
 
 #[test]
 fn api_calls_per_thousand_changed_companies() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let hs = rt.block_on(HubSpot::start());
-    hs.accept_token(TOKEN);
+    let crm = HubSpot::running(TOKEN);
+    let hs = &crm.hs;
     let mut domains = Vec::new();
     for i in 0..MATCHED {
         let d = format!("m{i}.com");

@@ -226,10 +226,9 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
 /// writes nothing.
 #[test]
 fn the_newcomer_road_from_init_to_a_first_hubspot_sync() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let hs = rt.block_on(common::hubspot_crm::HubSpot::start());
     const TOKEN: &str = "pat-na1-newcomer-token";
-    hs.accept_token(TOKEN);
+    let crm = common::hubspot_crm::HubSpot::running(TOKEN);
+    let hs = &crm.hs;
     let acme = hs.add_company(&[("name", "Acme"), ("domain", "acme.com")]);
 
     let env = Env::new();
@@ -274,7 +273,6 @@ fn the_newcomer_road_from_init_to_a_first_hubspot_sync() {
     let again = env.run_with(&["sync", "--connector", "hubspot", "--as-of", "2026-10-31"], &token);
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     assert_eq!(hs.write_calls(), writes, "a second sync with nothing changed wrote again");
-    drop(rt);
 }
 
 /// `log` and `sync --dry-run` fit 80 columns: columns left out by need, fields shortened,

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Env;
-use common::hubspot_crm::{Fault, HubSpot};
+use common::hubspot_crm::{Fault, HubSpot, Running};
 
 /// Fake secrets, each unique, so any leak is found by a plain search.
 const TOKEN_ENV: &str = "tok-LEAK-CANARY-1234";
@@ -90,16 +90,8 @@ fn store_bytes(db: &Path) -> String {
         .collect()
 }
 
-struct Crm {
-    hs: HubSpot,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn hubspot() -> Crm {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let hs = rt.block_on(HubSpot::start());
-    hs.accept_token(TOKEN_ENV);
-    Crm { hs, _rt: rt }
+fn hubspot() -> Running {
+    HubSpot::running(TOKEN_ENV)
 }
 
 const MAPPING: &str = "object: companies\nmatch: { crm_field: domain }\nstages: [interest, investigation, experimentation, ongoing_usage, inactive]\nfields:\n  oql_score: { from: score, round: 0 }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n";

@@ -7,23 +7,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Env;
-use common::hubspot_crm::{Fault, HubSpot};
+use common::hubspot_crm::{Fault, HubSpot, Running};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "pat-na1-test-0000-secret-token";
 
-/// The emulator runs on its own runtime, so the tests can stay synchronous and spawn the
-/// binary like a user would.
-struct Crm {
-    hs: HubSpot,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn crm() -> Crm {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let hs = rt.block_on(HubSpot::start());
-    hs.accept_token(TOKEN);
-    Crm { hs, _rt: rt }
+fn crm() -> Running {
+    HubSpot::running(TOKEN)
 }
 
 /// `n` companies with one release download on 2026-09-15 (investigation until 60 days
@@ -585,7 +575,7 @@ fn server_waits_and_pacing_waits_are_counted_apart_in_the_summary_the_log_and_me
     let metrics = loop {
         assert!(started.elapsed() < Duration::from_secs(30), "no /metrics");
         std::thread::sleep(Duration::from_millis(200));
-        let got = c._rt.block_on(async { reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok() });
+        let got = c.rt.block_on(async { reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok() });
         if let Some(text) = got.filter(|t| t.contains("oql_runs_total")) {
             break text;
         }

@@ -97,7 +97,22 @@ pub struct HubSpot {
 const BUILTIN: [(&str, &str); 5] =
     [("name", "string"), ("domain", "string"), ("website", "string"), ("hs_object_id", "number"), ("createdate", "datetime")];
 
+/// An emulator on a runtime of its own, so a test can stay synchronous and spawn the
+/// binary as a user would; the emulator stops when this is dropped.
+pub struct Running {
+    pub hs: HubSpot,
+    pub rt: tokio::runtime::Runtime,
+}
+
 impl HubSpot {
+    /// Starts an emulator on its own runtime that accepts `token` as a private app token.
+    pub fn running(token: &str) -> Running {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let hs = rt.block_on(HubSpot::start());
+        hs.accept_token(token);
+        Running { hs, rt }
+    }
+
     pub async fn start() -> HubSpot {
         let mut inner = Inner { next_id: 1_000_001, token_lifetime: Duration::from_secs(1800), ..Default::default() };
         for (name, kind) in BUILTIN {
