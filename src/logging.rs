@@ -52,31 +52,32 @@ pub fn is_json() -> bool {
 /// A warning for the operator outside any run: `warning: ...` on a terminal, a WARN
 /// event in JSON.
 pub fn warning(message: &str) {
-    let message = &*crate::redaction::redact(message);
-    if is_json() {
-        tracing::warn!("{message}");
-    } else {
-        eprintln!("warning: {message}");
-    }
+    say(tracing::Level::WARN, "warning: ", message);
 }
 
 /// An error for the operator that does not end the command (one file of several).
 pub fn error(message: &str) {
-    let message = &*crate::redaction::redact(message);
-    if is_json() {
-        tracing::error!("{message}");
-    } else {
-        eprintln!("error: {message}");
-    }
+    say(tracing::Level::ERROR, "error: ", message);
 }
 
 /// Something the operator should know that is neither a warning nor an error.
 pub fn notice(message: &str) {
+    say(tracing::Level::INFO, "", message);
+}
+
+/// A prefixed line on a terminal, an event at `level` in JSON; redacted first either
+/// way (a JSON line escapes what it quotes, so its writer's redaction alone could miss a
+/// secret that holds a quote or a newline).
+fn say(level: tracing::Level, prefix: &str, message: &str) {
     let message = &*crate::redaction::redact(message);
-    if is_json() {
-        tracing::info!("{message}");
+    if !is_json() {
+        eprintln!("{prefix}{message}");
+    } else if level == tracing::Level::WARN {
+        tracing::warn!("{message}");
+    } else if level == tracing::Level::ERROR {
+        tracing::error!("{message}");
     } else {
-        eprintln!("{message}");
+        tracing::info!("{message}");
     }
 }
 
