@@ -8,7 +8,7 @@ mod common;
 
 use common::Env;
 use common::common_room_crm::CommonRoom;
-use common::salesforce_crm::{Salesforce, test_keypair};
+use common::salesforce_crm::{Salesforce, jwt_connector, test_keypair};
 use serde_json::json;
 
 const COMPANIES: usize = 1_000;
@@ -58,14 +58,7 @@ fn salesforce(rt: &tokio::runtime::Runtime, mapping: &str) -> (Salesforce, Env) 
     let env = Env::new();
     env.write("keys/sf.key", test_keypair().0);
     env.write("mappings/sf.yaml", mapping);
-    env.write(
-        "connectors/sf.yaml",
-        format!(
-            "name: sf\nkind: salesforce\nschedule: \"0 0 * * * *\"\nmapping: mappings/sf.yaml\nauth:\n  flow: jwt_bearer\n  login_url: {}\n  \
-             client_id: app-1\n  username: int@example.com\n  private_key_file: keys/sf.key\nrate_limit: {{ requests: 1000, per_seconds: 1 }}\n",
-            sf.url
-        ),
-    );
+    env.write("connectors/sf.yaml", jwt_connector(&sf.url, "rate_limit: { requests: 1000, per_seconds: 1 }\n"));
     let file = env.write("data.ndjson", data());
     env.ok(&["import", file.to_str().unwrap()]);
     (sf, env)

@@ -102,7 +102,7 @@ fn each_problem_is_named_with_its_fix_and_the_check_exits_2() {
 /// names is read by id; with both right, the line says ok. Nothing is written.
 #[test]
 fn salesforce_fields_and_campaigns_are_checked_by_reading_them() {
-    use common::salesforce_crm::{Salesforce, test_keypair};
+    use common::salesforce_crm::{Salesforce, jwt_connector, test_keypair};
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let sf = rt.block_on(Salesforce::start());
     sf.define_field("OQL_Stage__c", "string");
@@ -110,13 +110,7 @@ fn salesforce_fields_and_campaigns_are_checked_by_reading_them() {
     let campaign = sf.add_campaign();
     let env = Env::new();
     env.write("keys/sf.key", test_keypair().0);
-    env.write(
-        "connectors/sf.yaml",
-        format!(
-            "name: sf\nkind: salesforce\nschedule: \"0 0 * * * *\"\nmapping: mappings/sf.yaml\nauth:\n  flow: jwt_bearer\n  login_url: {}\n  client_id: app-1\n  username: int@example.com\n  private_key_file: keys/sf.key\n",
-            sf.url
-        ),
-    );
+    env.write("connectors/sf.yaml", jwt_connector(&sf.url, ""));
     let mapping = |fields: &str, campaign: &str| {
         format!("object: Account\nmatch: {{ crm_field: Website }}\nfields:\n{fields}triggers:\n  - when: {{ to: experimentation }}\n    action: {{ salesforce_campaign: {{ id: \"{campaign}\" }} }}\n")
     };

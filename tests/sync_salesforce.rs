@@ -37,10 +37,7 @@ fn data(domains: &[(&str, &str)]) -> String {
 }
 
 fn jwt_connector(url: &str, extra: &str) -> String {
-    format!(
-        "name: sf\nkind: salesforce\nschedule: \"0 0 * * * *\"\nmapping: mappings/sf.yaml\nauth:\n  flow: jwt_bearer\n  login_url: {url}\n  \
-         client_id: app-1\n  username: int@example.com\n  private_key_file: keys/sf.key\nretry: {{ base_delay_ms: 10, max_delay_ms: 50 }}\n{extra}"
-    )
+    common::salesforce_crm::jwt_connector(url, &format!("retry: {{ base_delay_ms: 10, max_delay_ms: 50 }}\n{extra}"))
 }
 
 fn setup(o: &Org, mapping: &str, extra: &str, companies: &[(&str, &str)]) -> Env {

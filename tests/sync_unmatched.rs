@@ -6,7 +6,7 @@ mod common;
 
 use common::Env;
 use common::hubspot_crm::HubSpot;
-use common::salesforce_crm::{Salesforce, test_keypair};
+use common::salesforce_crm::{Salesforce, jwt_connector, test_keypair};
 use serde_json::json;
 
 fn data(domains: &[&str]) -> String {
@@ -33,14 +33,7 @@ fn salesforce_env(sf: &Salesforce) -> Env {
     let env = Env::new();
     env.write("keys/sf.key", test_keypair().0);
     env.write("mappings/sf.yaml", SF_MAPPING);
-    env.write(
-        "connectors/sf.yaml",
-        format!(
-            "name: sf\nkind: salesforce\nschedule: \"0 0 * * * *\"\nmapping: mappings/sf.yaml\nauth:\n  flow: jwt_bearer\n  login_url: {}\n  \
-             client_id: app-1\n  username: int@example.com\n  private_key_file: keys/sf.key\n",
-            sf.url
-        ),
-    );
+    env.write("connectors/sf.yaml", jwt_connector(&sf.url, ""));
     let file = env.write("data.ndjson", data(&["found.com", "dup.com", "lost.com"]));
     env.ok(&["import", file.to_str().unwrap()]);
     env

@@ -75,6 +75,16 @@ pub struct Salesforce {
     state: Shared,
 }
 
+/// `connectors/sf.yaml` of a connector signing in to `login_url` with the JWT bearer
+/// flow as `app-1` / `int@example.com` (see `jwt_app`), its key in `keys/sf.key`
+/// (`test_keypair().0`), mapping `mappings/sf.yaml`; `extra` is appended.
+pub fn jwt_connector(login_url: &str, extra: &str) -> String {
+    format!(
+        "name: sf\nkind: salesforce\nschedule: \"0 0 * * * *\"\nmapping: mappings/sf.yaml\nauth:\n  flow: jwt_bearer\n  login_url: {login_url}\n  \
+         client_id: app-1\n  username: int@example.com\n  private_key_file: keys/sf.key\n{extra}"
+    )
+}
+
 /// An RSA key pair for JWT bearer tests, made once per test process.
 pub fn test_keypair() -> (String, String) {
     static PAIR: OnceLock<(String, String)> = OnceLock::new();
