@@ -21,6 +21,14 @@ pub struct NewActivity {
     pub company: Option<(String, Rule)>,
 }
 
+/// Activities in all, set aside by an ignore, and placed by no rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributionCounts {
+    pub total: i64,
+    pub ignored: i64,
+    pub unattributed: i64,
+}
+
 /// What one batch did to the store.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct InsertOutcome {
@@ -572,6 +580,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(scoring_activity).collect()
+    }
+
+    /// How the store's activities stand with attribution.
+    pub async fn attribution_counts(&self) -> Result<AttributionCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE attributed_by = 'ignored'), \
+             COUNT(*) FILTER (WHERE company_domain IS NULL AND attributed_by IS NULL) FROM activities",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(AttributionCounts { total: row.get(0), ignored: row.get(1), unattributed: row.get(2) })
     }
 
     /// Totals of the store, for summaries.
