@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, OutputFormat, PlanFormat};
+use crate::cli::{AttributionCommand, Cli, Command, OutputFormat, PlanFormat};
 use crate::config::{Config, ConfigError, Connector, ConnectorKind};
 use crate::cycle::{CycleError, Ran, current_scores, poll_and_record, score_and_persist, sync_leased, today};
 use crate::import::{FileSummary, ImportError, file_summary, import_file};
@@ -187,6 +187,21 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             let text = match format {
                 PlanFormat::Table => crate::scoring::explain::render(&explanation, as_of),
                 PlanFormat::Json => serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n",
+            };
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
+        Command::Attribution { command: AttributionCommand::Review { limit, as_of, format } } => {
+            // Read as stored: a review writes nothing, not even a re-attribution.
+            let store = db.open_for_reading(None, opened).await?;
+            if store.attribution_changed(&config.attribution).await? {
+                crate::logging::warning("attribution.yaml changed since the store was last attributed: run any command that writes (`score`) to apply it first");
+            }
+            let as_of = as_of.unwrap_or_else(today);
+            let findings = crate::review::review(&store, &config.attribution, &config.model, as_of, limit).await?;
+            let text = match format {
+                PlanFormat::Table => crate::review::render(&findings, &store.attribution_counts().await?),
+                PlanFormat::Json => serde_json::to_string_pretty(&findings).unwrap_or_default() + "\n",
             };
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())

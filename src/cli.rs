@@ -148,6 +148,11 @@ pub enum Command {
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },
+    /// Review and correct attribution (`attribution.yaml`).
+    Attribution {
+        #[command(subcommand)]
+        command: AttributionCommand,
+    },
     /// Why a company has its stage and score.
     Explain {
         /// The company's domain.
@@ -220,6 +225,23 @@ pub enum Command {
         /// Every column, fields and errors whole, whatever the terminal's width.
         #[arg(long)]
         wide: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttributionCommand {
+    /// The identities no rule places, most activities first, with the score each would
+    /// bring, a likely company and the attribution.yaml line to apply it. Writes nothing.
+    Review {
+        /// Most identities shown.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Scoring date of the scores shown (YYYY-MM-DD); default today, UTC.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
+        /// Output format: a table for people, or JSON.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
     },
 }
 

@@ -25,5 +25,6 @@ pub mod logging;
 pub mod output;
 pub mod personal_data;
 pub mod redaction;
+pub mod review;
 pub mod preflight;
 pub mod schema;

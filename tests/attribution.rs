@@ -207,3 +207,37 @@ fn a_change_of_the_file_rescores_incrementally_to_the_full_result() {
         }
     });
 }
+
+#[test]
+fn review_lists_unplaced_actors_largest_first_with_a_likely_company_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = Store::open(dir.path().join("oql.db").to_str().unwrap()).await.unwrap();
+        let cfg = config(&dir.path().join("cfg"), "");
+        oql_sync::cycle::apply_attribution(&store, &cfg).await.unwrap();
+        let mut lines = sample();
+        // u3 is placed at globex.com once (the source said so) and unplaced 5 times;
+        // stranger is never placed; acme.de looks like acme.com under another domain.
+        lines.push(line(500, Some("globex.com"), "u3", None, 0, 10));
+        lines.extend((501..506).map(|i| line(i, None, "u3", Some("gmail.com"), 1, i as u32 - 400)));
+        lines.extend((510..513).map(|i| line(i, None, "stranger", None, 0, i as u32 - 510)));
+        lines.push(line(520, Some("acme.de"), "u1", None, 0, 3));
+        let path = dir.path().join("in.ndjson");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        import_file(&store, &path, &ExportOptions::default(), &cfg.attribution).await.unwrap();
+        let version = store.data_version().await.unwrap();
+        let found = oql_sync::review::review(&store, &cfg.attribution, &cfg.model, as_of(), 10).await.unwrap();
+        let rows: Vec<(&str, &str, usize, Option<&str>, &str)> =
+            found.iter().map(|f| (f.kind, f.identity.as_str(), f.activities, f.suggestion.as_deref(), f.yaml.as_str())).collect();
+        assert_eq!(rows[0], ("actor", "u3", 5, Some("globex.com"), "actors: { u3: globex.com }"));
+        assert_eq!(rows[1], ("actor", "stranger", 3, None, "actors: { stranger: COMPANY-DOMAIN }"));
+        assert!(rows.contains(&("alias", "acme.de", 1, Some("acme.com"), "aliases: { acme.de: acme.com }")), "{rows:?}");
+        assert!(found[0].score > 0);
+        assert_eq!(store.data_version().await.unwrap(), version);
+        // Applying the suggested line places them: the review no longer lists u3.
+        let cfg = config(&dir.path().join("cfg"), "actors:\n  u3: globex.com\n");
+        oql_sync::cycle::apply_attribution(&store, &cfg).await.unwrap();
+        let found = oql_sync::review::review(&store, &cfg.attribution, &cfg.model, as_of(), 10).await.unwrap();
+        assert!(found.iter().all(|f| f.identity != "u3"));
+    });
+}

@@ -582,6 +582,42 @@ impl Store {
         rows.iter().map(scoring_activity).collect()
     }
 
+    /// The activities up to `until` that no rule placed (ignored ones excepted), each
+    /// with its actor (`None` when the source named none) and email domain.
+    pub async fn unattributed_activities(&self, until: i64) -> Result<Vec<(Option<String>, Option<String>, ScoringActivity)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT company_domain, occurred_at, source, id, kind, action, tier, actor, package, version, url, email_domain \
+             FROM activities WHERE company_domain IS NULL AND attributed_by IS NULL AND occurred_at < ? \
+             ORDER BY occurred_at, source, id",
+        )
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.get(7), r.get(11), scoring_activity(r)?))).collect()
+    }
+
+    /// The companies an actor's placed activities went to, most activities first.
+    pub async fn actor_companies(&self, actor: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT company_domain, COUNT(*) FROM activities WHERE actor = ? AND company_domain IS NOT NULL \
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .bind(actor)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Every company's domain with its activity count.
+    pub async fn company_sizes(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.domain, (SELECT COUNT(*) FROM activities a WHERE a.company_id = c.id) FROM companies c ORDER BY c.domain",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// How the store's activities stand with attribution.
     pub async fn attribution_counts(&self) -> Result<AttributionCounts, StoreError> {
         let row = sqlx::query(
