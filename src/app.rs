@@ -181,9 +181,26 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             let as_of = as_of.unwrap_or_else(today);
             let domain = crate::activity::normalize_domain(&domain).ok_or_else(|| AppError::Usage(format!("`{domain}` is not a domain")))?;
             let until = end_of(as_of);
-            let acts = store.company_activities(&domain, until).await?;
-            let explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
+            // A parent is explained on its descendants' activities too, as it is scored.
+            let children: Vec<String> = store.families().await?.descendants(&domain).into_iter().map(str::to_owned).collect();
+            let mut acts = store.company_activities(&domain, until).await?;
+            for child in &children {
+                acts.extend(store.company_activities(child, until).await?);
+            }
+            acts.sort_by(|a, b| (a.occurred_at, &a.source, &a.id).cmp(&(b.occurred_at, &b.source, &b.id)));
+            let mut explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
                 .ok_or_else(|| AppError::Failed(format!("{domain} has no attributed activity on or before {as_of}")))?;
+            let family: Vec<&str> = std::iter::once(domain.as_str()).chain(children.iter().map(String::as_str)).collect();
+            explanation.attribution = crate::scoring::explain::Attribution {
+                rules: store
+                    .rule_counts(&family, until)
+                    .await?
+                    .into_iter()
+                    .map(|(company, rule, activities)| crate::scoring::explain::RuleCount { company, rule, activities })
+                    .collect(),
+                aliases: config.attribution.aliases().iter().filter(|(_, c)| **c == domain).map(|(a, _)| a.clone()).collect(),
+                children,
+            };
             let text = match format {
                 PlanFormat::Table => crate::scoring::explain::render(&explanation, as_of),
                 PlanFormat::Json => serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n",

@@ -14,6 +14,8 @@ use oql_sync::sources::export::ExportOptions;
 use oql_sync::store::Store;
 use proptest::prelude::*;
 
+mod common;
+
 fn as_of() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()
 }
@@ -240,4 +242,24 @@ fn review_lists_unplaced_actors_largest_first_with_a_likely_company_and_writes_n
         let found = oql_sync::review::review(&store, &cfg.attribution, &cfg.model, as_of(), 10).await.unwrap();
         assert!(found.iter().all(|f| f.identity != "u3"));
     });
+}
+
+#[test]
+fn explain_counts_activities_per_rule_and_names_the_aliases_and_children_folded_in() {
+    let env = common::Env::new();
+    env.write("attribution.yaml", "aliases:\n  acme.de: acme.com\nparents:\n  widgets-acme.com: acme.com\nactors:\n  u6: acme.com\n");
+    let mut lines = sample();
+    lines.push(line(600, Some("acme.de"), "u1", None, 0, 110));
+    lines.extend((601..604).map(|i| line(i, None, "u6", Some("gmail.com"), 0, 100)));
+    let file = env.write("in.ndjson", lines.join("\n"));
+    let imported = env.run(&["import", file.to_str().unwrap()]);
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    let why = env.run(&["explain", "acme.com", "--as-of", "2026-06-30"]);
+    assert_eq!(why.code, 0, "{}", why.stderr);
+    // sample(): 10 activities at acme.com and 10 at widgets-acme.com, by the source.
+    let tail = &why.stdout[why.stdout.find("Attribution (").expect(&why.stdout)..];
+    assert_eq!(
+        tail,
+        "Attribution (activities by the rule that placed them):\n  actor_override       3\n  source              11\n  source              10 (at widgets-acme.com)\n  aliases folded in: acme.de\n  children folded in: widgets-acme.com\n"
+    );
 }

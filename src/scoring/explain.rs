@@ -19,6 +19,26 @@ pub struct Explanation {
     pub gates: Vec<Gate>,
     pub timeline: Vec<Change>,
     pub top_activities: Vec<Top>,
+    /// How the activities got here: filled in by the caller, which reads the store.
+    pub attribution: Attribution,
+}
+
+/// Which rule placed how many of the activities, and which other domains fold in.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Attribution {
+    pub rules: Vec<RuleCount>,
+    /// Domains `aliases:` maps here (chains followed).
+    pub aliases: Vec<String>,
+    /// Descendants (`parents:`, any depth) whose activities count here too.
+    pub children: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleCount {
+    /// The company the activities are stored at: this one or a descendant.
+    pub company: String,
+    pub rule: String,
+    pub activities: i64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -189,7 +209,7 @@ pub fn explain(domain: &str, activities: &[ScoringActivity], model: &Model, as_o
             }
         })
         .collect();
-    Some(Explanation { score, points, gates, timeline, top_activities })
+    Some(Explanation { score, points, gates, timeline, top_activities, attribution: Attribution::default() })
 }
 
 /// The explanation as text for people.
@@ -219,6 +239,20 @@ pub fn render(e: &Explanation, as_of: NaiveDate) -> String {
     out.push_str("\nActivities that earned the most:\n");
     for t in &e.top_activities {
         let _ = writeln!(out, "  {}  {:>5.2}  {} [{}] via {}", t.date, t.points, t.what, t.tier, t.source);
+    }
+    let a = &e.attribution;
+    if !a.rules.is_empty() {
+        out.push_str("\nAttribution (activities by the rule that placed them):\n");
+        for r in &a.rules {
+            let at = if r.company == s.domain { String::new() } else { format!(" (at {})", r.company) };
+            let _ = writeln!(out, "  {:<15} {:>6}{at}", r.rule, r.activities);
+        }
+    }
+    if !a.aliases.is_empty() {
+        let _ = writeln!(out, "  aliases folded in: {}", a.aliases.join(", "));
+    }
+    if !a.children.is_empty() {
+        let _ = writeln!(out, "  children folded in: {}", a.children.join(", "));
     }
     out
 }
