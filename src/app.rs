@@ -265,13 +265,14 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
             }
         }
-        Command::Sync { connector, dry_run, live, retry_dead, as_of, format, wide } => {
+        Command::Sync { connector, dry_run, live, retry_dead, reconcile, domains, as_of, format, wide } => {
             let sinks = sink_connectors(config, connector.as_deref())?;
             let store = db.open(config, opened).await?;
-            let options = SyncOptions { dry_run, live, retry_dead };
+            let domains = if domains.is_empty() { None } else { Some(std::sync::Arc::new(known_domains(&store, &domains).await?)) };
+            let options = SyncOptions { dry_run, live, retry_dead, reconcile, domains };
             let mut reports = Vec::new();
             for c in sinks {
-                match sync_leased(&store, config, c, as_of, options).await? {
+                match sync_leased(&store, config, c, as_of, options.clone()).await? {
                     Ran::Done(report) => {
                         if !dry_run {
                             print!("{}", report::summary(&report));
@@ -520,4 +521,18 @@ fn stopped(done: &[FileSummary], committed: &FileSummary, files: &[std::path::Pa
         if done.len() == 1 { "1 file".to_owned() } else { format!("{} files", done.len()) },
         if rest > 0 { format!(", {rest} not started") } else { String::new() },
     ))
+}
+
+/// `sync --domain`: each domain normalized, and known to the store (a typo would
+/// otherwise sync nothing and say nothing).
+async fn known_domains(store: &Store, given: &[String]) -> Result<std::collections::BTreeSet<String>, AppError> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in given {
+        let domain = crate::activity::normalize_domain(d).ok_or_else(|| AppError::Usage(format!("--domain `{d}` is not a domain")))?;
+        if store.company_activities(&domain, i64::MAX).await?.is_empty() {
+            return Err(AppError::Usage(format!("--domain {domain}: no activity of this company in the store (`oql-sync companies` lists them)")));
+        }
+        out.insert(domain);
+    }
+    Ok(out)
 }
