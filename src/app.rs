@@ -208,7 +208,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             }
             Ok(())
         }
-        Command::Run { once, as_of, listen, unready_after } => {
+        Command::Run { once, as_of, listen, unready_after, console_token_env } => {
             // SIGHUP's default action ends the process. The daemon answers it once its
             // schedules run; until then (opening, migrating a large store) it is taken
             // and ignored: tokio keeps the handler installed for the process's life.
@@ -225,6 +225,18 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 tracing::warn!("{w}");
             }
             let listen = crate::health::parse_listen(&listen).map_err(AppError::Usage)?;
+            let console_token = match &console_token_env {
+                None => None,
+                Some(var) => match std::env::var(var) {
+                    // Short tokens fall to guessing, even at one login a half second.
+                    Ok(t) if t.trim().len() >= 16 => {
+                        crate::redaction::register(t.trim());
+                        Some(t.trim().to_owned())
+                    }
+                    Ok(_) => return Err(AppError::Usage(format!("--console-token-env {var}: the token in {var} is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)"))),
+                    Err(_) => return Err(AppError::Usage(format!("--console-token-env {var}: {var} is not set (or not UTF-8)"))),
+                },
+            };
             let store = db.open(config, opened).await?;
             // One daemon a store: two would race each other's schedules all day.
             let lease = store.take_lease("run").await?.map_err(|held| {
@@ -243,7 +255,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 }
             } else {
                 crate::logging::daemon_start(config, &db.url);
-                crate::daemon::run_daemon(store, std::sync::Arc::new(config.clone()), listen, as_of, unready_after).await.map_err(AppError::from)
+                crate::daemon::run_daemon(store, std::sync::Arc::new(config.clone()), listen, as_of, unready_after, console_token).await.map_err(AppError::from)
             };
             lease.release().await;
             result

@@ -13,6 +13,8 @@ mod open;
 mod quarantine;
 mod raw;
 mod slack_threads;
+mod stage_history;
+mod console_reads;
 mod sync_log;
 mod upkeep;
 
@@ -34,6 +36,8 @@ pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTo
 pub use quarantine::QuarantinedLine;
 pub use slack_threads::{SlackThread, ThreadMark};
 pub use sync_log::{LogFilter, RecordRow, RunRow};
+pub use stage_history::StageMove;
+pub use console_reads::{CompanySink, CursorRow, ExportFileRow, IdentityRow, RecentActivity, UnattributedRow};
 
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
