@@ -366,7 +366,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
 /// connectors with a `path`).
 pub fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let polls = |c: &&Connector| match &c.kind {
-        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
         _ => false,
     };

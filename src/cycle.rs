@@ -16,6 +16,7 @@ use crate::scoring::{CompanyScore, Model, ScanPart, end_of};
 use crate::sinks::sync::{SyncError, SyncInput, SyncOptions, SyncReport, sync_connector};
 use crate::sources::folder::poll_folder;
 use crate::sources::github::GitHubSource;
+use crate::sources::scarf::ScarfSource;
 use crate::sources::slack::SlackSource;
 use crate::store::{Held, RunTotals, Store, StoreError};
 
@@ -71,10 +72,10 @@ pub fn runs_on_schedule(c: &Connector) -> bool {
     polls(c) || c.is_sink()
 }
 
-/// Whether a connector is a source that polls (GitHub, Slack, a watched export folder).
+/// Whether a connector is a source that polls (GitHub, Slack, Scarf, a watched export folder).
 pub fn polls(c: &Connector) -> bool {
     match &c.kind {
-        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
         _ => false,
     }
@@ -263,6 +264,13 @@ async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotal
         }
         ConnectorKind::Slack(sl) => {
             let polled = match SlackSource::build(sl, &c.path, store, &config.attribution) {
+                Ok(source) => source.poll().await,
+                Err(e) => Err(e),
+            };
+            api_totals(totals, polled)
+        }
+        ConnectorKind::Scarf(sc) => {
+            let polled = match ScarfSource::build(sc, &c.path, store, &config.attribution) {
                 Ok(source) => source.poll().await,
                 Err(e) => Err(e),
             };
