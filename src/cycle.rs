@@ -370,14 +370,32 @@ fn sort_scores(scores: &mut [CompanyScore]) {
 }
 
 /// Persisted scores when they are for that date and still current; computed otherwise.
+/// Scarf's stages are joined in either way (they are read, not scored).
 pub async fn current_scores(store: &Store, model: &Model, as_of: Option<NaiveDate>) -> Result<(NaiveDate, Vec<CompanyScore>), StoreError> {
     let as_of = as_of.unwrap_or_else(today);
-    if let Some(mut stored) = store.stored_scores().await?
-        && stored.as_of == as_of
-        && stored.inputs == score_inputs(store, model).await?
-    {
-        sort_scores(&mut stored.scores);
-        return Ok((as_of, stored.scores));
+    let mut scores = match store.stored_scores().await? {
+        Some(mut stored) if stored.as_of == as_of && stored.inputs == score_inputs(store, model).await? => {
+            sort_scores(&mut stored.scores);
+            stored.scores
+        }
+        _ => compute_scores(store, model, as_of).await?,
+    };
+    join_scarf_stages(store, &mut scores).await?;
+    Ok((as_of, scores))
+}
+
+/// Puts Scarf's own stage (from its company rollup) beside ours, for the `scarf_stage`
+/// and `scarf_stage_since` signals.
+pub async fn join_scarf_stages(store: &Store, scores: &mut [CompanyScore]) -> Result<(), StoreError> {
+    let stages = store.scarf_stages().await?;
+    if stages.is_empty() {
+        return Ok(());
     }
-    Ok((as_of, compute_scores(store, model, as_of).await?))
+    for s in scores.iter_mut() {
+        if let Some(scarf) = stages.get(&s.domain) {
+            s.scarf_stage = Some(scarf.stage.clone());
+            s.scarf_stage_since = scarf.since;
+        }
+    }
+    Ok(())
 }

@@ -71,7 +71,7 @@ fn a_first_poll_reads_the_backfill_day_by_day_and_later_polls_only_unsettled_day
     for r in scarf.requests().iter().filter(|r| r.path.ends_with("/events")) {
         assert_eq!(r.query["start_date"], r.query["end_date"], "one day a request");
     }
-    assert!(r.stdout.contains("scarf: 40 fetched, 20 new activities; 62 API calls"), "62 days: {}", r.stdout);
+    assert!(r.stdout.contains("scarf: 40 fetched, 20 new activities; 63 API calls"), "62 days and the company rollup: {}", r.stdout);
     // Settled: older than two days.
     assert_eq!(position(&env, "packages").as_deref(), Some(day(3).as_str()));
     assert_eq!(position(&env, "tracking_pixels").as_deref(), Some(day(3).as_str()));
@@ -196,4 +196,47 @@ fn an_unknown_owner_and_a_plan_without_exports_are_told_apart_from_a_bad_token()
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains("owner `acme-oss` is not eligible for export"), "{}", r.stdout);
     assert!(r.stdout.contains("is not the problem"), "the plan, not the token: {}", r.stdout);
+}
+
+#[test]
+fn scarfs_company_rollup_becomes_the_scarf_stage_signals_beside_ours() {
+    let (scarf, _rt) = Scarf::running(TOKEN, OWNER);
+    month(&scarf);
+    scarf.rollup_row("initech.io", "ongoing-usage", &day(40));
+    scarf.rollup_row("umbrella.org", "Evaluation", "");
+    scarf.rollup_row("not-seen-by-us.com", "interest", &day(2));
+    let env = Env::new();
+    env.write("connectors/scarf.yaml", scarf_yaml(&scarf, OWNER, "backfill_days: 30\n"));
+    env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 0 1 1 *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
+    env.write(
+        "mappings/rows.yaml",
+        "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\n  scarf: { from: scarf_stage, values: { interest: Interest, investigation: Investigation, \
+         experimentation: Experimentation, ongoing_usage: Ongoing Usage, inactive: Inactive } }\n  scarf_since: { from: scarf_stage_since }\n",
+    );
+    let r = poll(&env);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let rollups = scarf.requests().iter().filter(|q| q.path == format!("/v2/packages/{OWNER}/company-rollup")).count();
+    assert_eq!(rollups, 1);
+
+    let companies = env.companies_json(&day(0));
+    let initech = companies.as_array().unwrap().iter().find(|c| c["domain"] == "initech.io").unwrap();
+    assert_eq!(initech["scarf_stage"], "ongoing_usage", "Scarf's spelling made ours");
+    assert_eq!(initech["scarf_stage_since"], day(40));
+    assert_ne!(initech["stage"], initech["scarf_stage"], "ours comes from our model: {initech}");
+    let acme = companies.as_array().unwrap().iter().find(|c| c["domain"] == "acme.com").unwrap();
+    assert!(acme.get("scarf_stage").is_none(), "not in Scarf's rollup: {acme}");
+
+    let explained = env.ok(&["explain", "initech.io", "--as-of", &day(0)]);
+    assert!(explained.contains(&format!("Scarf's own stage: ongoing_usage since {}", day(40))), "{explained}");
+
+    env.ok(&["sync", "--connector", "rows", "--as-of", &day(0)]);
+    let rows = std::fs::read_to_string(env.path().join("out/rows.csv")).unwrap();
+    let line = |domain: &str| rows.lines().find(|l| l.contains(domain)).unwrap_or_default().to_owned();
+    assert!(line("initech.io").contains(&format!("Ongoing Usage,{}", day(40))), "{rows}");
+    assert!(line("umbrella.org").contains("Evaluation"), "a stage of Scarf's not ours goes as Scarf spells it: {rows}");
+
+    // Read once a day: a second poll asks again for the unsettled days only.
+    scarf.clear_requests();
+    poll(&env);
+    assert!(scarf.requests().iter().all(|q| !q.path.ends_with("company-rollup")));
 }

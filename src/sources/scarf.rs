@@ -33,7 +33,7 @@ use crate::attribution::AttributionRules;
 use crate::auth::{Auth, SecretSource, secret_source};
 use crate::config::Schedule;
 use crate::http::{HttpClient, RateLimit, Request, Response, RetryPolicy};
-use crate::store::{NewActivity, QuarantinedLine, Store};
+use crate::store::{NewActivity, QuarantinedLine, ScarfStage, Store};
 
 /// What Scarf tracks for an owner: package downloads, tracking-pixel views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, schemars::JsonSchema)]
@@ -87,6 +87,9 @@ pub struct ScarfConfig {
     /// How many days back a first poll reads.
     #[serde(default = "default_backfill_days")]
     pub backfill_days: u32,
+    /// Read Scarf's company rollup once a day, for the `scarf_stage` signals.
+    #[serde(default = "yes")]
+    pub company_rollup: bool,
     /// How Scarf's columns map onto activities, as for Scarf export files.
     #[serde(default)]
     pub scarf: ScarfSettings,
@@ -107,6 +110,9 @@ fn default_settle_days() -> u32 {
 }
 fn default_backfill_days() -> u32 {
     31
+}
+fn yes() -> bool {
+    true
 }
 fn default_rate() -> RateLimit {
     // Scarf publishes no limit: a gentle pace, and its 429s are honoured.
@@ -193,8 +199,31 @@ impl<'a> ScarfSource<'a> {
                 Err(e) => self.summary.report(e.to_string()),
             }
         }
+        if self.config.company_rollup {
+            match self.poll_rollup().await {
+                Ok(()) => {}
+                Err(PollError::Store(e)) => return Err(PollError::Store(e)),
+                Err(e) => self.summary.report(e.to_string()),
+            }
+        }
         self.summary.add_counts(self.http.stats.counts());
         Ok(self.summary)
+    }
+
+    /// Reads the company rollup once a day (`GET /v2/packages/{owner}/company-rollup`,
+    /// <https://docs.scarf.sh/data-export/#how-to-export-company-data>): Scarf rolls it up
+    /// daily, so a second read the same day would only repeat it.
+    async fn poll_rollup(&mut self) -> Result<(), PollError> {
+        let name = self.config.name.clone();
+        let today = self.today.format("%Y-%m-%d").to_string();
+        if self.store.cursor(&name, "rollup").await?.as_deref() == Some(today.as_str()) {
+            return Ok(());
+        }
+        let response = self.get(&format!("/v2/packages/{}/company-rollup", self.config.owner), "").await?;
+        let rollup = read_rollup(&response.body).map_err(|e| PollError::Api(format!("company rollup: {e}")))?;
+        self.store.save_scarf_stages(&name, &rollup, true, Some(("rollup", &today))).await?;
+        tracing::info!(connector = %name, companies = rollup.len(), "scarf company rollup read");
+        Ok(())
     }
 
     /// Whether a day's data is final: it is more than `settle_days` old.
@@ -296,4 +325,83 @@ fn read_csv(label: &str, body: Vec<u8>, options: &ExportOptions, rules: &Attribu
         }
     }
     Ok(day)
+}
+
+/// Our stages, as Scarf's rollup spells them once normalized (`ongoing-usage`).
+const OUR_STAGES: [&str; 5] = ["interest", "investigation", "experimentation", "ongoing_usage", "inactive"];
+
+/// Scarf's `funnel_stage` in our spelling when it is one of our stages; any other value
+/// (the column's values are not documented, and Scarf may add stages) is kept as Scarf
+/// wrote it.
+pub fn normalize_stage(value: &str) -> String {
+    let ours = value.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+    if OUR_STAGES.contains(&ours.as_str()) {
+        ours
+    } else {
+        // Shown and synced as is: never longer than a stage name needs, never personal data.
+        crate::activity::redact_personal_data(&crate::activity::truncate(value.trim(), 60)).into_owned()
+    }
+}
+
+/// A company rollup CSV (<https://docs.scarf.sh/data-export/#how-to-export-company-data>)
+/// as each company's stage: columns read by name, `company_domain` and `funnel_stage`
+/// needed; the stage's start date from `<stage>_start_date`. Rows without a domain or
+/// a stage are skipped: they place nothing.
+pub fn read_rollup(body: &[u8]) -> Result<Vec<ScarfStage>, String> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(body);
+    let headers: Vec<String> = reader.headers().map_err(|e| format!("cannot read the CSV header: {e}"))?.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+    if headers.is_empty() || headers == [""] {
+        return Ok(Vec::new());
+    }
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(domain_at), Some(stage_at)) = (column("company_domain"), column("funnel_stage")) else {
+        return Err(format!("a company rollup needs the columns `company_domain` and `funnel_stage` (header has: {})", headers.join(", ")));
+    };
+    let mut out = Vec::new();
+    let mut unknown = std::collections::BTreeSet::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("unreadable CSV row: {e}"))?;
+        let (Some(domain), Some(stage)) = (record.get(domain_at).and_then(crate::activity::normalize_domain), record.get(stage_at).filter(|s| !s.trim().is_empty())) else {
+            continue;
+        };
+        let stage = normalize_stage(stage);
+        if !OUR_STAGES.contains(&stage.as_str()) {
+            unknown.insert(stage.clone());
+        }
+        let since = column(&format!("{}_start_date", stage.to_ascii_lowercase().replace(['-', ' '], "_")))
+            .and_then(|i| record.get(i))
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok());
+        out.push(ScarfStage { domain, stage, since });
+    }
+    for stage in unknown {
+        tracing::warn!(stage = %stage, "Scarf's rollup names a funnel stage that is not one of ours: kept as Scarf spells it");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scarf_stages_take_our_spelling_and_unknown_ones_stay_as_they_are() {
+        assert_eq!(normalize_stage("ongoing-usage"), "ongoing_usage");
+        assert_eq!(normalize_stage(" Experimentation "), "experimentation");
+        assert_eq!(normalize_stage("Evaluation-Plus"), "Evaluation-Plus");
+    }
+
+    #[test]
+    fn a_rollup_reads_columns_by_name_with_the_stage_start_date() {
+        let csv = "company_name,funnel_stage,extra,company_domain,ongoing_usage_start_date,investigation_start_date\n\
+                   Acme,ongoing-usage,x,https://www.Acme.com/,2026-11-02,2026-09-01\n\
+                   Nobody,interest,x,,,\n\
+                   Initech,evaluation,x,initech.io,,\n";
+        let rows = read_rollup(csv.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0], ScarfStage { domain: "acme.com".into(), stage: "ongoing_usage".into(), since: chrono::NaiveDate::from_ymd_opt(2026, 11, 2) });
+        assert_eq!(rows[1].stage, "evaluation");
+        assert_eq!(rows[1].since, None);
+        assert!(read_rollup(b"company_name,total_events\nAcme,3\n").unwrap_err().contains("`funnel_stage`"));
+        assert!(read_rollup(b"").unwrap().is_empty());
+    }
 }

@@ -12,6 +12,7 @@ mod metrics;
 mod open;
 mod quarantine;
 mod raw;
+mod scarf_stages;
 mod slack_threads;
 mod sync_log;
 mod upkeep;
@@ -32,6 +33,7 @@ pub use crm_lookups::Unmatched;
 pub use upkeep::{BulkLoad, Checkup};
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
+pub use scarf_stages::ScarfStage;
 pub use slack_threads::{SlackThread, ThreadMark};
 pub use sync_log::{LogFilter, RecordRow, RunRow};
 
