@@ -182,8 +182,9 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             let domain = crate::activity::normalize_domain(&domain).ok_or_else(|| AppError::Usage(format!("`{domain}` is not a domain")))?;
             let until = end_of(as_of);
             let acts = store.company_activities(&domain, until).await?;
-            let explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
+            let mut explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
                 .ok_or_else(|| AppError::Failed(format!("{domain} has no attributed activity on or before {as_of}")))?;
+            crate::cycle::join_scarf_stages(&store, std::slice::from_mut(&mut explanation.score)).await?;
             let text = match format {
                 PlanFormat::Table => crate::scoring::explain::render(&explanation, as_of),
                 PlanFormat::Json => serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n",
@@ -379,7 +380,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
 /// connectors with a `path`).
 pub fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let polls = |c: &&Connector| match &c.kind {
-        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
         _ => false,
     };
