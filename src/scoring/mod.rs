@@ -9,6 +9,7 @@
 //! and `stage_since`) affordable.
 
 pub mod explain;
+pub mod insight;
 pub mod model;
 pub mod points;
 pub mod signals;
@@ -63,6 +64,10 @@ pub struct CompanyScore {
     pub events_mom: Option<i64>,
     #[serde(serialize_with = "signals::serialize_tenths")]
     pub events_wow: Option<i64>,
+    /// Signals beyond the output contract (`reason`, `trend`...), filled in for the
+    /// companies a sync needs them for; never in the contract's JSON.
+    #[serde(skip)]
+    pub insight: Option<std::sync::Arc<insight::Insight>>,
 }
 
 /// Days since 1970-01-01.
@@ -348,6 +353,7 @@ pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of
             series.events(end - 6, end),
             series.events(end - 13, end - 7),
         ),
+        insight: None,
     })
 }
 

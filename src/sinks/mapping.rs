@@ -38,6 +38,12 @@ pub enum Signal {
     Actors30d,
     EventsMom,
     EventsWow,
+    // Insight signals (scoring/insight.rs): beyond the output contract.
+    Reason,
+    Trend,
+    ScoreChange30d,
+    TopPage30d,
+    TopPackage90d,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +57,7 @@ enum SignalType {
 }
 
 impl Signal {
-    pub const ALL: [(Signal, &'static str); 19] = [
+    pub const ALL: [(Signal, &'static str); 24] = [
         (Signal::Domain, "domain"),
         (Signal::Stage, "stage"),
         (Signal::PeakStage, "peak_stage"),
@@ -71,7 +77,19 @@ impl Signal {
         (Signal::Actors30d, "actors_30d"),
         (Signal::EventsMom, "events_mom"),
         (Signal::EventsWow, "events_wow"),
+        // Insight signals.
+        (Signal::Reason, "reason"),
+        (Signal::Trend, "trend"),
+        (Signal::ScoreChange30d, "score_change_30d"),
+        (Signal::TopPage30d, "top_page_30d"),
+        (Signal::TopPackage90d, "top_package_90d"),
     ];
+
+    /// Whether the signal is one of `scoring::insight`, which a sync computes from each
+    /// company's activities.
+    pub fn is_insight(self) -> bool {
+        matches!(self, Signal::Reason | Signal::Trend | Signal::ScoreChange30d | Signal::TopPage30d | Signal::TopPackage90d)
+    }
 
     pub fn as_str(self) -> &'static str {
         Signal::ALL.iter().find(|(s, _)| *s == self).map(|(_, n)| *n).unwrap_or("?")
@@ -80,7 +98,8 @@ impl Signal {
     fn kind(self) -> SignalType {
         use Signal::*;
         match self {
-            Domain => SignalType::Text,
+            Domain | Reason | Trend | TopPage30d | TopPackage90d => SignalType::Text,
+            ScoreChange30d => SignalType::Number { decimals: 2 },
             Stage | PeakStage => SignalType::Stage,
             StageSince | FirstSeen | LastSeen => SignalType::Date,
             Score => SignalType::Number { decimals: 2 },
@@ -404,6 +423,11 @@ impl Mapping {
         Ok(())
     }
 
+    /// Whether a field reads an insight signal, which a sync computes per company.
+    pub fn needs_insight(&self) -> bool {
+        self.fields.values().any(|f| f.from.is_insight())
+    }
+
     /// Whether a company in `stage` is pushed (companies the CRM already holds always are).
     pub fn pushes(&self, stage: Stage) -> bool {
         self.stages.iter().any(|s| s.0 == stage)
@@ -468,6 +492,11 @@ fn render(field: &FieldMapping, s: &CompanyScore) -> Option<Value> {
         ChurnRisk => bool_value(field, s.churn_risk),
         EventsMom => decimal(s.events_mom?, 1, decimals),
         EventsWow => decimal(s.events_wow?, 1, decimals),
+        Reason => Value::String(s.insight.as_ref()?.reason.clone()),
+        Trend => Value::String(s.insight.as_ref()?.trend.as_str().to_owned()),
+        ScoreChange30d => decimal(s.insight.as_ref()?.score_change_30d, 6, decimals),
+        TopPage30d => Value::String(s.insight.as_ref()?.top_page_30d.clone()?),
+        TopPackage90d => Value::String(s.insight.as_ref()?.top_package_90d.clone()?),
     })
 }
 
@@ -535,6 +564,7 @@ mod tests {
             actors_30d: 2,
             events_mom: None,
             events_wow: Some(-125),
+            insight: None,
         }
     }
 

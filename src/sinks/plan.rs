@@ -123,6 +123,7 @@ mod tests {
             actors_30d: 0,
             events_mom: None,
             events_wow: None,
+            insight: None,
         }
     }
 

@@ -46,6 +46,7 @@ pub fn firings(
                 item.stage.as_str()
             );
             let key = idempotency_key(&seed);
+            let signals = signals_of(score);
             let event = json!({
                 "type": "oql.stage_changed",
                 "id": key,
@@ -57,7 +58,7 @@ pub fn firings(
                 "score": serde_json::to_value(score).ok().and_then(|v| v.get("score").cloned()),
                 "as_of": as_of.format("%Y-%m-%d").to_string(),
                 "breakdown": breakdown,
-                "signals": score,
+                "signals": signals,
             });
             Firing {
                 key,
@@ -70,6 +71,18 @@ pub fn firings(
             }
         })
         .collect()
+}
+
+/// The signals of a score as events and templates carry them: the output contract's,
+/// then the insight signals when the score has them.
+pub fn signals_of(score: &CompanyScore) -> Value {
+    let mut signals = serde_json::to_value(score).unwrap_or(Value::Null);
+    if let (Some(insight), Value::Object(map)) = (&score.insight, &mut signals)
+        && let Ok(Value::Object(extra)) = serde_json::to_value(insight.as_ref())
+    {
+        map.extend(extra);
+    }
+    signals
 }
 
 /// A stable key for one delivery: 32 hex digits of the SHA-256 of what identifies it.

@@ -110,6 +110,7 @@ impl Store {
                 actors_30d: count(r, 16),
                 events_mom: r.get(17),
                 events_wow: r.get(18),
+                insight: None,
             });
         }
         Ok(Some(StoredScores {
