@@ -15,6 +15,7 @@ use crate::activity::Kind;
 use crate::attribution::{AttributionFile, PersonalHost};
 use crate::config::{Domain, ExportConnector, KindName, Schedule};
 use crate::scoring::Stage;
+use crate::sinks::template::MessageTemplate;
 use crate::scoring::model::{Days, ModelOverrides, Percent, Points, Ratio};
 use crate::sinks::common_room::CommonRoomConfig;
 use crate::sinks::file::FileConfig;
@@ -175,6 +176,10 @@ string_schema!(DateFormat, "DateFormat", json_schema!({
 string_schema!(Points, "Points", json_schema!({ "type": "number", "minimum": 0, "description": "Points, at most six decimals." }));
 string_schema!(Ratio, "Ratio", json_schema!({ "type": "number", "minimum": 0, "maximum": 1 }));
 string_schema!(Percent, "Percent", json_schema!({ "type": "number", "description": "A percentage (25 is 25%), at most one decimal." }));
+string_schema!(MessageTemplate, "MessageTemplate", json_schema!({
+    "type": "string",
+    "description": "A minijinja template; its variables are the signals and company, from, to, crm_id, connector, as_of (docs/sync.md)."
+}));
 string_schema!(Days, "Days", json_schema!({ "type": "integer", "minimum": 1, "maximum": 3650, "description": "A number of days." }));
 
 #[cfg(test)]

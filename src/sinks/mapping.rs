@@ -272,7 +272,8 @@ fn default_member_status() -> String {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTarget {
-    pub subject: String,
+    /// A message template (`docs/sync.md`, Message templates).
+    pub subject: super::template::MessageTemplate,
     #[serde(default = "default_due")]
     pub due_in_days: u32,
 }
@@ -288,6 +289,10 @@ pub struct WebhookTarget {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_env: Option<String>,
+    /// A message template rendered into the event's `text`, for receivers that post it
+    /// as it is (chat tools, ticket systems).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<super::template::MessageTemplate>,
 }
 
 impl WebhookTarget {

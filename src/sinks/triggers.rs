@@ -14,6 +14,7 @@ use crate::http::{HttpClient, RateLimit, RetryPolicy};
 use crate::scoring::CompanyScore;
 use crate::sinks::mapping::{Action, Mapping};
 use crate::sinks::plan::PlanItem;
+use crate::sinks::template::{plain, variables_of};
 use crate::sinks::webhook::post_event;
 use crate::sinks::{Sink, SinkError};
 use crate::store::{Firing, Store, StoreError};
@@ -124,10 +125,19 @@ pub async fn fire_pending<S: Sink>(
                 if webhooks.is_none() {
                     webhooks = HttpClient::new(&format!("{connector}/triggers"), &[("default", RateLimit::new(10, 1))], RetryPolicy::default()).ok();
                 }
-                match (&webhooks, target.resolve()) {
-                    (Some(http), Ok(url)) => post_event(http, &url, &firing.key, &firing.event).await,
-                    (None, _) => Err(SinkError::Api("cannot build an HTTP client".into())),
-                    (_, Err(e)) => Err(e),
+                let event = match &target.text {
+                    None => Ok(firing.event.clone()),
+                    Some(t) => t.render(&variables_of(&firing.event), plain).map(|text| {
+                        let mut event = firing.event.clone();
+                        event["text"] = Value::String(text);
+                        event
+                    }),
+                };
+                match (&webhooks, target.resolve(), event) {
+                    (_, _, Err(e)) => Err(e),
+                    (Some(http), Ok(url), Ok(event)) => post_event(http, &url, &firing.key, &event).await,
+                    (None, _, _) => Err(SinkError::Api("cannot build an HTTP client".into())),
+                    (_, Err(e), _) => Err(e),
                 }
             }
             Ok(_) => {
