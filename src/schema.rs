@@ -15,7 +15,8 @@ use crate::activity::Kind;
 use crate::attribution::{AttributionFile, PersonalHost, UtcDate};
 use crate::config::{Domain, ExportConnector, KindName, Schedule};
 use crate::scoring::Stage;
-use crate::scoring::model::{Days, ModelOverrides, Points, Ratio};
+use crate::sinks::template::MessageTemplate;
+use crate::scoring::model::{Days, ModelOverrides, Percent, Points, Ratio};
 use crate::sinks::common_room::CommonRoomConfig;
 use crate::sinks::file::FileConfig;
 use crate::sinks::hubspot::HubSpotConfig;
@@ -23,6 +24,7 @@ use crate::sinks::mapping::{DateFormat, Mapping, Signal, StageName};
 use crate::sinks::salesforce::SalesforceConfig;
 use crate::sinks::webhook::WebhookConfig;
 use crate::sources::github::GitHubConfig;
+use crate::sources::scarf::ScarfConfig;
 use crate::sources::slack::SlackConfig;
 
 /// The config files that have a schema, as `oql-sync schema FILE` names them.
@@ -95,17 +97,18 @@ pub fn schema(file: ConfigFile) -> Value {
 }
 
 /// The connector kinds, as `kind:` names them.
-pub const KINDS: [&str; 8] = ["export", "github", "slack", "hubspot", "salesforce", "common_room", "webhook", "file"];
+pub const KINDS: [&str; 9] = ["export", "github", "slack", "scarf", "hubspot", "salesforce", "common_room", "webhook", "file"];
 
 /// One schema for every connector file: a `oneOf` over the kinds, each the kind's
 /// config type with `kind` pinned to its name, so an editor offers the keys of the kind
 /// the file declares.
 fn connector_schema() -> Value {
     let mut generator = generator();
-    let kinds: [(&str, Schema); 8] = [
+    let kinds: [(&str, Schema); 9] = [
         ("export", generator.subschema_for::<ExportConnector>()),
         ("github", generator.subschema_for::<GitHubConfig>()),
         ("slack", generator.subschema_for::<SlackConfig>()),
+        ("scarf", generator.subschema_for::<ScarfConfig>()),
         ("hubspot", generator.subschema_for::<HubSpotConfig>()),
         ("salesforce", generator.subschema_for::<SalesforceConfig>()),
         ("common_room", generator.subschema_for::<CommonRoomConfig>()),
@@ -166,7 +169,7 @@ string_schema!(PersonalHost, "PersonalHost", json_schema!({
 string_schema!(KindName, "ActivityKind", json_schema!({ "enum": Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() }));
 string_schema!(StageName, "StageName", json_schema!({ "enum": Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() }));
 string_schema!(Signal, "Signal", json_schema!({
-    "description": "A signal of the output contract (docs/signals.md).",
+    "description": "A signal (docs/signals.md).",
     "enum": Signal::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>()
 }));
 string_schema!(DateFormat, "DateFormat", json_schema!({
@@ -175,6 +178,11 @@ string_schema!(DateFormat, "DateFormat", json_schema!({
 }));
 string_schema!(Points, "Points", json_schema!({ "type": "number", "minimum": 0, "description": "Points, at most six decimals." }));
 string_schema!(Ratio, "Ratio", json_schema!({ "type": "number", "minimum": 0, "maximum": 1 }));
+string_schema!(Percent, "Percent", json_schema!({ "type": "number", "description": "A percentage (25 is 25%), at most one decimal." }));
+string_schema!(MessageTemplate, "MessageTemplate", json_schema!({
+    "type": "string",
+    "description": "A minijinja template; its variables are the signals and company, from, to, crm_id, connector, as_of (docs/sync.md)."
+}));
 string_schema!(Days, "Days", json_schema!({ "type": "integer", "minimum": 1, "maximum": 3650, "description": "A number of days." }));
 
 #[cfg(test)]
@@ -193,6 +201,6 @@ mod tests {
         let schema = schema(ConfigFile::Connector);
         let defs = schema["$defs"].as_object().unwrap();
         let pinned: Vec<&str> = defs.values().filter_map(|d| d["properties"]["kind"]["const"].as_str()).collect();
-        assert_eq!(pinned.len(), 8, "{pinned:?}");
+        assert_eq!(pinned.len(), 9, "{pinned:?}");
     }
 }

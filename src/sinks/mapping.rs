@@ -38,6 +38,15 @@ pub enum Signal {
     Actors30d,
     EventsMom,
     EventsWow,
+    // Scarf's own stage, joined from its company rollup (`sources/scarf.rs`).
+    ScarfStage,
+    ScarfStageSince,
+    // Insight signals (scoring/insight.rs): beyond the output contract.
+    Reason,
+    Trend,
+    ScoreChange30d,
+    TopPage30d,
+    TopPackage90d,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +60,7 @@ enum SignalType {
 }
 
 impl Signal {
-    pub const ALL: [(Signal, &'static str); 19] = [
+    pub const ALL: [(Signal, &'static str); 26] = [
         (Signal::Domain, "domain"),
         (Signal::Stage, "stage"),
         (Signal::PeakStage, "peak_stage"),
@@ -71,7 +80,21 @@ impl Signal {
         (Signal::Actors30d, "actors_30d"),
         (Signal::EventsMom, "events_mom"),
         (Signal::EventsWow, "events_wow"),
+        (Signal::ScarfStage, "scarf_stage"),
+        (Signal::ScarfStageSince, "scarf_stage_since"),
+        // Insight signals.
+        (Signal::Reason, "reason"),
+        (Signal::Trend, "trend"),
+        (Signal::ScoreChange30d, "score_change_30d"),
+        (Signal::TopPage30d, "top_page_30d"),
+        (Signal::TopPackage90d, "top_package_90d"),
     ];
+
+    /// Whether the signal is one of `scoring::insight`, which a sync computes from each
+    /// company's activities.
+    pub fn is_insight(self) -> bool {
+        matches!(self, Signal::Reason | Signal::Trend | Signal::ScoreChange30d | Signal::TopPage30d | Signal::TopPackage90d)
+    }
 
     pub fn as_str(self) -> &'static str {
         Signal::ALL.iter().find(|(s, _)| *s == self).map(|(_, n)| *n).unwrap_or("?")
@@ -80,9 +103,10 @@ impl Signal {
     fn kind(self) -> SignalType {
         use Signal::*;
         match self {
-            Domain => SignalType::Text,
-            Stage | PeakStage => SignalType::Stage,
-            StageSince | FirstSeen | LastSeen => SignalType::Date,
+            Domain | Reason | Trend | TopPage30d | TopPackage90d => SignalType::Text,
+            ScoreChange30d => SignalType::Number { decimals: 2 },
+            Stage | PeakStage | ScarfStage => SignalType::Stage,
+            StageSince | FirstSeen | LastSeen | ScarfStageSince => SignalType::Date,
             Score => SignalType::Number { decimals: 2 },
             EventsMom | EventsWow => SignalType::Number { decimals: 1 },
             Upgrading | ChurnRisk => SignalType::Bool,
@@ -176,6 +200,32 @@ pub struct FieldMapping {
     /// the CRM field instead of leaving what it holds.
     #[serde(default)]
     pub clear_when_missing: bool,
+    /// `always` (default) writes the value whenever it changes; `if_empty` writes it only
+    /// while the CRM field is empty (read live before the write), so a value someone
+    /// typed by hand stays.
+    #[serde(default)]
+    pub update: UpdateRule,
+}
+
+/// When a field's value is written over what the CRM holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateRule {
+    #[default]
+    Always,
+    IfEmpty,
+}
+
+/// What a company's first accepted sync does with the triggers its stage matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSync {
+    /// Record the stage and fire nothing: connecting a CRM does not start a nurture for
+    /// every company already in a trigger's stage. Later changes fire as usual.
+    #[default]
+    Baseline,
+    /// Treat the first sync as a change from no stage, and fire.
+    Fire,
 }
 
 /// `match`: how a company is found in the CRM.
@@ -253,7 +303,8 @@ fn default_member_status() -> String {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTarget {
-    pub subject: String,
+    /// A message template (`docs/sync.md`, Message templates).
+    pub subject: super::template::MessageTemplate,
     #[serde(default = "default_due")]
     pub due_in_days: u32,
 }
@@ -269,6 +320,10 @@ pub struct WebhookTarget {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_env: Option<String>,
+    /// A message template rendered into the event's `text`, for receivers that post it
+    /// as it is (chat tools, ticket systems).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<super::template::MessageTemplate>,
 }
 
 impl WebhookTarget {
@@ -314,6 +369,9 @@ pub struct Mapping {
     pub fields: BTreeMap<String, FieldMapping>,
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    /// Whether a company's first accepted sync fires the triggers its stage matches.
+    #[serde(default)]
+    pub first_sync: FirstSync,
 }
 
 impl Default for Mapping {
@@ -325,6 +383,7 @@ impl Default for Mapping {
             stages: all_stages(),
             fields: BTreeMap::new(),
             triggers: Vec::new(),
+            first_sync: FirstSync::default(),
         }
     }
 }
@@ -404,6 +463,16 @@ impl Mapping {
         Ok(())
     }
 
+    /// The fields written only while the CRM holds no value in them.
+    pub fn if_empty_fields(&self) -> Vec<String> {
+        self.fields.iter().filter(|(_, f)| f.update == UpdateRule::IfEmpty).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Whether a field reads an insight signal, which a sync computes per company.
+    pub fn needs_insight(&self) -> bool {
+        self.fields.values().any(|f| f.from.is_insight())
+    }
+
     /// Whether a company in `stage` is pushed (companies the CRM already holds always are).
     pub fn pushes(&self, stage: Stage) -> bool {
         self.stages.iter().any(|s| s.0 == stage)
@@ -468,6 +537,15 @@ fn render(field: &FieldMapping, s: &CompanyScore) -> Option<Value> {
         ChurnRisk => bool_value(field, s.churn_risk),
         EventsMom => decimal(s.events_mom?, 1, decimals),
         EventsWow => decimal(s.events_wow?, 1, decimals),
+        // A stage Scarf names that is not one of ours has no entry in a value map: it
+        // goes out as Scarf spells it.
+        ScarfStage => mapped(s.scarf_stage.as_deref()?),
+        ScarfStageSince => date(s.scarf_stage_since?),
+        Reason => Value::String(s.insight.as_ref()?.reason.clone()),
+        Trend => Value::String(s.insight.as_ref()?.trend.as_str().to_owned()),
+        ScoreChange30d => decimal(s.insight.as_ref()?.score_change_30d, 6, decimals),
+        TopPage30d => Value::String(s.insight.as_ref()?.top_page_30d.clone()?),
+        TopPackage90d => Value::String(s.insight.as_ref()?.top_package_90d.clone()?),
     })
 }
 
@@ -535,6 +613,9 @@ mod tests {
             actors_30d: 2,
             events_mom: None,
             events_wow: Some(-125),
+            scarf_stage: None,
+            scarf_stage_since: None,
+            insight: None,
         }
     }
 
