@@ -470,7 +470,7 @@ fn check_sink(dir: &Path, c: &Connector, text: &str, mappings: &BTreeMap<String,
     })?;
     for (i, t) in mapping.triggers.iter().enumerate() {
         let runs = match (&c.kind, &t.action) {
-            (_, Action::Webhook(_)) => true,
+            (_, Action::Webhook(_) | Action::Slack(_)) => true,
             (ConnectorKind::HubSpot(_), Action::HubspotList(_)) => true,
             (ConnectorKind::Salesforce(_), Action::SalesforceCampaign(_) | Action::SalesforceTask(_)) => true,
             _ => false,
