@@ -99,6 +99,7 @@ pub enum ConnectorKind {
     CommonRoom(CommonRoomConfig),
     File(FileConfig),
     Webhook(WebhookConfig),
+    SlackDigest(crate::sinks::slack::SlackDigestConfig),
 }
 
 impl ConnectorKind {
@@ -112,6 +113,7 @@ impl ConnectorKind {
             ConnectorKind::CommonRoom(_) => "common_room",
             ConnectorKind::File(_) => "file",
             ConnectorKind::Webhook(_) => "webhook",
+            ConnectorKind::SlackDigest(_) => "slack_digest",
         }
     }
 }
@@ -126,6 +128,7 @@ impl Connector {
             ConnectorKind::CommonRoom(c) => Some(&c.mapping),
             ConnectorKind::File(c) => Some(&c.mapping),
             ConnectorKind::Webhook(c) => Some(&c.mapping),
+            ConnectorKind::SlackDigest(c) => Some(&c.mapping),
         }
     }
 
@@ -576,6 +579,14 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Webhook(c) }
             }
+            "slack_digest" => {
+                let c: crate::sinks::slack::SlackDigestConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::SlackDigest(c) }
+            }
             "slack" => {
                 let c: SlackConfig = parse_lenient(&path, &text)?;
                 c.validate().map_err(|(key, message)| {
@@ -591,7 +602,7 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                     line,
                     column,
                     message: format!(
-                        "unknown connector kind `{other}` (expected export, github, slack, hubspot, salesforce, common_room, webhook or file)"
+                        "unknown connector kind `{other}` (expected export, github, slack, hubspot, salesforce, common_room, webhook, file or slack_digest)"
                     ),
                 });
             }

@@ -170,3 +170,63 @@ fn a_slack_action_without_a_way_to_post_is_refused_at_load() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("rows.yaml:9:") && r.stderr.contains("a bot token needs `channel`"), "{}", r.stderr);
 }
+
+fn digest_setup(destination: &str, domains: &[&str]) -> Env {
+    let env = Env::new();
+    env.write(
+        "mappings/digest.yaml",
+        "object: digest\nmatch: { crm_field: domain }\nstages: [investigation, experimentation, ongoing_usage, inactive]\nfields:\n  stage: { from: stage }\n  score: { from: score }\n",
+    );
+    env.write("connectors/digest.yaml", format!("name: digest\nkind: slack_digest\nschedule: \"0 0 9 * * *\"\nmapping: mappings/digest.yaml\n{destination}"));
+    let file = env.write("data.ndjson", data(domains));
+    env.ok(&["import", file.to_str().unwrap()]);
+    env
+}
+
+fn section_texts(m: &Value) -> Vec<String> {
+    m["blocks"].as_array().unwrap().iter().filter(|b| b["type"] == "section").map(|b| b["text"]["text"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn the_slack_digest_lists_the_stage_changes_since_its_last_run() {
+    let w = slack();
+    let env = digest_setup(&format!("token_env: SLACK_BOT_TOKEN\nchannel: \"#leads\"\napi_url: {}\n", w.slack.url), &["busy.com", "other.com"]);
+    let vars = [("SLACK_BOT_TOKEN", TOKEN)];
+    let run = env.run_with(&["sync", "--as-of", "2026-10-30"], &vars);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let posted = w.slack.posted();
+    assert_eq!(posted.len(), 1, "one message for the run");
+    assert_eq!(posted[0].body["text"], "OQL stage changes: 2 companies");
+    let sections = section_texts(&posted[0].body);
+    assert_eq!(sections.len(), 1);
+    assert!(sections[0].starts_with("*→ experimentation* (2)\n• busy.com: new → experimentation, score "), "{sections:?}");
+    assert!(sections[0].contains("\n• other.com: new → experimentation, score "), "{sections:?}");
+
+    // A day later nothing changed stage (scores may move): no message.
+    env.run_with(&["sync", "--as-of", "2026-10-31"], &vars);
+    assert_eq!(w.slack.posted().len(), 1);
+    // Both go inactive 61 days after their last activity.
+    env.run_with(&["sync", "--as-of", "2026-12-10"], &vars);
+    let posted = w.slack.posted();
+    assert_eq!(posted.len(), 2);
+    let sections = section_texts(&posted[1].body);
+    assert!(sections[0].starts_with("*→ inactive* (2)\n• busy.com: experimentation → inactive"), "{sections:?}");
+}
+
+#[test]
+fn a_refused_digest_is_listed_again_by_the_next_run() {
+    let w = slack();
+    let hook = w.slack.webhook("C0LEADS");
+    w.slack.break_webhook(&hook, "invalid_token");
+    let env = digest_setup("webhook_url_env: DIGEST_HOOK\n", &["busy.com"]);
+    let run = env.run_with(&["sync", "--as-of", "2026-10-30"], &[("DIGEST_HOOK", hook.as_str())]);
+    assert_eq!(run.code, 1);
+    let log = env.ok(&["log", "--status", "failed"]).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(log.contains("Slack: invalid_token: Slack no longer takes the incoming webhook in DIGEST_HOOK"), "{log}");
+    let fixed = w.slack.webhook("C0LEADS");
+    let again = env.run_with(&["sync", "--as-of", "2026-10-30"], &[("DIGEST_HOOK", fixed.as_str())]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let posted = w.slack.posted();
+    assert_eq!(posted.len(), 1);
+    assert!(section_texts(&posted[0].body)[0].contains("busy.com: new → experimentation"));
+}

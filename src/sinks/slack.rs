@@ -335,3 +335,128 @@ mod tests {
         assert_eq!(mrkdwn_escape("<!channel> & <https://x|y>"), "&lt;!channel&gt; &amp; &lt;https://x|y&gt;");
     }
 }
+
+/// `kind: slack_digest`: one message a run listing the companies whose stage changed
+/// since the last run, grouped by the stage they reached. Schedule it daily.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlackDigestConfig {
+    pub name: String,
+    #[allow(dead_code)]
+    kind: String,
+    pub schedule: crate::config::Schedule,
+    /// A mapping that maps `stage` (the digest lists the changes of that field).
+    pub mapping: String,
+    #[serde(default)]
+    pub webhook_url_env: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub api_url: Option<String>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default = "super::webhook::default_dead_after")]
+    pub dead_after: u32,
+}
+
+impl SlackDigestConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        check_destination(self.webhook_url_env.as_ref(), self.token_env.as_ref(), self.channel.as_ref(), self.api_url.as_ref())
+    }
+}
+
+/// Lines a digest section lists before `…and N more` (a section holds 3000 characters).
+const DIGEST_LINES: usize = 25;
+
+pub struct SlackDigestSink {
+    name: String,
+    to: Destination,
+    poster: SlackPoster,
+}
+
+impl SlackDigestSink {
+    pub fn build(c: &SlackDigestConfig, mapping: &super::mapping::Mapping) -> Result<SlackDigestSink, SinkError> {
+        if !mapping.fields.values().any(|f| f.from == super::mapping::Signal::Stage) {
+            return Err(SinkError::Config(format!("{}: a Slack digest lists stage changes; its mapping needs a field `from: stage`", c.name)));
+        }
+        let to = Destination::resolve(c.webhook_url_env.as_ref(), c.token_env.as_ref(), c.channel.as_ref(), c.api_url.as_deref())?;
+        Ok(SlackDigestSink { name: c.name.clone(), to, poster: SlackPoster::new(&c.name, c.retry)? })
+    }
+}
+
+/// The digest of a batch's stage changes; `None` when it holds none.
+pub fn digest_message(connector: &str, batch: &[super::WriteRecord]) -> Option<Value> {
+    use crate::scoring::Stage;
+    let changes: Vec<(&super::WriteRecord, Option<Stage>, Stage)> =
+        batch.iter().filter_map(|r| r.stage_change.map(|(from, to)| (r, from, to))).collect();
+    if changes.is_empty() {
+        return None;
+    }
+    let title = format!("OQL stage changes: {} {}", changes.len(), if changes.len() == 1 { "company" } else { "companies" });
+    let mut blocks = vec![json!({ "type": "header", "text": { "type": "plain_text", "text": title, "emoji": false } })];
+    // The stages reached, highest first; in each, the highest scores first.
+    for stage in Stage::ALL.iter().rev() {
+        let mut reached: Vec<&(&super::WriteRecord, Option<Stage>, Stage)> = changes.iter().filter(|c| c.2 == *stage).collect();
+        if reached.is_empty() {
+            continue;
+        }
+        let score = |r: &super::WriteRecord| r.event["score"].as_f64().unwrap_or(0.0);
+        reached.sort_by(|a, b| score(b.0).total_cmp(&score(a.0)).then_with(|| a.0.domain.cmp(&b.0.domain)));
+        let mut lines: Vec<String> = reached
+            .iter()
+            .take(DIGEST_LINES)
+            .map(|(r, from, _)| {
+                format!("• {}: {} → {}, score {}", mrkdwn_escape(&r.domain), from.map_or("new", |f| f.as_str()), stage.as_str(), r.event["score"])
+            })
+            .collect();
+        if reached.len() > DIGEST_LINES {
+            lines.push(format!("…and {} more", reached.len() - DIGEST_LINES));
+        }
+        let text = format!("*→ {}* ({})\n{}", stage.as_str(), reached.len(), lines.join("\n"));
+        blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": clip(&text, SECTION_MAX) } }));
+    }
+    blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("oql-sync · {}", mrkdwn_escape(connector)) }] }));
+    Some(json!({ "text": title, "blocks": blocks, "unfurl_links": false }))
+}
+
+impl super::Sink for SlackDigestSink {
+    fn batch_size(&self) -> usize {
+        500
+    }
+
+    fn stats(&self) -> crate::http::CallCounts {
+        self.poster.stats()
+    }
+
+    /// Every company is "found": the digest keys its lines by domain.
+    async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, super::Match>, SinkError> {
+        Ok(domains.iter().map(|d| (d.clone(), super::Match::Found(d.clone()))).collect())
+    }
+
+    async fn read(&mut self, _: &[(String, String)], _: &[String]) -> Result<HashMap<String, super::mapping::Desired>, SinkError> {
+        Ok(HashMap::new())
+    }
+
+    /// One message for the batch's stage changes; the other changes (a score moving
+    /// within its stage) are taken without a message. A refused post fails the whole
+    /// batch, so the next run lists its changes again.
+    async fn write(&mut self, batch: &[super::WriteRecord]) -> Result<Vec<super::WriteOutcome>, SinkError> {
+        let posted = match digest_message(&self.name, batch) {
+            Some(message) => self.poster.post(&self.to, &message).await,
+            None => Ok(()),
+        };
+        Ok(batch
+            .iter()
+            .map(|r| match &posted {
+                Ok(()) => super::WriteOutcome::Written { crm_id: r.domain.clone(), created: false },
+                Err(e) => super::WriteOutcome::Failed(e.to_string()),
+            })
+            .collect())
+    }
+
+    async fn fire(&mut self, firing: &Firing, _: Option<&str>) -> Result<(), SinkError> {
+        Err(SinkError::Api(format!("a Slack digest cannot run the action {}", firing.action)))
+    }
+}
