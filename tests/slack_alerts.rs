@@ -42,7 +42,7 @@ fn setup(actions: &str, domains: &[&str]) -> Env {
     let env = Env::new();
     env.write(
         "mappings/rows.yaml",
-        format!("object: rows\nmatch: {{ crm_field: domain }}\nstages: [experimentation]\nfields:\n  stage: {{ from: stage }}\ntriggers:\n{actions}"),
+        format!("object: rows\nmatch: {{ crm_field: domain }}\nstages: [experimentation]\nfirst_sync: fire\nfields:\n  stage: {{ from: stage }}\ntriggers:\n{actions}"),
     );
     env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.ndjson\n");
     let file = env.write("data.ndjson", data(domains));
