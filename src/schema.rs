@@ -202,6 +202,6 @@ mod tests {
         let schema = schema(ConfigFile::Connector);
         let defs = schema["$defs"].as_object().unwrap();
         let pinned: Vec<&str> = defs.values().filter_map(|d| d["properties"]["kind"]["const"].as_str()).collect();
-        assert_eq!(pinned.len(), 9, "{pinned:?}");
+        assert_eq!(pinned.len(), KINDS.len(), "{pinned:?}");
     }
 }
