@@ -101,6 +101,7 @@ pub enum ConnectorKind {
     CommonRoom(CommonRoomConfig),
     File(FileConfig),
     Webhook(WebhookConfig),
+    SlackDigest(crate::sinks::slack::SlackDigestConfig),
 }
 
 impl ConnectorKind {
@@ -115,6 +116,7 @@ impl ConnectorKind {
             ConnectorKind::CommonRoom(_) => "common_room",
             ConnectorKind::File(_) => "file",
             ConnectorKind::Webhook(_) => "webhook",
+            ConnectorKind::SlackDigest(_) => "slack_digest",
         }
     }
 }
@@ -129,6 +131,7 @@ impl Connector {
             ConnectorKind::CommonRoom(c) => Some(&c.mapping),
             ConnectorKind::File(c) => Some(&c.mapping),
             ConnectorKind::Webhook(c) => Some(&c.mapping),
+            ConnectorKind::SlackDigest(c) => Some(&c.mapping),
         }
     }
 
@@ -513,7 +516,7 @@ fn check_sink(dir: &Path, c: &Connector, text: &str, mappings: &BTreeMap<String,
     })?;
     for (i, t) in mapping.triggers.iter().enumerate() {
         let runs = match (&c.kind, &t.action) {
-            (_, Action::Webhook(_)) => true,
+            (_, Action::Webhook(_) | Action::Slack(_)) => true,
             (ConnectorKind::HubSpot(_), Action::HubspotList(_)) => true,
             (ConnectorKind::Salesforce(_), Action::SalesforceCampaign(_) | Action::SalesforceTask(_)) => true,
             _ => false,
@@ -628,6 +631,14 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Webhook(c) }
             }
+            "slack_digest" => {
+                let c: crate::sinks::slack::SlackDigestConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::SlackDigest(c) }
+            }
             "slack" => {
                 let c: SlackConfig = parse_lenient(&path, &text)?;
                 c.validate().map_err(|(key, message)| {
@@ -651,7 +662,7 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                     line,
                     column,
                     message: format!(
-                        "unknown connector kind `{other}` (expected export, github, slack, scarf, hubspot, salesforce, common_room, webhook or file)"
+                        "unknown connector kind `{other}` (expected export, github, slack, scarf, hubspot, salesforce, common_room, webhook, file or slack_digest)"
                     ),
                 });
             }

@@ -13,7 +13,7 @@ use crate::schema::ConfigFile;
 /// The starter files: a working export source and file sink, and every other connector
 /// as a disabled example (`.yaml.disabled` is not loaded; rename it to enable it).
 /// Nothing is written into the drop folder: whatever sits there is read as an export.
-const STARTER: [(&str, &str); 12] = [
+const STARTER: [(&str, &str); 14] = [
     ("connectors/exports.yaml", include_str!("../examples/starter/exports.yaml")),
     ("connectors/crm-file.yaml", include_str!("../examples/starter/crm-file.yaml")),
     ("mappings/crm.yaml", include_str!("../examples/quickstart/mappings/crm.yaml")),
@@ -23,9 +23,11 @@ const STARTER: [(&str, &str); 12] = [
     ("connectors/github.yaml.disabled", include_str!("../connectors/github.yaml")),
     ("connectors/slack.yaml.disabled", include_str!("../connectors/slack.yaml")),
     ("connectors/webhook.yaml.disabled", include_str!("../examples/starter/webhook.yaml")),
+    ("connectors/slack-digest.yaml.disabled", include_str!("../connectors/slack-digest.yaml")),
     ("mappings/hubspot.yaml", include_str!("../mappings/hubspot.yaml")),
     ("mappings/salesforce.yaml", include_str!("../mappings/salesforce.yaml")),
     ("mappings/common-room.yaml", include_str!("../mappings/common-room.yaml")),
+    ("mappings/slack-digest.yaml", include_str!("../mappings/slack-digest.yaml")),
 ];
 
 /// The starter's relative state paths, as its connector files spell them.

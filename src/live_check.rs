@@ -55,6 +55,9 @@ async fn check_one(config: &Config, c: &Connector) -> Result<String, String> {
         }
         (ConnectorKind::GitHub(g), _) => github(c, g).await,
         (ConnectorKind::Slack(s), _) => slack(c, s).await,
+        (ConnectorKind::SlackDigest(_), _) => {
+            Ok("not called: posting is Slack's only way to check a destination (`oql-sync sync --dry-run` shows the changes a digest would list)".into())
+        }
         (ConnectorKind::Scarf(s), _) => scarf(c, s).await,
         (ConnectorKind::Webhook(_), _) => {
             Ok("not called: a webhook has no read-only request (`oql-sync sync --dry-run` shows what it would receive)".into())

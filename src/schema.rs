@@ -97,14 +97,14 @@ pub fn schema(file: ConfigFile) -> Value {
 }
 
 /// The connector kinds, as `kind:` names them.
-pub const KINDS: [&str; 9] = ["export", "github", "slack", "scarf", "hubspot", "salesforce", "common_room", "webhook", "file"];
+pub const KINDS: [&str; 10] = ["export", "github", "slack", "scarf", "hubspot", "salesforce", "common_room", "webhook", "file", "slack_digest"];
 
 /// One schema for every connector file: a `oneOf` over the kinds, each the kind's
 /// config type with `kind` pinned to its name, so an editor offers the keys of the kind
 /// the file declares.
 fn connector_schema() -> Value {
     let mut generator = generator();
-    let kinds: [(&str, Schema); 9] = [
+    let kinds: [(&str, Schema); 10] = [
         ("export", generator.subschema_for::<ExportConnector>()),
         ("github", generator.subschema_for::<GitHubConfig>()),
         ("slack", generator.subschema_for::<SlackConfig>()),
@@ -114,6 +114,7 @@ fn connector_schema() -> Value {
         ("common_room", generator.subschema_for::<CommonRoomConfig>()),
         ("webhook", generator.subschema_for::<WebhookConfig>()),
         ("file", generator.subschema_for::<FileConfig>()),
+        ("slack_digest", generator.subschema_for::<crate::sinks::slack::SlackDigestConfig>()),
     ];
     let mut defs = generator.take_definitions(true);
     let mut one_of = Vec::new();
@@ -201,6 +202,6 @@ mod tests {
         let schema = schema(ConfigFile::Connector);
         let defs = schema["$defs"].as_object().unwrap();
         let pinned: Vec<&str> = defs.values().filter_map(|d| d["properties"]["kind"]["const"].as_str()).collect();
-        assert_eq!(pinned.len(), 9, "{pinned:?}");
+        assert_eq!(pinned.len(), KINDS.len(), "{pinned:?}");
     }
 }

@@ -86,6 +86,7 @@ fn every_shipped_and_starter_config_file_is_valid_under_its_schema_and_loads() {
         ("SLACK_BOT_TOKEN", "t"),
         ("CHURN_WEBHOOK_URL", "https://hooks.example.com/churn"),
         ("OQL_WEBHOOK_URL", "https://hooks.example.com/oql"),
+        ("SLACK_DIGEST_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x"),
     ];
     let check = env.run_with(&["check"], &secrets);
     assert_eq!(check.code, 0, "the starter with every connector enabled does not load:\n{}", check.stderr);

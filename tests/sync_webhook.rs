@@ -205,7 +205,7 @@ fn a_webhook_trigger_text_renders_its_template_with_the_signals() {
     let env = Env::new();
     env.write(
         "mappings/rows.yaml",
-        "object: rows\nmatch: { crm_field: domain }\nstages: [experimentation]\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: experimentation }\n    \
+        "object: rows\nmatch: { crm_field: domain }\nstages: [experimentation]\nfirst_sync: fire\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: experimentation }\n    \
          action:\n      webhook:\n        url_env: HOOK\n        text: \"{{ company }}: {{ from or 'new' }} -> {{ to }} ({{ score }}, {{ trend }}). {{ reason }}\"\n",
     );
     env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.ndjson\n");

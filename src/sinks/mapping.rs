@@ -284,6 +284,8 @@ pub enum Action {
     /// POST a JSON event to a URL (read from the environment variable named by `url_env`
     /// when the URL holds a secret).
     Webhook(WebhookTarget),
+    /// Post a Block Kit message to Slack (incoming webhook, or bot token and channel).
+    Slack(super::slack::SlackTarget),
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -459,6 +461,9 @@ impl Mapping {
                 && w.url.is_some() == w.url_env.is_some() {
                     return Err((format!("triggers[{i}].action.webhook"), "needs exactly one of `url` or `url_env`".into()));
                 }
+            if let Action::Slack(target) = &t.action {
+                target.validate().map_err(|(key, m)| (format!("triggers[{i}].action.slack.{key}"), m))?;
+            }
         }
         Ok(())
     }

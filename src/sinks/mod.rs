@@ -9,6 +9,7 @@ pub mod mapping;
 pub mod plan;
 pub mod report;
 pub mod salesforce;
+pub mod slack;
 pub mod common_room;
 pub mod sync;
 pub mod template;

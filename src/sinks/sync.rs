@@ -231,6 +231,10 @@ async fn build_and_run(
             let mut sink = super::file::FileSink::build(c, &input.config.dir, mapping);
             run(&mut sink, input, connector, mapping, opts, run_id, super::webhook::default_dead_after(), report).await
         }
+        ConnectorKind::SlackDigest(c) => {
+            let mut sink = super::slack::SlackDigestSink::build(c, mapping).map_err(sink_error)?;
+            run(&mut sink, input, connector, mapping, opts, run_id, c.dead_after, report).await
+        }
         ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => Ok(()),
     }
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::scoring::{CompanyScore, Stage};
 use crate::sinks::mapping::{Action, FirstSync, Mapping, Trigger};
 use crate::sinks::plan::PlanItem;
+use crate::sinks::slack::{SlackPoster, stage_change_message};
 use crate::sinks::template::{plain, variables_of};
 use crate::sinks::webhook::post_event;
 use crate::sinks::{Sink, SinkError};
@@ -147,6 +148,7 @@ pub async fn fire_pending<S: Sink>(
         return Ok((0, 0));
     }
     let mut webhooks: Option<HttpClient> = None;
+    let mut slack: Option<SlackPoster> = None;
     let (mut fired, mut failed) = (0, 0);
     let mut record = async |firing: &Firing, outcome: Result<(), SinkError>| -> Result<(), StoreError> {
         let error = outcome.err().map(|e| super::report::loggable(&e.to_string()));
@@ -180,6 +182,16 @@ pub async fn fire_pending<S: Sink>(
                     (Some(http), Ok(url), Ok(event)) => post_event(http, &url, &firing.key, &event).await,
                     (None, _, _) => Err(SinkError::Api("cannot build an HTTP client".into())),
                     (_, Err(e), _) => Err(e),
+                }
+            }
+            Ok(Action::Slack(target)) => {
+                if slack.is_none() {
+                    slack = SlackPoster::new(connector, RetryPolicy::default()).ok();
+                }
+                match (&mut slack, target.destination(), stage_change_message(&target, firing)) {
+                    (Some(poster), Ok(to), Ok(message)) => poster.post(&to, &message).await,
+                    (None, _, _) => Err(SinkError::Api("cannot build an HTTP client".into())),
+                    (_, Err(e), _) | (_, _, Err(e)) => Err(e),
                 }
             }
             Ok(_) => {

@@ -18,7 +18,16 @@
 //! - a "restricted" mode playing an app outside the Marketplace: one call per window
 //!   for each of `conversations.history` and `conversations.replies`, 15 items at most
 //!   (<https://api.slack.com/changelog/2025-05-terms-rate-limit-update-and-faq>);
-//! - messages that land after a given request, the way people post while a poll runs.
+//! - messages that land after a given request, the way people post while a poll runs;
+//! - posting: `chat.postMessage` (JSON body, bearer token; a channel by id or `#name`;
+//!   `channel_not_found`, `not_in_channel`, `no_text`, `invalid_blocks` for blocks
+//!   outside Block Kit's limits, `token_revoked` once revoked) and incoming webhooks
+//!   (`/services/T/B/X`, answered `ok` or a status with the error code as plain text:
+//!   404 `channel_not_found`, 403 `invalid_token`, 410 `channel_is_archived`, 400
+//!   `no_text`/`invalid_blocks`, 404 `no_service`;
+//!   <https://api.slack.com/messaging/webhooks#handling_errors>). A second post to a
+//!   channel within a second of the last is refused with 429 and `Retry-After: 1`:
+//!   Slack allows about one a second and may refuse any burst above it.
 
 #![allow(dead_code)]
 
@@ -87,12 +96,29 @@ struct Inner {
     /// Last answered call of each restricted method.
     last_call: BTreeMap<String, Instant>,
     faults: Faults<Fault>,
+    /// Channel names (without `#`) → ids.
+    names: BTreeMap<String, String>,
+    /// Incoming webhooks by path: the channel they post to, or the error they answer.
+    hooks: BTreeMap<String, Result<String, &'static str>>,
+    revoked: bool,
+    posted: Vec<Posted>,
+    last_post: BTreeMap<String, Instant>,
     /// (method, answered calls of it after which it lands, channel, message).
     landings: Vec<(String, usize, String, Message)>,
     requests: Vec<Recorded>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
+
+/// A message Slack accepted.
+#[derive(Clone, Debug)]
+pub struct Posted {
+    pub channel: String,
+    pub body: Value,
+    pub at: Instant,
+    /// Through an incoming webhook (else `chat.postMessage`).
+    pub webhook: bool,
+}
 
 pub struct Slack {
     /// Base of the Web API (`…/api`).
@@ -182,6 +208,31 @@ impl Slack {
     /// The next `times` calls of `method` (`""`: any) fail this way.
     pub fn fail_next(&self, method: &str, fault: Fault, times: usize) {
         self.lock().faults.push_back((method.into(), fault, times));
+    }
+    /// A public channel the bot can post to by id or by `#name`.
+    pub fn named_channel(&self, id: &str, name: &str, bot_is_member: bool) {
+        self.channel(id, bot_is_member);
+        self.lock().names.insert(name.into(), id.into());
+    }
+    /// An incoming webhook posting to `channel`; its URL.
+    pub fn webhook(&self, channel: &str) -> String {
+        let mut s = self.lock();
+        let path = format!("/services/T0EMUL/B{:04}/x{}secret", s.hooks.len(), s.hooks.len());
+        s.hooks.insert(path.clone(), Ok(channel.into()));
+        format!("{}{path}", self.url.trim_end_matches("/api"))
+    }
+    /// From now on the webhook answers this error (`channel_not_found`, `invalid_token`,
+    /// `channel_is_archived`).
+    pub fn break_webhook(&self, url: &str, code: &'static str) {
+        let path = url.trim_start_matches(self.url.trim_end_matches("/api")).to_owned();
+        self.lock().hooks.insert(path, Err(code));
+    }
+    /// The bot token is revoked: every call answers `token_revoked`.
+    pub fn revoke_token(&self) {
+        self.lock().revoked = true;
+    }
+    pub fn posted(&self) -> Vec<Posted> {
+        self.lock().posted.clone()
     }
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
@@ -340,12 +391,142 @@ fn answer(s: &mut Inner, method: &str, query: &BTreeMap<String, String>) -> (u16
     }
 }
 
-async fn handle(State(state): State<Shared>, uri: Uri, headers: HeaderMap) -> Response {
+/// Block Kit's limits (<https://api.slack.com/reference/block-kit/blocks>): the first
+/// breach, as Slack reports `invalid_blocks`.
+fn block_kit_problem(blocks: &Value) -> Option<String> {
+    let Some(blocks) = blocks.as_array() else { return Some("blocks is not an array".into()) };
+    if blocks.len() > 50 {
+        return Some("more than 50 blocks".into());
+    }
+    let text_len = |t: &Value| t["text"].as_str().map_or(usize::MAX, |s| s.chars().count());
+    let text_ok = |t: &Value, max: usize| matches!(t["type"].as_str(), Some("plain_text" | "mrkdwn")) && text_len(t) >= 1 && text_len(t) <= max;
+    for (i, b) in blocks.iter().enumerate() {
+        let bad = match b["type"].as_str() {
+            Some("header") => !(b["text"]["type"] == "plain_text" && text_ok(&b["text"], 150)),
+            Some("section") => {
+                let text = b.get("text").map(|t| text_ok(t, 3000));
+                let fields = b.get("fields").and_then(Value::as_array).map(|f| f.len() <= 10 && f.iter().all(|t| text_ok(t, 2000)));
+                !(text.unwrap_or(true) && fields.unwrap_or(true) && (text.is_some() || fields.is_some()))
+            }
+            Some("context") => !b["elements"].as_array().is_some_and(|e| !e.is_empty() && e.len() <= 10 && e.iter().all(|t| text_ok(t, 3000))),
+            Some("actions") => !b["elements"].as_array().is_some_and(|e| {
+                !e.is_empty() && e.len() <= 25 && e.iter().all(|x| {
+                    x["type"] == "button" && x["text"]["type"] == "plain_text" && text_ok(&x["text"], 75)
+                        && x["url"].as_str().is_none_or(|u| u.len() <= 3000 && (u.starts_with("http://") || u.starts_with("https://")))
+                })
+            }),
+            Some("divider") => false,
+            _ => true,
+        };
+        if bad {
+            return Some(format!("block {i} breaks Block Kit's rules: {b}"));
+        }
+    }
+    None
+}
+
+/// A message body as both ways of posting check it: `Err(code)`.
+fn check_message(body: &Value) -> Result<(), &'static str> {
+    let text = body["text"].as_str().unwrap_or_default();
+    if text.is_empty() && body.get("blocks").is_none() {
+        return Err("no_text");
+    }
+    if text.chars().count() > 40_000 {
+        return Err("msg_too_long");
+    }
+    if let Some(blocks) = body.get("blocks")
+        && block_kit_problem(blocks).is_some()
+    {
+        return Err("invalid_blocks");
+    }
+    Ok(())
+}
+
+/// Whether a post to `channel` now would exceed one a second; else records it.
+fn paced(s: &mut Inner, channel: &str) -> bool {
+    let now = Instant::now();
+    if s.last_post.get(channel).is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1)) {
+        return false;
+    }
+    s.last_post.insert(channel.into(), now);
+    true
+}
+
+fn post_message(s: &mut Inner, body: &Value) -> (u16, Value, Option<u64>) {
+    let given = body["channel"].as_str().unwrap_or_default();
+    let id = s.names.get(given.trim_start_matches('#')).cloned().unwrap_or_else(|| given.to_owned());
+    let Some(channel) = s.channels.get(&id) else {
+        return (200, json!({"ok": false, "error": "channel_not_found"}), None);
+    };
+    if !channel.bot_is_member {
+        return (200, json!({"ok": false, "error": "not_in_channel"}), None);
+    }
+    if let Err(code) = check_message(body) {
+        return (200, json!({"ok": false, "error": code}), None);
+    }
+    if !paced(s, &id) {
+        return (429, json!({"ok": false, "error": "ratelimited"}), Some(1));
+    }
+    let ts = format!("{}.{:06}", chrono::Utc::now().timestamp(), s.posted.len());
+    s.posted.push(Posted { channel: id.clone(), body: body.clone(), at: Instant::now(), webhook: false });
+    let message = json!({"type": "message", "subtype": "bot_message", "text": body["text"], "ts": ts, "bot_id": "B0EMUL"});
+    (200, json!({"ok": true, "channel": id, "ts": ts, "message": message}), None)
+}
+
+/// An incoming webhook's answer: (status, plain-text body, Retry-After).
+fn hook_post(s: &mut Inner, path: &str, body: &[u8]) -> (u16, String, Option<u64>) {
+    let channel = match s.hooks.get(path) {
+        None => return (404, "no_service".into(), None),
+        Some(Err(code)) => {
+            let status = match *code {
+                "invalid_token" | "action_prohibited" => 403,
+                "channel_is_archived" => 410,
+                _ => 404,
+            };
+            return (status, (*code).into(), None);
+        }
+        Some(Ok(channel)) => channel.clone(),
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return (400, "invalid_payload".into(), None);
+    };
+    if let Err(code) = check_message(&body) {
+        return (400, code.into(), None);
+    }
+    if !paced(s, &channel) {
+        return (429, "rate_limited".into(), Some(1));
+    }
+    s.posted.push(Posted { channel, body, at: Instant::now(), webhook: true });
+    (200, "ok".into(), None)
+}
+
+async fn handle(State(state): State<Shared>, uri: Uri, headers: HeaderMap, raw: axum::body::Bytes) -> Response {
+    if uri.path().starts_with("/services/") {
+        let (status, text, retry_after) = hook_post(&mut state.lock().unwrap(), uri.path(), &raw);
+        let mut response = (StatusCode::from_u16(status).unwrap(), text).into_response();
+        response.headers_mut().insert("content-type", HeaderValue::from_static("text/html"));
+        if let Some(r) = retry_after {
+            response.headers_mut().insert("retry-after", HeaderValue::from_str(&r.to_string()).unwrap());
+        }
+        return response;
+    }
     let method = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
     let query = super::emulator::form_decode(uri.query().unwrap_or_default());
     let mut s = state.lock().unwrap();
     let authed = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", s.token)[..]);
-    let (status, body, retry_after) = if authed { answer(&mut s, &method, &query) } else { (200, json!({"ok": false, "error": "invalid_auth"}), None) };
+    let json_body = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json"));
+    let (status, body, retry_after) = if s.revoked {
+        (200, json!({"ok": false, "error": "token_revoked"}), None)
+    } else if !authed {
+        (200, json!({"ok": false, "error": "invalid_auth"}), None)
+    } else if method == "chat.postMessage" {
+        match serde_json::from_slice::<Value>(&raw) {
+            Ok(body) if json_body => post_message(&mut s, &body),
+            _ => (200, json!({"ok": false, "error": "invalid_json"}), None),
+        }
+    } else {
+        answer(&mut s, &method, &query)
+    };
     s.requests.push(Recorded { method: method.clone(), query, status, at: Instant::now() });
     // Messages due to land once this many calls of their method were answered.
     let answered = s.requests.iter().filter(|r| r.method == method).count();
