@@ -15,9 +15,10 @@ const TOKEN: &str = "pat-na1-test-0000-control-token";
 
 /// `old.com` downloaded on 2026-09-01 (inactive from 2026-10-31), `later.com` on
 /// 2026-09-02 (inactive from 2026-11-01), `steady.com` and `other.com` on 2026-10-20
-/// (investigation throughout).
+/// (investigation throughout), `fresh.com` on 2026-11-01 (unknown before, then in
+/// investigation).
 fn activities() -> String {
-    [("old.com", "2026-09-01"), ("later.com", "2026-09-02"), ("steady.com", "2026-10-20"), ("other.com", "2026-10-20")]
+    [("old.com", "2026-09-01"), ("later.com", "2026-09-02"), ("steady.com", "2026-10-20"), ("other.com", "2026-10-20"), ("fresh.com", "2026-11-01")]
         .iter()
         .map(|(d, day)| {
             json!({"source": "scarf", "id": format!("{d}-{day}"), "kind": "download", "occurred_at": format!("{day}T10:00:00Z"),
@@ -48,7 +49,7 @@ fn hubspot(first_sync: &str, extra_fields: &str, props: &[(&str, &str)]) -> Crm 
     let run = HubSpot::running(TOKEN);
     let list = run.hs.add_list("MANUAL");
     let mut ids = std::collections::BTreeMap::new();
-    for d in ["old.com", "later.com", "steady.com", "other.com"] {
+    for d in ["old.com", "later.com", "steady.com", "other.com", "fresh.com"] {
         let mut p = vec![("domain", d), ("name", d)];
         if d == "steady.com" {
             p.extend_from_slice(props);
@@ -112,6 +113,27 @@ fn the_first_sync_records_stages_without_firing_and_a_later_change_fires_once() 
     let out = c.sync_ok(&["--as-of", "2026-11-01"]);
     assert!(out.contains("0 triggers fired"), "{out}");
     assert_eq!(c.calls(&format!("/crm/v3/lists/{}/memberships/add", c.list)).len(), memberships);
+}
+
+#[test]
+fn a_company_that_enters_a_triggers_stage_after_the_first_sync_fires_on_its_own_first_sync() {
+    let c = hubspot("", "", &[]);
+    let on_investigation = format!("triggers:\n  - when: {{ to: investigation }}\n    action: {{ hubspot_list: \"{}\" }}\n", c.list);
+    c.env.write("mappings/hubspot.yaml", hubspot_mapping(&c.list, "", "").replace("triggers:\n", &on_investigation));
+    // Day one: three companies already in investigation, one inactive: none fires.
+    let out = c.sync_ok(&["--as-of", "2026-10-31"]);
+    assert!(out.contains("4 accepted") && out.contains("0 triggers fired"), "{out}");
+    // fresh.com's first activity comes the next day: it enters investigation after the
+    // connector's first sync, so its first sync is a change; later.com turns inactive.
+    let plan: Value = serde_json::from_str(&c.sync_ok(&["--dry-run", "--format", "json", "--domain", "fresh.com", "--as-of", "2026-11-01"])).unwrap();
+    assert_eq!(plan[0]["items"][0]["triggers"], json!([{"action": "hubspot_list", "target": c.list}]), "{plan}");
+    let out = c.sync_ok(&["--as-of", "2026-11-01"]);
+    assert!(out.contains("2 triggers fired"), "{out}");
+    let mut members = c.members();
+    members.sort();
+    let mut expected = vec![c.ids["fresh.com"].clone(), c.ids["later.com"].clone()];
+    expected.sort();
+    assert_eq!(members, expected);
 }
 
 #[test]
