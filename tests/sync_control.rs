@@ -370,3 +370,48 @@ fn common_room_cannot_keep_values_it_cannot_read_and_says_so() {
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("cr.yaml") && r.stderr.contains("update: if_empty") && r.stderr.contains("common_room"), "{}", r.stderr);
 }
+
+/// A crash between HubSpot applying a write and the store recording it: the re-run
+/// reads the `if_empty` values the lost run filled and leaves them, and each trigger
+/// fires once.
+#[test]
+fn a_sync_killed_after_the_crm_applied_its_write_neither_fills_twice_nor_fires_twice() {
+    let field = "  oql_first_seen: { from: first_seen, update: if_empty }\n";
+    let c = hubspot("first_sync: fire\n", field, &[("oql_first_seen", "2024-05-01")]);
+    let update = "/crm/v3/objects/companies/batch/update";
+    c.run.hs.fail_next(update, common::hubspot_crm::Fault::DelayAfterApply(std::time::Duration::from_secs(30)), 1);
+    let mut child = c
+        .env
+        .command(&["sync", "--as-of", "2026-10-31"])
+        .env("HS_TEST_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.calls(update).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the sync never sent its update");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lost = c.calls(update)[0].body["inputs"].clone();
+    assert!(lost.as_array().unwrap().iter().any(|i| i["properties"]["oql_first_seen"] == "2026-10-20"), "{lost}");
+    assert!(c.members().is_empty(), "killed before its trigger");
+
+    c.sync_ok(&["--as-of", "2026-10-31"]);
+    assert_eq!(c.value("steady.com", "oql_first_seen").as_deref(), Some("2024-05-01"));
+    assert_eq!(c.value("other.com", "oql_first_seen").as_deref(), Some("2026-10-20"));
+    let updates = c.calls(update);
+    assert_eq!(updates.len(), 2);
+    for input in updates[1].body["inputs"].as_array().unwrap() {
+        assert!(input["properties"].get("oql_first_seen").is_none(), "the re-run wrote over a value the lost run filled: {input}");
+    }
+    assert_eq!(c.members(), [c.ids["old.com"].clone()]);
+    assert_eq!(c.calls(&format!("/crm/v3/lists/{}/memberships/add", c.list)).len(), 1);
+
+    c.run.hs.clear_requests();
+    let out = c.sync_ok(&["--as-of", "2026-10-31"]);
+    assert!(out.contains("0 triggers fired"), "{out}");
+    assert_eq!(c.run.hs.write_calls(), 0);
+}
