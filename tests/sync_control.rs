@@ -380,14 +380,7 @@ fn a_sync_killed_after_the_crm_applied_its_write_neither_fills_twice_nor_fires_t
     let c = hubspot("first_sync: fire\n", field, &[("oql_first_seen", "2024-05-01")]);
     let update = "/crm/v3/objects/companies/batch/update";
     c.run.hs.fail_next(update, common::hubspot_crm::Fault::DelayAfterApply(std::time::Duration::from_secs(30)), 1);
-    let mut child = c
-        .env
-        .command(&["sync", "--as-of", "2026-10-31"])
-        .env("HS_TEST_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = c.env.spawn_quiet(&["sync", "--as-of", "2026-10-31"], &[("HS_TEST_TOKEN", TOKEN)]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while c.calls(update).is_empty() {
         assert!(std::time::Instant::now() < deadline, "the sync never sent its update");
