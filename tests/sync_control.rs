@@ -369,6 +369,15 @@ fn common_room_cannot_keep_values_it_cannot_read_and_says_so() {
     let r = env.run(&["check"]);
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("cr.yaml") && r.stderr.contains("update: if_empty") && r.stderr.contains("common_room"), "{}", r.stderr);
+
+    // --reconcile stops the Common Room run with the reason, before any call.
+    env.write("mappings/cr.yaml", "object: contacts\nmatch: { crm_field: companyDomain }\nfields:\n  OQL Stage: { from: stage }\n");
+    let data = env.write("data.ndjson", activities());
+    env.ok(&["import", data.to_str().unwrap()]);
+    let r = env.run_with(&["sync", "--reconcile", "--as-of", "2026-10-30"], &[("CR_TOKEN", "cr-token")]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(said.contains("--reconcile needs a live read: Common Room's API cannot read back"), "{said}");
 }
 
 /// A crash between HubSpot applying a write and the store recording it: the re-run
