@@ -417,3 +417,39 @@ fn a_sync_killed_after_the_crm_applied_its_write_neither_fills_twice_nor_fires_t
     assert!(out.contains("0 triggers fired"), "{out}");
     assert_eq!(c.run.hs.write_calls(), 0);
 }
+
+#[test]
+fn if_empty_reads_a_hundred_records_a_call() {
+    let run = HubSpot::running(TOKEN);
+    let list = run.hs.add_list("MANUAL");
+    let env = Env::new();
+    let mut data = String::new();
+    for i in 0..150 {
+        let domain = format!("c{i}.com");
+        run.hs.add_company(&[("domain", &domain), ("name", &domain)]);
+        data.push_str(
+            &json!({"source": "scarf", "id": format!("d{i}"), "kind": "download", "occurred_at": "2026-10-20T10:00:00Z",
+                    "company_domain": domain, "package": "oqldb", "version": "1.0.0"})
+            .to_string(),
+        );
+        data.push('\n');
+    }
+    env.write("mappings/hubspot.yaml", hubspot_mapping(&list, "", "  oql_first_seen: { from: first_seen, update: if_empty }\n"));
+    env.write(
+        "connectors/hubspot.yaml",
+        format!("name: hubspot\nkind: hubspot\nschedule: \"0 */15 * * * *\"\nbase_url: {}\ntoken_env: HS_TEST_TOKEN\nmapping: mappings/hubspot.yaml\n", run.hs.url),
+    );
+    let file = env.write("data.ndjson", data);
+    env.ok(&["import", file.to_str().unwrap()]);
+    let r = env.run_with(&["sync", "--as-of", "2026-10-30"], &[("HS_TEST_TOKEN", TOKEN)]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let reads: Vec<(u16, usize)> = run
+        .hs
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/crm/v3/objects/companies/batch/read")
+        .map(|r| (r.status, r.body["inputs"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(reads, [(200, 100), (200, 50)], "batches of HubSpot's maximum, each body as the spec shapes it");
+    assert!(run.hs.companies().iter().filter(|(_, p)| p.get("domain").is_some()).all(|(_, p)| p["oql_first_seen"] == "2026-10-20"));
+}
