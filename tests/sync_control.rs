@@ -214,6 +214,14 @@ fn reconcile_writes_over_a_hand_edit_that_a_plain_sync_leaves() {
     c.sync_ok(&["--as-of", "2026-10-30"]);
     assert_eq!(c.value("steady.com", "oql_stage").as_deref(), Some("customer"));
 
+    // Its dry run shows the one field it would write back, and writes nothing.
+    c.run.hs.clear_requests();
+    let plan: Value = serde_json::from_str(&c.sync_ok(&["--dry-run", "--reconcile", "--format", "json", "--as-of", "2026-10-30"])).unwrap();
+    let items = plan[0]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{plan}");
+    assert_eq!(items[0]["changes"], json!({"oql_stage": {"before": "customer", "after": "investigation"}}));
+    assert_eq!(c.run.hs.write_calls(), 0);
+
     // --reconcile reads what the CRM holds and writes the mapped value back; the
     // if_empty field keeps what someone typed.
     c.run.hs.clear_requests();

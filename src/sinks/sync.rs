@@ -410,16 +410,19 @@ async fn live_state<S: Sink>(
     }
     let fields: Vec<String> = mapping.fields.keys().cloned().collect();
     let current = sink.read(&ids, &fields).await?;
+    let if_empty = mapping.if_empty_fields();
     let mut out = HashMap::new();
     for s in in_scope {
         let Some(values) = current.get(&s.domain) else { continue };
-        // Values that mean the same in the CRM count as equal to the desired ones, so the
-        // plan shows only true differences.
+        // Values that mean the same in the CRM count as equal to the desired ones, and so
+        // does any value of an `if_empty` field (it stays): the plan shows only what a
+        // run would write.
         let desired = mapping.desired(s);
         let fields: Desired = values
             .iter()
             .map(|(k, v)| match desired.get(k) {
                 Some(d) if same_crm_value(d, v) => (k.clone(), d.clone()),
+                Some(d) if if_empty.contains(k) && !super::mapping::as_text(v).trim().is_empty() => (k.clone(), d.clone()),
                 _ => (k.clone(), v.clone()),
             })
             .collect();
