@@ -103,6 +103,10 @@ pub enum Command {
         /// /readyz fails once a connector failed this many runs in a row (0: never).
         #[arg(long, default_value_t = 3, value_name = "N")]
         unready_after: u64,
+        /// The environment variable holding the web console's token: needed to open
+        /// the console when `--listen` is not a loopback address (docs/console.md).
+        #[arg(long, value_name = "VAR")]
+        console_token_env: Option<String>,
     },
     /// Ask a running daemon's /healthz; exit 0 when it answers healthy (container
     /// health checks: the image has no curl).

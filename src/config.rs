@@ -17,6 +17,7 @@ use crate::scoring::model::{Model, ModelOverrides};
 use crate::sinks::file::FileConfig;
 use crate::sinks::common_room::CommonRoomConfig;
 use crate::sources::github::GitHubConfig;
+use crate::sources::scarf::ScarfConfig;
 use crate::sources::slack::SlackConfig;
 use crate::sinks::hubspot::HubSpotConfig;
 use crate::sinks::salesforce::SalesforceConfig;
@@ -94,6 +95,7 @@ pub enum ConnectorKind {
     Export(ExportConnector),
     GitHub(GitHubConfig),
     Slack(SlackConfig),
+    Scarf(ScarfConfig),
     HubSpot(HubSpotConfig),
     Salesforce(SalesforceConfig),
     CommonRoom(CommonRoomConfig),
@@ -107,6 +109,7 @@ impl ConnectorKind {
             ConnectorKind::Export(_) => "export",
             ConnectorKind::GitHub(_) => "github",
             ConnectorKind::Slack(_) => "slack",
+            ConnectorKind::Scarf(_) => "scarf",
             ConnectorKind::HubSpot(_) => "hubspot",
             ConnectorKind::Salesforce(_) => "salesforce",
             ConnectorKind::CommonRoom(_) => "common_room",
@@ -120,7 +123,7 @@ impl Connector {
     /// The mapping of a sink; `None` for sources.
     pub fn mapping_path(&self) -> Option<&str> {
         match &self.kind {
-            ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => None,
+            ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => None,
             ConnectorKind::HubSpot(c) => Some(&c.mapping),
             ConnectorKind::Salesforce(c) => Some(&c.mapping),
             ConnectorKind::CommonRoom(c) => Some(&c.mapping),
@@ -342,8 +345,8 @@ impl Config {
         let mut attribution = AttributionRules::default();
         if let Some(bytes) = &files.attribution {
             let path = files.attribution_path.clone().unwrap_or_else(|| dir.join("attribution.yaml"));
-            match decode(&path, bytes).and_then(|text| parse(&path, &text)) {
-                Ok(file) => attribution = AttributionRules::from_file(file),
+            match decode(&path, bytes).and_then(|text| load_attribution(&path, &text)) {
+                Ok(rules) => attribution = rules,
                 Err(e) => errors.push(e),
             }
         }
@@ -435,16 +438,56 @@ fn load_mapping(path: &Path, bytes: &[u8]) -> Result<Mapping, ConfigError> {
     Ok(mapping)
 }
 
+/// Parses `attribution.yaml` and checks what its types cannot (date ranges, cycles).
+fn load_attribution(path: &Path, text: &str) -> Result<AttributionRules, ConfigError> {
+    let file: crate::attribution::AttributionFile = parse(path, text)?;
+    if let Err(e) = file.validate() {
+        let keys: Vec<&str> = e.at.iter().map(String::as_str).collect();
+        let (line, column) = locate_keys(text, &keys);
+        return Err(ConfigError::Invalid { path: path.to_path_buf(), line, column, message: e.message });
+    }
+    Ok(AttributionRules::from_file(file))
+}
+
+/// Where `key` starts after `from` as a whole key: `acme.com:` is not found in
+/// `widgets-acme.com:`.
+fn find_key(text: &str, from: usize, key: &str) -> Option<usize> {
+    let mut at = from;
+    while let Some(i) = text[at..].find(key) {
+        let start = at + i;
+        let before = text[..start].chars().next_back();
+        if !before.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_') {
+            return Some(start);
+        }
+        at = start + key.len();
+    }
+    None
+}
+
 /// The line and column of a dotted key path (`fields.oql_stage.values`) in a YAML text:
 /// each key is searched for after the previous one. Good enough to point at the key of a
 /// semantic error that the parser could not see.
 pub(crate) fn locate(text: &str, path: &str) -> (u64, u64) {
+    locate_keys(text, &path.split('.').map(|k| k.split('[').next().unwrap_or(k)).collect::<Vec<_>>())
+}
+
+/// `locate` for keys that may hold dots themselves (domains). A key `name#n` stands for
+/// the n-th (from 0) occurrence of `name:` after the previous key.
+pub(crate) fn locate_keys(text: &str, keys: &[&str]) -> (u64, u64) {
     let mut from = 0usize;
-    for key in path.split('.') {
-        let key = key.split('[').next().unwrap_or(key);
+    for key in keys {
+        let (key, nth) = match key.split_once('#') {
+            Some((k, n)) => (k, n.parse::<usize>().unwrap_or(0)),
+            None => (*key, 0),
+        };
+        for _ in 0..nth {
+            if let Some(i) = find_key(text, from, &format!("{key}:")) {
+                from = i + key.len() + 1;
+            }
+        }
         let found = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
             .iter()
-            .filter_map(|k| text[from..].find(k.as_str()).map(|i| from + i))
+            .filter_map(|k| find_key(text, from, k))
             .min();
         if let Some(i) = found {
             from = i;
@@ -593,6 +636,14 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Slack(c) }
             }
+            "scarf" => {
+                let c: ScarfConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Scarf(c) }
+            }
             other => {
                 let (line, column) = locate(&text, "kind");
                 return Err(ConfigError::Invalid {
@@ -600,7 +651,7 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                     line,
                     column,
                     message: format!(
-                        "unknown connector kind `{other}` (expected export, github, slack, hubspot, salesforce, common_room, webhook or file)"
+                        "unknown connector kind `{other}` (expected export, github, slack, scarf, hubspot, salesforce, common_room, webhook or file)"
                     ),
                 });
             }

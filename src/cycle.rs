@@ -12,10 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::import::{FileSummary, file_summary};
-use crate::scoring::{CompanyScore, Model, ScanPart, end_of};
+use crate::scoring::{CompanyScore, History, Model, ScanPart, end_of};
 use crate::sinks::sync::{SyncError, SyncInput, SyncOptions, SyncReport, sync_connector};
 use crate::sources::folder::poll_folder;
 use crate::sources::github::GitHubSource;
+use crate::sources::scarf::ScarfSource;
 use crate::sources::slack::SlackSource;
 use crate::store::{Held, RunTotals, Store, StoreError};
 
@@ -56,6 +57,9 @@ pub fn today() -> NaiveDate {
 /// Re-attributes what the config's attribution rules place differently from the ones
 /// the store was last attributed with (at open, and when the daemon reloads).
 pub async fn apply_attribution(store: &Store, config: &Config) -> Result<(), StoreError> {
+    if store.sync_parents(&config.attribution).await? {
+        crate::logging::notice("attribution parents changed: their families are rescored");
+    }
     let mut moved = store.sync_attribution(&config.attribution).await?;
     if moved > 0 {
         // Rules 2 and 3 were re-run over unplaced activities: put rule 4 back on top.
@@ -71,10 +75,10 @@ pub fn runs_on_schedule(c: &Connector) -> bool {
     polls(c) || c.is_sink()
 }
 
-/// Whether a connector is a source that polls (GitHub, Slack, a watched export folder).
+/// Whether a connector is a source that polls (GitHub, Slack, Scarf, a watched export folder).
 pub fn polls(c: &Connector) -> bool {
     match &c.kind {
-        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
         _ => false,
     }
@@ -268,6 +272,13 @@ async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotal
             };
             api_totals(totals, polled)
         }
+        ConnectorKind::Scarf(sc) => {
+            let polled = match ScarfSource::build(sc, &c.path, store, &config.attribution) {
+                Ok(source) => source.poll().await,
+                Err(e) => Err(e),
+            };
+            api_totals(totals, polled)
+        }
         _ => (totals, Vec::new()),
     }
 }
@@ -293,10 +304,19 @@ pub async fn score_and_persist(store: &Store, model: &Model, as_of: NaiveDate) -
     // The inputs are read first: a change landing while scores are computed moves the
     // data version past them, so the next rescore sees it.
     let inputs = score_inputs(store, model).await?;
-    let scores = compute_scores(store, model, as_of).await?;
+    let blank = History::new(as_of, HISTORY_DAYS, MOVE_DAYS);
+    let (mut scores, history) = scan_and_score_recording(store, model, as_of, None, Some(&blank)).await?;
+    sort_scores(&mut scores);
     store.replace_scores(as_of, &inputs, &scores).await?;
+    if let Some(history) = history {
+        store.record_history(as_of, &history).await?;
+    }
     Ok(scores)
 }
+
+/// Days of stage counts a full rescore records (the console's chart), and of stage moves.
+pub const HISTORY_DAYS: u32 = 180;
+pub const MOVE_DAYS: u32 = 7;
 
 /// Brings the persisted scores up to date at `as_of`: when they are for that date and
 /// model, only the companies whose activities changed since are recomputed; otherwise
@@ -318,7 +338,13 @@ pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<u
     let Some(version) = incremental else {
         return Ok(score_and_persist(store, model, as_of).await?.len());
     };
-    let changed = store.companies_changed_since(version).await?;
+    let mut changed = store.companies_changed_since(version).await?;
+    let families = store.families().await?;
+    let affected: Vec<&str> = families.affected(&changed).into_iter().filter(|d| changed.binary_search_by(|c| c.as_str().cmp(d)).is_err()).collect();
+    if !affected.is_empty() {
+        store.mark_families_changed(&affected).await?;
+        changed = store.companies_changed_since(version).await?;
+    }
     let scores = scan_and_score(store, model, as_of, Some(version)).await?;
     let scored: std::collections::HashSet<&str> = scores.iter().map(|s| s.domain.as_str()).collect();
     let removed: Vec<String> = changed.iter().filter(|d| !scored.contains(d.as_str())).cloned().collect();
@@ -327,7 +353,7 @@ pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<u
 }
 
 /// What persisted scores depend on: the store's data and the model.
-async fn score_inputs(store: &Store, model: &Model) -> Result<String, StoreError> {
+pub async fn score_inputs(store: &Store, model: &Model) -> Result<String, StoreError> {
     let model_hash: String = Sha256::digest(format!("{model:?}").as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -346,15 +372,52 @@ pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> R
 /// full scan runs on every core, a range of the table each; the scan of changed
 /// companies goes through the company index on one thread (a few thousand rows).
 async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_since: Option<i64>) -> Result<Vec<CompanyScore>, StoreError> {
+    Ok(scan_and_score_recording(store, model, as_of, changed_since, None).await?.0)
+}
+
+/// `scan_and_score`, also filling a copy of `history` when given.
+async fn scan_and_score_recording(
+    store: &Store,
+    model: &Model,
+    as_of: NaiveDate,
+    changed_since: Option<i64>,
+    history: Option<&History>,
+) -> Result<(Vec<CompanyScore>, Option<History>), StoreError> {
     let cores = match changed_since {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4),
         Some(_) => 1,
     };
     let mut parts: Vec<ScanPart> = (0..cores).map(|_| ScanPart::new(model)).collect();
-    store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, company, a| part.push(company, a)).await?;
+    let ancestors = ancestor_ids(store).await?;
+    store
+        .scan_scoring(end_of(as_of), changed_since, &mut parts, |part, company, a| {
+            part.push(company, a);
+            // A descendant's activity counts for each of its ancestors too.
+            if let Some(up) = ancestors.get(&company) {
+                for &p in up {
+                    part.push(p, a);
+                }
+            }
+        })
+        .await?;
     // Named after the scan: every company it read is in the table by then.
     let domains = store.company_domains(changed_since).await?;
-    Ok(crate::scoring::score_parts(parts, &domains, as_of))
+    Ok(crate::scoring::score_parts_recording(parts, &domains, as_of, history))
+}
+
+/// Each child's ancestors by company id (nearest first), from the recorded families.
+async fn ancestor_ids(store: &Store) -> Result<std::collections::HashMap<u32, Vec<u32>>, StoreError> {
+    let families = store.families().await?;
+    if families.is_empty() {
+        return Ok(Default::default());
+    }
+    let named: Vec<&str> = families.0.iter().flat_map(|(c, p)| [c.as_str(), p.as_str()]).collect();
+    let ids = store.company_ids(&named).await?;
+    Ok(families
+        .0
+        .keys()
+        .filter_map(|c| Some((*ids.get(c)?, families.ancestors(c).iter().filter_map(|a| ids.get(*a).copied()).collect())))
+        .collect())
 }
 
 fn sort_scores(scores: &mut [CompanyScore]) {
@@ -362,14 +425,32 @@ fn sort_scores(scores: &mut [CompanyScore]) {
 }
 
 /// Persisted scores when they are for that date and still current; computed otherwise.
+/// Scarf's stages are joined in either way (they are read, not scored).
 pub async fn current_scores(store: &Store, model: &Model, as_of: Option<NaiveDate>) -> Result<(NaiveDate, Vec<CompanyScore>), StoreError> {
     let as_of = as_of.unwrap_or_else(today);
-    if let Some(mut stored) = store.stored_scores().await?
-        && stored.as_of == as_of
-        && stored.inputs == score_inputs(store, model).await?
-    {
-        sort_scores(&mut stored.scores);
-        return Ok((as_of, stored.scores));
+    let mut scores = match store.stored_scores().await? {
+        Some(mut stored) if stored.as_of == as_of && stored.inputs == score_inputs(store, model).await? => {
+            sort_scores(&mut stored.scores);
+            stored.scores
+        }
+        _ => compute_scores(store, model, as_of).await?,
+    };
+    join_scarf_stages(store, &mut scores).await?;
+    Ok((as_of, scores))
+}
+
+/// Puts Scarf's own stage (from its company rollup) beside ours, for the `scarf_stage`
+/// and `scarf_stage_since` signals.
+pub async fn join_scarf_stages(store: &Store, scores: &mut [CompanyScore]) -> Result<(), StoreError> {
+    let stages = store.scarf_stages().await?;
+    if stages.is_empty() {
+        return Ok(());
     }
-    Ok((as_of, compute_scores(store, model, as_of).await?))
+    for s in scores.iter_mut() {
+        if let Some(scarf) = stages.get(&s.domain) {
+            s.scarf_stage = Some(scarf.stage.clone());
+            s.scarf_stage_since = scarf.since;
+        }
+    }
+    Ok(())
 }

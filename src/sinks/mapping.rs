@@ -38,6 +38,9 @@ pub enum Signal {
     Actors30d,
     EventsMom,
     EventsWow,
+    // Scarf's own stage, joined from its company rollup (`sources/scarf.rs`).
+    ScarfStage,
+    ScarfStageSince,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +54,7 @@ enum SignalType {
 }
 
 impl Signal {
-    pub const ALL: [(Signal, &'static str); 19] = [
+    pub const ALL: [(Signal, &'static str); 21] = [
         (Signal::Domain, "domain"),
         (Signal::Stage, "stage"),
         (Signal::PeakStage, "peak_stage"),
@@ -71,6 +74,8 @@ impl Signal {
         (Signal::Actors30d, "actors_30d"),
         (Signal::EventsMom, "events_mom"),
         (Signal::EventsWow, "events_wow"),
+        (Signal::ScarfStage, "scarf_stage"),
+        (Signal::ScarfStageSince, "scarf_stage_since"),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,8 +86,8 @@ impl Signal {
         use Signal::*;
         match self {
             Domain => SignalType::Text,
-            Stage | PeakStage => SignalType::Stage,
-            StageSince | FirstSeen | LastSeen => SignalType::Date,
+            Stage | PeakStage | ScarfStage => SignalType::Stage,
+            StageSince | FirstSeen | LastSeen | ScarfStageSince => SignalType::Date,
             Score => SignalType::Number { decimals: 2 },
             EventsMom | EventsWow => SignalType::Number { decimals: 1 },
             Upgrading | ChurnRisk => SignalType::Bool,
@@ -505,6 +510,10 @@ fn render(field: &FieldMapping, s: &CompanyScore) -> Option<Value> {
         ChurnRisk => bool_value(field, s.churn_risk),
         EventsMom => decimal(s.events_mom?, 1, decimals),
         EventsWow => decimal(s.events_wow?, 1, decimals),
+        // A stage Scarf names that is not one of ours has no entry in a value map: it
+        // goes out as Scarf spells it.
+        ScarfStage => mapped(s.scarf_stage.as_deref()?),
+        ScarfStageSince => date(s.scarf_stage_since?),
     })
 }
 
@@ -572,6 +581,8 @@ mod tests {
             actors_30d: 2,
             events_mom: None,
             events_wow: Some(-125),
+            scarf_stage: None,
+            scarf_stage_since: None,
         }
     }
 

@@ -223,7 +223,7 @@ async fn build_and_run(
             let mut sink = super::file::FileSink::build(c, &input.config.dir, mapping);
             run(&mut sink, input, connector, mapping, opts, run_id, super::webhook::default_dead_after(), report).await
         }
-        ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => Ok(()),
+        ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => Ok(()),
     }
 }
 

@@ -12,7 +12,10 @@ mod metrics;
 mod open;
 mod quarantine;
 mod raw;
+mod scarf_stages;
 mod slack_threads;
+mod stage_history;
+mod console_reads;
 mod sync_log;
 mod upkeep;
 
@@ -23,7 +26,7 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-pub use activities::{InsertOutcome, NewActivity, SortedActivities};
+pub use activities::{AttributionCounts, InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
 pub use cursors::{ExportFileState, GithubPage, GithubProfile, PendingReactions};
 pub use leases::{Held, Lease};
@@ -32,8 +35,11 @@ pub use crm_lookups::Unmatched;
 pub use upkeep::{BulkLoad, Checkup};
 pub use crm_state::{AcceptedState, Failure, Firing, Outcome, RecordResult, RunTotals};
 pub use quarantine::QuarantinedLine;
+pub use scarf_stages::ScarfStage;
 pub use slack_threads::{SlackThread, ThreadMark};
 pub use sync_log::{LogFilter, RecordRow, RunRow};
+pub use stage_history::StageMove;
+pub use console_reads::{CompanySink, CursorRow, ExportFileRow, IdentityRow, RecentActivity, UnattributedRow};
 
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
