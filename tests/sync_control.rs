@@ -15,9 +15,10 @@ const TOKEN: &str = "pat-na1-test-0000-control-token";
 
 /// `old.com` downloaded on 2026-09-01 (inactive from 2026-10-31), `later.com` on
 /// 2026-09-02 (inactive from 2026-11-01), `steady.com` and `other.com` on 2026-10-20
-/// (investigation throughout).
+/// (investigation throughout), `fresh.com` on 2026-11-01 (unknown before, then in
+/// investigation).
 fn activities() -> String {
-    [("old.com", "2026-09-01"), ("later.com", "2026-09-02"), ("steady.com", "2026-10-20"), ("other.com", "2026-10-20")]
+    [("old.com", "2026-09-01"), ("later.com", "2026-09-02"), ("steady.com", "2026-10-20"), ("other.com", "2026-10-20"), ("fresh.com", "2026-11-01")]
         .iter()
         .map(|(d, day)| {
             json!({"source": "scarf", "id": format!("{d}-{day}"), "kind": "download", "occurred_at": format!("{day}T10:00:00Z"),
@@ -48,7 +49,7 @@ fn hubspot(first_sync: &str, extra_fields: &str, props: &[(&str, &str)]) -> Crm 
     let run = HubSpot::running(TOKEN);
     let list = run.hs.add_list("MANUAL");
     let mut ids = std::collections::BTreeMap::new();
-    for d in ["old.com", "later.com", "steady.com", "other.com"] {
+    for d in ["old.com", "later.com", "steady.com", "other.com", "fresh.com"] {
         let mut p = vec![("domain", d), ("name", d)];
         if d == "steady.com" {
             p.extend_from_slice(props);
@@ -112,6 +113,27 @@ fn the_first_sync_records_stages_without_firing_and_a_later_change_fires_once() 
     let out = c.sync_ok(&["--as-of", "2026-11-01"]);
     assert!(out.contains("0 triggers fired"), "{out}");
     assert_eq!(c.calls(&format!("/crm/v3/lists/{}/memberships/add", c.list)).len(), memberships);
+}
+
+#[test]
+fn a_company_that_enters_a_triggers_stage_after_the_first_sync_fires_on_its_own_first_sync() {
+    let c = hubspot("", "", &[]);
+    let on_investigation = format!("triggers:\n  - when: {{ to: investigation }}\n    action: {{ hubspot_list: \"{}\" }}\n", c.list);
+    c.env.write("mappings/hubspot.yaml", hubspot_mapping(&c.list, "", "").replace("triggers:\n", &on_investigation));
+    // Day one: three companies already in investigation, one inactive: none fires.
+    let out = c.sync_ok(&["--as-of", "2026-10-31"]);
+    assert!(out.contains("4 accepted") && out.contains("0 triggers fired"), "{out}");
+    // fresh.com's first activity comes the next day: it enters investigation after the
+    // connector's first sync, so its first sync is a change; later.com turns inactive.
+    let plan: Value = serde_json::from_str(&c.sync_ok(&["--dry-run", "--format", "json", "--domain", "fresh.com", "--as-of", "2026-11-01"])).unwrap();
+    assert_eq!(plan[0]["items"][0]["triggers"], json!([{"action": "hubspot_list", "target": c.list}]), "{plan}");
+    let out = c.sync_ok(&["--as-of", "2026-11-01"]);
+    assert!(out.contains("2 triggers fired"), "{out}");
+    let mut members = c.members();
+    members.sort();
+    let mut expected = vec![c.ids["fresh.com"].clone(), c.ids["later.com"].clone()];
+    expected.sort();
+    assert_eq!(members, expected);
 }
 
 #[test]
@@ -191,6 +213,14 @@ fn reconcile_writes_over_a_hand_edit_that_a_plain_sync_leaves() {
     // A plain sync plans against the accepted state: the edits stay.
     c.sync_ok(&["--as-of", "2026-10-30"]);
     assert_eq!(c.value("steady.com", "oql_stage").as_deref(), Some("customer"));
+
+    // Its dry run shows the one field it would write back, and writes nothing.
+    c.run.hs.clear_requests();
+    let plan: Value = serde_json::from_str(&c.sync_ok(&["--dry-run", "--reconcile", "--format", "json", "--as-of", "2026-10-30"])).unwrap();
+    let items = plan[0]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{plan}");
+    assert_eq!(items[0]["changes"], json!({"oql_stage": {"before": "customer", "after": "investigation"}}));
+    assert_eq!(c.run.hs.write_calls(), 0);
 
     // --reconcile reads what the CRM holds and writes the mapped value back; the
     // if_empty field keeps what someone typed.
@@ -347,4 +377,87 @@ fn common_room_cannot_keep_values_it_cannot_read_and_says_so() {
     let r = env.run(&["check"]);
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("cr.yaml") && r.stderr.contains("update: if_empty") && r.stderr.contains("common_room"), "{}", r.stderr);
+
+    // --reconcile stops the Common Room run with the reason, before any call.
+    env.write("mappings/cr.yaml", "object: contacts\nmatch: { crm_field: companyDomain }\nfields:\n  OQL Stage: { from: stage }\n");
+    let data = env.write("data.ndjson", activities());
+    env.ok(&["import", data.to_str().unwrap()]);
+    let r = env.run_with(&["sync", "--reconcile", "--as-of", "2026-10-30"], &[("CR_TOKEN", "cr-token")]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(said.contains("--reconcile needs a live read: Common Room's API cannot read back"), "{said}");
+}
+
+/// A crash between HubSpot applying a write and the store recording it: the re-run
+/// reads the `if_empty` values the lost run filled and leaves them, and each trigger
+/// fires once.
+#[test]
+fn a_sync_killed_after_the_crm_applied_its_write_neither_fills_twice_nor_fires_twice() {
+    let field = "  oql_first_seen: { from: first_seen, update: if_empty }\n";
+    let c = hubspot("first_sync: fire\n", field, &[("oql_first_seen", "2024-05-01")]);
+    let update = "/crm/v3/objects/companies/batch/update";
+    c.run.hs.fail_next(update, common::hubspot_crm::Fault::DelayAfterApply(std::time::Duration::from_secs(30)), 1);
+    let mut child = c.env.spawn_quiet(&["sync", "--as-of", "2026-10-31"], &[("HS_TEST_TOKEN", TOKEN)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.calls(update).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the sync never sent its update");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lost = c.calls(update)[0].body["inputs"].clone();
+    assert!(lost.as_array().unwrap().iter().any(|i| i["properties"]["oql_first_seen"] == "2026-10-20"), "{lost}");
+    assert!(c.members().is_empty(), "killed before its trigger");
+
+    c.sync_ok(&["--as-of", "2026-10-31"]);
+    assert_eq!(c.value("steady.com", "oql_first_seen").as_deref(), Some("2024-05-01"));
+    assert_eq!(c.value("other.com", "oql_first_seen").as_deref(), Some("2026-10-20"));
+    let updates = c.calls(update);
+    assert_eq!(updates.len(), 2);
+    for input in updates[1].body["inputs"].as_array().unwrap() {
+        assert!(input["properties"].get("oql_first_seen").is_none(), "the re-run wrote over a value the lost run filled: {input}");
+    }
+    assert_eq!(c.members(), [c.ids["old.com"].clone()]);
+    assert_eq!(c.calls(&format!("/crm/v3/lists/{}/memberships/add", c.list)).len(), 1);
+
+    c.run.hs.clear_requests();
+    let out = c.sync_ok(&["--as-of", "2026-10-31"]);
+    assert!(out.contains("0 triggers fired"), "{out}");
+    assert_eq!(c.run.hs.write_calls(), 0);
+}
+
+#[test]
+fn if_empty_reads_a_hundred_records_a_call() {
+    let run = HubSpot::running(TOKEN);
+    let list = run.hs.add_list("MANUAL");
+    let env = Env::new();
+    let mut data = String::new();
+    for i in 0..150 {
+        let domain = format!("c{i}.com");
+        run.hs.add_company(&[("domain", &domain), ("name", &domain)]);
+        data.push_str(
+            &json!({"source": "scarf", "id": format!("d{i}"), "kind": "download", "occurred_at": "2026-10-20T10:00:00Z",
+                    "company_domain": domain, "package": "oqldb", "version": "1.0.0"})
+            .to_string(),
+        );
+        data.push('\n');
+    }
+    env.write("mappings/hubspot.yaml", hubspot_mapping(&list, "", "  oql_first_seen: { from: first_seen, update: if_empty }\n"));
+    env.write(
+        "connectors/hubspot.yaml",
+        format!("name: hubspot\nkind: hubspot\nschedule: \"0 */15 * * * *\"\nbase_url: {}\ntoken_env: HS_TEST_TOKEN\nmapping: mappings/hubspot.yaml\n", run.hs.url),
+    );
+    let file = env.write("data.ndjson", data);
+    env.ok(&["import", file.to_str().unwrap()]);
+    let r = env.run_with(&["sync", "--as-of", "2026-10-30"], &[("HS_TEST_TOKEN", TOKEN)]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let reads: Vec<(u16, usize)> = run
+        .hs
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/crm/v3/objects/companies/batch/read")
+        .map(|r| (r.status, r.body["inputs"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(reads, [(200, 100), (200, 50)], "batches of HubSpot's maximum, each body as the spec shapes it");
+    assert!(run.hs.companies().iter().filter(|(_, p)| p.get("domain").is_some()).all(|(_, p)| p["oql_first_seen"] == "2026-10-20"));
 }

@@ -183,13 +183,7 @@ fn a_trigger_fires_once_across_a_crash_between_the_crm_write_and_the_store_updat
     sync_ok(&env, "2026-10-30");
     // HubSpot applies the update, then the answer is slow; the process dies meanwhile.
     c.hs.fail_next("/crm/v3/objects/companies/batch/update", Fault::DelayAfterApply(Duration::from_secs(30)), 1);
-    let mut child = env
-        .command(&["sync", "--as-of", "2026-10-31"])
-        .env("HS_TEST_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_quiet(&["sync", "--as-of", "2026-10-31"], &[("HS_TEST_TOKEN", TOKEN)]);
     let started = Instant::now();
     while c.hs.company(&ids[5]).unwrap()["oql_stage"] != "Inactive" {
         assert!(started.elapsed() < Duration::from_secs(20), "the update never reached HubSpot");

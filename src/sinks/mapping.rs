@@ -220,8 +220,10 @@ pub enum UpdateRule {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FirstSync {
-    /// Record the stage and fire nothing: connecting a CRM does not start a nurture for
-    /// every company already in a trigger's stage. Later changes fire as usual.
+    /// Record the stage and fire nothing when the company was already in it on the
+    /// connector's first sync day: connecting a CRM does not start a nurture for every
+    /// company already in a trigger's stage. Companies entering a stage later, and
+    /// later changes, fire as usual.
     #[default]
     Baseline,
     /// Treat the first sync as a change from no stage, and fire.

@@ -715,7 +715,8 @@ impl Sink for SalesforceSink {
     /// (`ext:{domain}`), 100 a query (paced by the connector's `rate_limit`).
     async fn read(&mut self, records: &[(String, String)], fields: &[String]) -> Result<HashMap<String, Desired>, SinkError> {
         let mut out = HashMap::new();
-        let (by_key, by_id): (Vec<&(String, String)>, Vec<&(String, String)>) = records.iter().partition(|(_, id)| id.starts_with("ext:"));
+        type Records<'r> = Vec<&'r (String, String)>;
+        let (by_key, by_id): (Records, Records) = records.iter().partition(|(_, id)| id.starts_with("ext:"));
         let columns = fields.join(", ");
         for (key_field, group) in [(Some(self.external_id.clone().unwrap_or_default()), by_key), (None, by_id)] {
             let key_field = key_field.filter(|_| !group.is_empty());

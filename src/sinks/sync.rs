@@ -18,7 +18,7 @@ use super::plan::{PlanItem, SyncPlan, plan_changes};
 use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::scoring::insight::{Insight, insight};
-use crate::scoring::{CompanyScore, Model, end_of, score_breakdown};
+use crate::scoring::{CompanyScore, Model, day_number, end_of, score_breakdown};
 use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
 use super::triggers::{self, TriggerPreview};
 
@@ -206,7 +206,8 @@ async fn build_and_run(
                 report.unmatched.insert(domain, known.ids);
             }
         }
-        report.triggers = preview_triggers(input.store, &connector.name, mapping, &report.plan, &report.unmatched, opts).await?;
+        let start_day = start_day(input, &connector.name).await?;
+        report.triggers = preview_triggers(input, &connector.name, mapping, &report.plan, &report.unmatched, opts, start_day).await?;
         return Ok(());
     }
     let sink_error = |source: SinkError| SyncError::Sink { connector: connector.name.clone(), source };
@@ -301,8 +302,9 @@ async fn run<S: Sink>(
         report.unmatched_waiting = hold_back_unmatched(store, name, mapping, &mut plan).await?;
     }
     report.totals.planned = plan.items.len() as i64;
+    let start_day = start_day(input, name).await?;
     let result = if opts.dry_run {
-        report.triggers = preview_triggers(store, name, mapping, &plan, &report.unmatched, opts).await?;
+        report.triggers = preview_triggers(input, name, mapping, &plan, &report.unmatched, opts, start_day).await?;
         Ok(())
     } else {
         let run_id = run_id.expect("runs that write have a run id");
@@ -314,6 +316,7 @@ async fn run<S: Sink>(
             stored: &stored,
             live: live.as_ref(),
             only: opts.domains.as_deref(),
+            start_day,
             run_id,
             dead_after: dead_after as i64,
         };
@@ -334,20 +337,34 @@ fn keep_only(plan: &mut SyncPlan, opts: &SyncOptions) {
     plan.skipped_dead.retain(|d| opts.takes(d));
 }
 
+/// The as-of day the connector first synced, or this run's when it never did.
+async fn start_day(input: &SyncInput<'_>, name: &str) -> Result<i64, StoreError> {
+    Ok(input.store.sync_start(name).await?.unwrap_or(day_number(input.as_of) as i64))
+}
+
+/// Whether the first accepted sync of a company fires its triggers.
+fn first_fires(mapping: &Mapping, score: Option<&CompanyScore>, start_day: i64) -> bool {
+    score.is_some_and(|s| triggers::first_sync_fires(mapping, day_number(s.stage_since) as i64, start_day))
+}
+
 /// What a dry run lists as the triggers a real run would fire: those the plan's stage
 /// changes owe (none for a company no record would be written for), then the firings
 /// earlier runs left pending, which the run retries.
 async fn preview_triggers(
-    store: &Store,
+    input: &SyncInput<'_>,
     name: &str,
     mapping: &Mapping,
     plan: &SyncPlan,
     unmatched: &BTreeMap<String, Vec<String>>,
     opts: &SyncOptions,
+    start_day: i64,
 ) -> Result<BTreeMap<String, Vec<TriggerPreview>>, StoreError> {
+    let store = input.store;
     let mut out: BTreeMap<String, Vec<TriggerPreview>> = BTreeMap::new();
+    let scores: HashMap<&str, &CompanyScore> = input.scores.iter().map(|s| (s.domain.as_str(), s)).collect();
     for item in plan.items.iter().filter(|i| i.stage_changed() && !unmatched.contains_key(&i.domain)) {
-        for (_, t) in triggers::owed(mapping, item.accepted_stage, item.stage) {
+        let first = first_fires(mapping, scores.get(item.domain.as_str()).copied(), start_day);
+        for (_, t) in triggers::owed(mapping, item.accepted_stage, item.stage, first) {
             let action = serde_json::to_value(&t.action).unwrap_or(Value::Null);
             out.entry(item.domain.clone()).or_default().push(TriggerPreview::of(&action, false));
         }
@@ -406,16 +423,19 @@ async fn live_state<S: Sink>(
     }
     let fields: Vec<String> = mapping.fields.keys().cloned().collect();
     let current = sink.read(&ids, &fields).await?;
+    let if_empty = mapping.if_empty_fields();
     let mut out = HashMap::new();
     for s in in_scope {
         let Some(values) = current.get(&s.domain) else { continue };
-        // Values that mean the same in the CRM count as equal to the desired ones, so the
-        // plan shows only true differences.
+        // Values that mean the same in the CRM count as equal to the desired ones, and so
+        // does any value of an `if_empty` field (it stays): the plan shows only what a
+        // run would write.
         let desired = mapping.desired(s);
         let fields: Desired = values
             .iter()
             .map(|(k, v)| match desired.get(k) {
                 Some(d) if same_crm_value(d, v) => (k.clone(), d.clone()),
+                Some(d) if if_empty.contains(k) && !super::mapping::as_text(v).trim().is_empty() => (k.clone(), d.clone()),
                 _ => (k.clone(), v.clone()),
             })
             .collect();
@@ -464,6 +484,8 @@ struct WriteContext<'a> {
     live: Option<&'a HashMap<String, crate::store::AcceptedState>>,
     /// `--domain`: the only companies whose pending triggers fire.
     only: Option<&'a BTreeSet<String>>,
+    /// The as-of day the connector first synced (this run's, on its first).
+    start_day: i64,
     run_id: i64,
     dead_after: i64,
 }
@@ -585,6 +607,12 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         r.kept = kept.get(&item.domain).cloned().unwrap_or_default();
         results.push(r);
     }
+    // The connector's first sync day is the day its first record was accepted.
+    let mut started = false;
+    if !results.is_empty() {
+        store.mark_sync_start(name, ctx.start_day).await?;
+        started = true;
+    }
     store.commit_batch(run_id, name, &results, &firings, dead_after).await?;
 
     // Creates and updates go in separate requests; each batch is committed on its own.
@@ -647,6 +675,10 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                 report.totals.failed += 1;
                 results.push(result(item, record.crm_id.clone(), outcome));
             }
+            if !started && results.iter().any(|r| matches!(r.outcome, Outcome::Accepted { .. })) {
+                store.mark_sync_start(name, ctx.start_day).await?;
+                started = true;
+            }
             report.dead.extend(store.commit_batch(run_id, name, &results, &firings, dead_after).await?);
         }
     }
@@ -706,11 +738,12 @@ fn signals_json(score: &CompanyScore) -> Value {
 
 /// The firings an accepted item owes: one per matching trigger when its stage changed.
 async fn firings_for(ctx: &WriteContext<'_>, item: &PlanItem, crm_id: Option<&str>) -> Result<Vec<Firing>, StoreError> {
-    if !item.stage_changed() || triggers::owed(ctx.mapping, item.accepted_stage, item.stage).next().is_none() {
+    let score = ctx.scores[item.domain.as_str()];
+    let first = first_fires(ctx.mapping, Some(score), ctx.start_day);
+    if !item.stage_changed() || triggers::owed(ctx.mapping, item.accepted_stage, item.stage, first).next().is_none() {
         return Ok(Vec::new());
     }
     let input = ctx.input;
-    let score = ctx.scores[item.domain.as_str()];
     let (breakdown, insight) = breakdown(input.store, &input.config.model, score, input.as_of).await?;
     let changes = ctx.stored.get(&item.domain).map_or(0, |s| s.changes);
     let score = CompanyScore { insight: Some(std::sync::Arc::new(insight)), ..score.clone() };

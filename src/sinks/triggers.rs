@@ -36,7 +36,8 @@ pub fn firings(
     as_of: NaiveDate,
 ) -> Vec<Firing> {
     let from = item.accepted_stage;
-    owed(mapping, from, item.stage)
+    // Whether a first sync fires was decided by the caller (`first_sync_fires`).
+    owed(mapping, from, item.stage, true)
         .map(|(i, t)| {
             let seed = format!(
                 "{connector}\n{}\n{}\n{}\n{}\n{i}",
@@ -74,11 +75,20 @@ pub fn firings(
 }
 
 /// The triggers (with their index) a stage change accepted by the CRM owes. A change
-/// from no stage is a company's first accepted sync: with `first_sync: baseline` it
-/// records the stage and owes nothing.
-pub fn owed(mapping: &Mapping, from: Option<Stage>, to: Stage) -> impl Iterator<Item = (usize, &Trigger)> {
-    let baseline = from.is_none() && mapping.first_sync == FirstSync::Baseline;
+/// from no stage is a company's first accepted sync, which owes them only when
+/// `first_fires` (see `first_sync_fires`).
+pub fn owed(mapping: &Mapping, from: Option<Stage>, to: Stage, first_fires: bool) -> impl Iterator<Item = (usize, &Trigger)> {
+    let baseline = from.is_none() && !first_fires;
     mapping.triggers.iter().enumerate().filter(move |(_, t)| !baseline && from != Some(to) && t.matches(from, to))
+}
+
+/// Whether a company's first accepted sync fires its stage's triggers. With `first_sync:
+/// baseline` it does only when the company entered its stage after the connector's
+/// first sync (`start_day`): one already in it then is recorded as it is, so connecting
+/// a CRM starts no nurture for every company, while a lead that arrives later still
+/// fires when it first reaches a pushed stage. Days count from 1970-01-01.
+pub fn first_sync_fires(mapping: &Mapping, stage_since_day: i64, start_day: i64) -> bool {
+    mapping.first_sync == FirstSync::Fire || stage_since_day > start_day
 }
 
 /// A trigger as a dry run lists it: the action's name and what it acts on.
@@ -209,4 +219,41 @@ pub async fn fire_pending<S: Sink>(
         }
     }
     Ok((fired, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(first_sync: &str) -> Mapping {
+        serde_saphyr::from_str(&format!(
+            "object: companies\nmatch: {{ crm_field: domain }}\n{first_sync}fields:\n  s: {{ from: stage }}\ntriggers:\n  - when: {{ to: experimentation }}\n    action: {{ hubspot_list: \"42\" }}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_first_sync_owes_triggers_only_when_it_fires() {
+        let m = mapping("");
+        assert!(!first_sync_fires(&m, 100, 100), "in its stage on the first sync day: baseline");
+        assert!(first_sync_fires(&m, 101, 100), "entered its stage after the connector's first sync");
+        assert!(first_sync_fires(&mapping("first_sync: fire\n"), 10, 100));
+        assert_eq!(owed(&m, None, Stage::Experimentation, false).count(), 0);
+        assert_eq!(owed(&m, None, Stage::Experimentation, true).count(), 1);
+        assert_eq!(owed(&m, Some(Stage::Investigation), Stage::Experimentation, false).count(), 1, "a change always owes");
+        assert_eq!(owed(&m, Some(Stage::Experimentation), Stage::Experimentation, true).count(), 0);
+    }
+
+    #[test]
+    fn previews_name_the_target_and_never_a_secret_url() {
+        let of = |v: Value| TriggerPreview::of(&v, false);
+        assert_eq!(of(json!({"hubspot_list": "42"})).target, "42");
+        assert_eq!(of(json!({"salesforce_campaign": {"id": "701x", "status": "Sent"}})).target, "701x");
+        assert_eq!(of(json!({"salesforce_task": {"subject": "Call", "due_in_days": 2}})).target, "Call");
+        let hook = of(json!({"webhook": {"url_env": "HOOK"}}));
+        assert_eq!((hook.action.as_str(), hook.target.as_str()), ("webhook", "$HOOK"));
+        assert_eq!(of(json!({"slack": {"token_env": "SLACK", "channel": "#leads"}})).target, "#leads");
+        assert_eq!(of(json!({"slack": {"webhook_url_env": "SLACK_HOOK"}})).target, "$SLACK_HOOK");
+        assert_eq!(of(json!({"hubspot_note": {"body": "x"}})).target, "the company's record");
+    }
 }

@@ -93,6 +93,22 @@ impl Store {
         Ok(())
     }
 
+    /// The as-of day (days since 1970-01-01) the connector first synced, if it did.
+    pub async fn sync_start(&self, connector: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT day FROM sync_starts WHERE connector = ?").bind(connector).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Records the connector's first sync day; a later call changes nothing.
+    pub async fn mark_sync_start(&self, connector: &str, day: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sync_starts (connector, day) VALUES (?, ?) ON CONFLICT (connector) DO NOTHING")
+            .bind(connector)
+            .bind(day)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The CRM refused a field the check had passed: describe it again next run.
     pub async fn forget_schema_check(&self, connector: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM crm_schema_checks WHERE connector = ?").bind(connector).execute(&self.pool).await?;

@@ -66,6 +66,14 @@ impl Env {
         c
     }
 
+    /// A run in the background with these variables, its output discarded: for tests
+    /// that kill it at a chosen point.
+    pub fn spawn_quiet(&self, args: &[&str], envs: &[(&str, &str)]) -> std::process::Child {
+        let mut c = self.command(args);
+        c.envs(envs.iter().copied()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.spawn().unwrap()
+    }
+
     /// Runs and insists on success.
     pub fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
