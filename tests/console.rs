@@ -170,6 +170,16 @@ fn the_console_agrees_with_the_cli_and_retries_a_dead_record_in_a_real_browser()
     assert!(!still_dead.contains(&format!("\"{domain}\"")), "{still_dead}");
     b.screenshot(&screenshots().join("sync-after-retry.png"));
 
+    // A run's records, with the fields they changed.
+    let log: Value = serde_json::from_str(&env.ok(&["log", "--connector", "crm-file", "--format", "json"])).unwrap();
+    let run = log["runs"][0]["id"].as_i64().unwrap();
+    let of_run = log["records"].as_array().unwrap().iter().filter(|r| r["run_id"] == run).count();
+    b.click(&b.find(&format!("a[href='/sync?run={run}#records']")));
+    assert_eq!(b.find_all("#records-table tbody tr").len(), of_run);
+    let first = b.text(&b.find("#records-table tbody tr ul.diff"));
+    assert!(first.contains("oql_stage: (empty) → "), "a first write shows each field it set: {first}");
+    b.screenshot(&screenshots().join("sync-run.png"));
+
     visit(&b, &format!("{}/sources", daemon.base), "sources");
     assert!(b.source().contains("scarf-export.csv"), "the export files read are listed");
 }

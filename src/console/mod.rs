@@ -273,6 +273,8 @@ async fn company(State(c): State<Console>, headers: HeaderMap, Path(domain): Pat
 #[derive(Deserialize, Default)]
 struct SyncQuery {
     retried: Option<String>,
+    /// Show this run's records.
+    run: Option<i64>,
 }
 
 async fn sync(State(c): State<Console>, headers: HeaderMap, Query(q): Query<SyncQuery>) -> Response {
@@ -282,7 +284,7 @@ async fn sync(State(c): State<Console>, headers: HeaderMap, Query(q): Query<Sync
     };
     let built = async {
         let (_, runs) = c.runs(200).await?;
-        let records = c.store.sync_records(&LogFilter { limit: 100, ..Default::default() }).await?;
+        let records = c.store.sync_records(&LogFilter { limit: if q.run.is_some() { 1000 } else { 100 }, run_id: q.run, ..Default::default() }).await?;
         let failed = c.store.sync_records(&LogFilter { status: Some("failed".into()), limit: 100, ..Default::default() }).await?;
         let dead = c.store.sync_records(&LogFilter { status: Some("dead".into()), limit: 200, ..Default::default() }).await?;
         let pending = c.store.pending_failures(200).await?;
@@ -294,7 +296,7 @@ async fn sync(State(c): State<Console>, headers: HeaderMap, Query(q): Query<Sync
     };
     runs.truncate(50);
     let notice = q.retried.map(|d| format!("{}: back to pending; its connector's next run sends it again.", pages::shown(&d)));
-    let p = pages::SyncPage { runs: &runs, records: &records, failed: &failed, dead: &dead, pending: &pending, notice };
+    let p = pages::SyncPage { runs: &runs, records: &records, run: q.run, failed: &failed, dead: &dead, pending: &pending, notice };
     html(StatusCode::OK, pages::sync(&c.frame(&v, "/sync"), &p))
 }
 
