@@ -55,6 +55,8 @@ struct Snapshot {
     inputs: String,
     scores: Arc<Vec<CompanyScore>>,
     names: Arc<HashMap<String, String>>,
+    /// The names lowercased, for search and sort.
+    lower: Arc<HashMap<String, String>>,
 }
 
 /// Who may see the console and how it dates its scores.
@@ -136,7 +138,8 @@ impl Console {
         }
         let (_, scores) = current_scores(&self.store, &self.config.model, Some(as_of)).await?;
         let names = self.store.company_names().await?;
-        let fresh = Snapshot { as_of, inputs, scores: Arc::new(scores), names: Arc::new(names) };
+        let lower = Arc::new(listing::lowercased(&names));
+        let fresh = Snapshot { as_of, inputs, scores: Arc::new(scores), names: Arc::new(names), lower };
         *held = Some(fresh.clone());
         Ok(fresh)
     }
@@ -222,7 +225,7 @@ async fn companies(State(c): State<Console>, headers: HeaderMap, Query(q): Query
         Ok(s) => s,
         Err(e) => return c.failure(&v, e),
     };
-    let rows = listing::select(&snap.scores, &snap.names, &q);
+    let rows = listing::select(&snap.scores, &snap.lower, &q);
     if q.format.as_deref() == Some("csv") {
         let owned: Vec<CompanyScore> = rows.into_iter().cloned().collect();
         return secure(
