@@ -182,8 +182,9 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             let domain = crate::activity::normalize_domain(&domain).ok_or_else(|| AppError::Usage(format!("`{domain}` is not a domain")))?;
             let until = end_of(as_of);
             let acts = store.company_activities(&domain, until).await?;
-            let explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
+            let mut explanation = crate::scoring::explain::explain(&domain, &acts, &config.model, as_of)
                 .ok_or_else(|| AppError::Failed(format!("{domain} has no attributed activity on or before {as_of}")))?;
+            crate::cycle::join_scarf_stages(&store, std::slice::from_mut(&mut explanation.score)).await?;
             let text = match format {
                 PlanFormat::Table => crate::scoring::explain::render(&explanation, as_of),
                 PlanFormat::Json => serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n",
@@ -277,13 +278,14 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
             }
         }
-        Command::Sync { connector, dry_run, live, retry_dead, as_of, format, wide } => {
+        Command::Sync { connector, dry_run, live, retry_dead, reconcile, domains, as_of, format, wide } => {
             let sinks = sink_connectors(config, connector.as_deref())?;
             let store = db.open(config, opened).await?;
-            let options = SyncOptions { dry_run, live, retry_dead };
+            let domains = if domains.is_empty() { None } else { Some(std::sync::Arc::new(known_domains(&store, &domains).await?)) };
+            let options = SyncOptions { dry_run, live, retry_dead, reconcile, domains };
             let mut reports = Vec::new();
             for c in sinks {
-                match sync_leased(&store, config, c, as_of, options).await? {
+                match sync_leased(&store, config, c, as_of, options.clone()).await? {
                     Ran::Done(report) => {
                         if !dry_run {
                             print!("{}", report::summary(&report));
@@ -379,7 +381,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
 /// connectors with a `path`).
 pub fn source_connectors<'c>(config: &'c Config, name: Option<&str>) -> Result<Vec<&'c Connector>, AppError> {
     let polls = |c: &&Connector| match &c.kind {
-        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
         _ => false,
     };
@@ -533,4 +535,18 @@ fn stopped(done: &[FileSummary], committed: &FileSummary, files: &[std::path::Pa
         if done.len() == 1 { "1 file".to_owned() } else { format!("{} files", done.len()) },
         if rest > 0 { format!(", {rest} not started") } else { String::new() },
     ))
+}
+
+/// `sync --domain`: each domain normalized, and known to the store (a typo would
+/// otherwise sync nothing and say nothing).
+async fn known_domains(store: &Store, given: &[String]) -> Result<std::collections::BTreeSet<String>, AppError> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in given {
+        let domain = crate::activity::normalize_domain(d).ok_or_else(|| AppError::Usage(format!("--domain `{d}` is not a domain")))?;
+        if store.company_activities(&domain, i64::MAX).await?.is_empty() {
+            return Err(AppError::Usage(format!("--domain {domain}: no activity of this company in the store (`oql-sync companies` lists them)")));
+        }
+        out.insert(domain);
+    }
+    Ok(out)
 }

@@ -183,6 +183,14 @@ pub enum Command {
         /// Give records parked as dead a new round of attempts.
         #[arg(long)]
         retry_dead: bool,
+        /// Read the CRM's current values and write the mapped values over hand edits
+        /// (fields with `update: if_empty` keep a value the CRM holds).
+        #[arg(long)]
+        reconcile: bool,
+        /// Only these companies (their changes and pending triggers); repeat or list
+        /// several: --domain acme.com initech.com.
+        #[arg(long = "domain", value_name = "D", num_args = 1..)]
+        domains: Vec<String>,
         /// Scoring date (YYYY-MM-DD); default today, UTC.
         #[arg(long, value_parser = parse_date, value_name = "DATE")]
         as_of: Option<NaiveDate>,

@@ -17,6 +17,7 @@ use crate::scoring::model::{Model, ModelOverrides};
 use crate::sinks::file::FileConfig;
 use crate::sinks::common_room::CommonRoomConfig;
 use crate::sources::github::GitHubConfig;
+use crate::sources::scarf::ScarfConfig;
 use crate::sources::slack::SlackConfig;
 use crate::sinks::hubspot::HubSpotConfig;
 use crate::sinks::salesforce::SalesforceConfig;
@@ -94,6 +95,7 @@ pub enum ConnectorKind {
     Export(ExportConnector),
     GitHub(GitHubConfig),
     Slack(SlackConfig),
+    Scarf(ScarfConfig),
     HubSpot(HubSpotConfig),
     Salesforce(SalesforceConfig),
     CommonRoom(CommonRoomConfig),
@@ -107,6 +109,7 @@ impl ConnectorKind {
             ConnectorKind::Export(_) => "export",
             ConnectorKind::GitHub(_) => "github",
             ConnectorKind::Slack(_) => "slack",
+            ConnectorKind::Scarf(_) => "scarf",
             ConnectorKind::HubSpot(_) => "hubspot",
             ConnectorKind::Salesforce(_) => "salesforce",
             ConnectorKind::CommonRoom(_) => "common_room",
@@ -120,7 +123,7 @@ impl Connector {
     /// The mapping of a sink; `None` for sources.
     pub fn mapping_path(&self) -> Option<&str> {
         match &self.kind {
-            ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => None,
+            ConnectorKind::Export(_) | ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => None,
             ConnectorKind::HubSpot(c) => Some(&c.mapping),
             ConnectorKind::Salesforce(c) => Some(&c.mapping),
             ConnectorKind::CommonRoom(c) => Some(&c.mapping),
@@ -483,6 +486,15 @@ fn check_sink(dir: &Path, c: &Connector, text: &str, mappings: &BTreeMap<String,
             )));
         }
     }
+    // A value kept only while the CRM field is empty needs the field read back.
+    if !matches!(c.kind, ConnectorKind::HubSpot(_) | ConnectorKind::Salesforce(_))
+        && let Some(field) = mapping.if_empty_fields().first()
+    {
+        return Err(invalid(format!(
+            "mapping `{path}` fields.{field}: `update: if_empty` needs a CRM oql-sync can read back (HubSpot, Salesforce); a {} connector cannot be read",
+            c.kind.as_str()
+        )));
+    }
     if let ConnectorKind::HubSpot(_) = c.kind
         && mapping.match_rule.crm_field.is_none() {
             return Err(invalid(format!("mapping `{path}`: HubSpot matches companies by `match: {{ crm_field: domain }}`")));
@@ -584,6 +596,14 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                 })?;
                 Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Slack(c) }
             }
+            "scarf" => {
+                let c: ScarfConfig = parse_lenient(&path, &text)?;
+                c.validate().map_err(|(key, message)| {
+                    let (line, column) = locate(&text, &key);
+                    ConfigError::Invalid { path: path.clone(), line, column, message }
+                })?;
+                Connector { name: c.name.clone(), schedule: c.schedule.0.clone(), path: path.clone(), kind: ConnectorKind::Scarf(c) }
+            }
             other => {
                 let (line, column) = locate(&text, "kind");
                 return Err(ConfigError::Invalid {
@@ -591,7 +611,7 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
                     line,
                     column,
                     message: format!(
-                        "unknown connector kind `{other}` (expected export, github, slack, hubspot, salesforce, common_room, webhook or file)"
+                        "unknown connector kind `{other}` (expected export, github, slack, scarf, hubspot, salesforce, common_room, webhook or file)"
                     ),
                 });
             }

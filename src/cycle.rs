@@ -16,6 +16,7 @@ use crate::scoring::{CompanyScore, History, Model, ScanPart, end_of};
 use crate::sinks::sync::{SyncError, SyncInput, SyncOptions, SyncReport, sync_connector};
 use crate::sources::folder::poll_folder;
 use crate::sources::github::GitHubSource;
+use crate::sources::scarf::ScarfSource;
 use crate::sources::slack::SlackSource;
 use crate::store::{Held, RunTotals, Store, StoreError};
 
@@ -71,10 +72,10 @@ pub fn runs_on_schedule(c: &Connector) -> bool {
     polls(c) || c.is_sink()
 }
 
-/// Whether a connector is a source that polls (GitHub, Slack, a watched export folder).
+/// Whether a connector is a source that polls (GitHub, Slack, Scarf, a watched export folder).
 pub fn polls(c: &Connector) -> bool {
     match &c.kind {
-        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) => true,
+        ConnectorKind::GitHub(_) | ConnectorKind::Slack(_) | ConnectorKind::Scarf(_) => true,
         ConnectorKind::Export(e) => e.path.is_some(),
         _ => false,
     }
@@ -268,6 +269,13 @@ async fn poll_source(store: &Store, config: &Config, c: &Connector) -> (RunTotal
             };
             api_totals(totals, polled)
         }
+        ConnectorKind::Scarf(sc) => {
+            let polled = match ScarfSource::build(sc, &c.path, store, &config.attribution) {
+                Ok(source) => source.poll().await,
+                Err(e) => Err(e),
+            };
+            api_totals(totals, polled)
+        }
         _ => (totals, Vec::new()),
     }
 }
@@ -382,14 +390,32 @@ fn sort_scores(scores: &mut [CompanyScore]) {
 }
 
 /// Persisted scores when they are for that date and still current; computed otherwise.
+/// Scarf's stages are joined in either way (they are read, not scored).
 pub async fn current_scores(store: &Store, model: &Model, as_of: Option<NaiveDate>) -> Result<(NaiveDate, Vec<CompanyScore>), StoreError> {
     let as_of = as_of.unwrap_or_else(today);
-    if let Some(mut stored) = store.stored_scores().await?
-        && stored.as_of == as_of
-        && stored.inputs == score_inputs(store, model).await?
-    {
-        sort_scores(&mut stored.scores);
-        return Ok((as_of, stored.scores));
+    let mut scores = match store.stored_scores().await? {
+        Some(mut stored) if stored.as_of == as_of && stored.inputs == score_inputs(store, model).await? => {
+            sort_scores(&mut stored.scores);
+            stored.scores
+        }
+        _ => compute_scores(store, model, as_of).await?,
+    };
+    join_scarf_stages(store, &mut scores).await?;
+    Ok((as_of, scores))
+}
+
+/// Puts Scarf's own stage (from its company rollup) beside ours, for the `scarf_stage`
+/// and `scarf_stage_since` signals.
+pub async fn join_scarf_stages(store: &Store, scores: &mut [CompanyScore]) -> Result<(), StoreError> {
+    let stages = store.scarf_stages().await?;
+    if stages.is_empty() {
+        return Ok(());
     }
-    Ok((as_of, compute_scores(store, model, as_of).await?))
+    for s in scores.iter_mut() {
+        if let Some(scarf) = stages.get(&s.domain) {
+            s.scarf_stage = Some(scarf.stage.clone());
+            s.scarf_stage_since = scarf.since;
+        }
+    }
+    Ok(())
 }

@@ -55,6 +55,7 @@ async fn check_one(config: &Config, c: &Connector) -> Result<String, String> {
         }
         (ConnectorKind::GitHub(g), _) => github(c, g).await,
         (ConnectorKind::Slack(s), _) => slack(c, s).await,
+        (ConnectorKind::Scarf(s), _) => scarf(c, s).await,
         (ConnectorKind::Webhook(_), _) => {
             Ok("not called: a webhook has no read-only request (`oql-sync sync --dry-run` shows what it would receive)".into())
         }
@@ -169,4 +170,29 @@ pub fn render(verdicts: &[Verdict]) -> String {
         format!("live check: {failed} of {} connectors need a fix\n", verdicts.len())
     });
     out
+}
+
+/// Scarf: one day of each entity's events (`GET /v2/{entity}/{owner}/events`, yesterday),
+/// which needs the token, the owner, and a plan that includes exports.
+async fn scarf(c: &Connector, s: &crate::sources::scarf::ScarfConfig) -> Result<String, String> {
+    let (http, auth) = client(c, s.token_env.as_ref(), s.token_file.as_ref(), RetryPolicy::default())?;
+    let base = s.base_url.trim_end_matches('/');
+    let day = chrono::Utc::now().date_naive() - chrono::TimeDelta::days(1);
+    for entity in &s.entities {
+        let path = if *entity == crate::sources::scarf::Entity::Packages { "packages" } else { "tracking-pixels" };
+        let req = Request::new(Method::GET, format!("{base}/v2/{path}/{}/events?start_date={day}&end_date={day}", s.owner)).auth(&auth);
+        let r = http.send(req).await.map_err(|e| e.to_string())?;
+        let said = r.json::<Value>().ok().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_else(|| r.body_text());
+        match r.status {
+            200 => {}
+            401 => return Err(format!("Scarf refused the token (HTTP 401: {said}); fix: a token from app.scarf.sh user settings")),
+            403 if said.to_ascii_lowercase().contains("not eligible") => {
+                return Err(format!("`{}` is not eligible for export (HTTP 403: {said}); fix: Scarf's plan, not the token", s.owner));
+            }
+            403 => return Err(format!("Scarf refused the token for `{}` (HTTP 403: {said}); fix: a token of a member of `{}`", s.owner, s.owner)),
+            404 => return Err(format!("unknown owner `{}` (HTTP 404: {said}); fix: the Scarf user or organization name", s.owner)),
+            status => return Err(format!("{} events: HTTP {status}: {said}", entity.as_str())),
+        }
+    }
+    Ok(format!("token accepted; the events of `{}` are readable", s.owner))
 }

@@ -23,6 +23,7 @@ use crate::sinks::mapping::{DateFormat, Mapping, Signal, StageName};
 use crate::sinks::salesforce::SalesforceConfig;
 use crate::sinks::webhook::WebhookConfig;
 use crate::sources::github::GitHubConfig;
+use crate::sources::scarf::ScarfConfig;
 use crate::sources::slack::SlackConfig;
 
 /// The config files that have a schema, as `oql-sync schema FILE` names them.
@@ -95,17 +96,18 @@ pub fn schema(file: ConfigFile) -> Value {
 }
 
 /// The connector kinds, as `kind:` names them.
-pub const KINDS: [&str; 8] = ["export", "github", "slack", "hubspot", "salesforce", "common_room", "webhook", "file"];
+pub const KINDS: [&str; 9] = ["export", "github", "slack", "scarf", "hubspot", "salesforce", "common_room", "webhook", "file"];
 
 /// One schema for every connector file: a `oneOf` over the kinds, each the kind's
 /// config type with `kind` pinned to its name, so an editor offers the keys of the kind
 /// the file declares.
 fn connector_schema() -> Value {
     let mut generator = generator();
-    let kinds: [(&str, Schema); 8] = [
+    let kinds: [(&str, Schema); 9] = [
         ("export", generator.subschema_for::<ExportConnector>()),
         ("github", generator.subschema_for::<GitHubConfig>()),
         ("slack", generator.subschema_for::<SlackConfig>()),
+        ("scarf", generator.subschema_for::<ScarfConfig>()),
         ("hubspot", generator.subschema_for::<HubSpotConfig>()),
         ("salesforce", generator.subschema_for::<SalesforceConfig>()),
         ("common_room", generator.subschema_for::<CommonRoomConfig>()),
@@ -192,6 +194,6 @@ mod tests {
         let schema = schema(ConfigFile::Connector);
         let defs = schema["$defs"].as_object().unwrap();
         let pinned: Vec<&str> = defs.values().filter_map(|d| d["properties"]["kind"]["const"].as_str()).collect();
-        assert_eq!(pinned.len(), 8, "{pinned:?}");
+        assert_eq!(pinned.len(), 9, "{pinned:?}");
     }
 }

@@ -197,13 +197,18 @@ pub fn render(e: &Explanation, as_of: NaiveDate) -> String {
     use std::fmt::Write as _;
     let s = &e.score;
     let mut out = format!(
-        "{} is in {} since {} with a score of {:.2} (as of {as_of}; peak stage {}).\n\nPoints in the last 90 days:\n",
+        "{} is in {} since {} with a score of {:.2} (as of {as_of}; peak stage {}).\n",
         s.domain,
         s.stage.as_str(),
         s.stage_since,
         pts(s.score),
         s.peak_stage.as_str()
     );
+    if let Some(scarf) = &s.scarf_stage {
+        let since = s.scarf_stage_since.map(|d| format!(" since {d}")).unwrap_or_default();
+        let _ = writeln!(out, "Scarf's own stage: {scarf}{since} (Scarf's rules, from its company rollup; never an input to ours).");
+    }
+    out.push_str("\nPoints in the last 90 days:\n");
     for b in &e.points {
         let caps = if b.capped > 0.0 { format!("; {:.2} held back by the caps ({} a day, {} a month)", b.capped, b.day_cap, b.month_cap) } else { String::new() };
         let _ = writeln!(out, "  {:<10} {:<6} {:>4} activities  {:>7.2} points{caps}", b.category, b.tier, b.activities, b.points);

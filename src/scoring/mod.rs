@@ -63,6 +63,13 @@ pub struct CompanyScore {
     pub events_mom: Option<i64>,
     #[serde(serialize_with = "signals::serialize_tenths")]
     pub events_wow: Option<i64>,
+    /// Scarf's own funnel stage of the company (its company rollup) and since when:
+    /// joined from the store after scoring (`cycle::join_scarf_stages`), never computed
+    /// here, so that Scarf's rules, which are its own, never sway ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scarf_stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scarf_stage_since: Option<NaiveDate>,
 }
 
 /// Days since 1970-01-01.
@@ -363,6 +370,8 @@ fn score_recording(
             series.events(end - 6, end),
             series.events(end - 13, end - 7),
         ),
+        scarf_stage: None,
+        scarf_stage_since: None,
     })
 }
 

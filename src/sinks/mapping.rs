@@ -38,6 +38,9 @@ pub enum Signal {
     Actors30d,
     EventsMom,
     EventsWow,
+    // Scarf's own stage, joined from its company rollup (`sources/scarf.rs`).
+    ScarfStage,
+    ScarfStageSince,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +54,7 @@ enum SignalType {
 }
 
 impl Signal {
-    pub const ALL: [(Signal, &'static str); 19] = [
+    pub const ALL: [(Signal, &'static str); 21] = [
         (Signal::Domain, "domain"),
         (Signal::Stage, "stage"),
         (Signal::PeakStage, "peak_stage"),
@@ -71,6 +74,8 @@ impl Signal {
         (Signal::Actors30d, "actors_30d"),
         (Signal::EventsMom, "events_mom"),
         (Signal::EventsWow, "events_wow"),
+        (Signal::ScarfStage, "scarf_stage"),
+        (Signal::ScarfStageSince, "scarf_stage_since"),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,8 +86,8 @@ impl Signal {
         use Signal::*;
         match self {
             Domain => SignalType::Text,
-            Stage | PeakStage => SignalType::Stage,
-            StageSince | FirstSeen | LastSeen => SignalType::Date,
+            Stage | PeakStage | ScarfStage => SignalType::Stage,
+            StageSince | FirstSeen | LastSeen | ScarfStageSince => SignalType::Date,
             Score => SignalType::Number { decimals: 2 },
             EventsMom | EventsWow => SignalType::Number { decimals: 1 },
             Upgrading | ChurnRisk => SignalType::Bool,
@@ -176,6 +181,32 @@ pub struct FieldMapping {
     /// the CRM field instead of leaving what it holds.
     #[serde(default)]
     pub clear_when_missing: bool,
+    /// `always` (default) writes the value whenever it changes; `if_empty` writes it only
+    /// while the CRM field is empty (read live before the write), so a value someone
+    /// typed by hand stays.
+    #[serde(default)]
+    pub update: UpdateRule,
+}
+
+/// When a field's value is written over what the CRM holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateRule {
+    #[default]
+    Always,
+    IfEmpty,
+}
+
+/// What a company's first accepted sync does with the triggers its stage matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSync {
+    /// Record the stage and fire nothing: connecting a CRM does not start a nurture for
+    /// every company already in a trigger's stage. Later changes fire as usual.
+    #[default]
+    Baseline,
+    /// Treat the first sync as a change from no stage, and fire.
+    Fire,
 }
 
 /// `match`: how a company is found in the CRM.
@@ -314,6 +345,9 @@ pub struct Mapping {
     pub fields: BTreeMap<String, FieldMapping>,
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    /// Whether a company's first accepted sync fires the triggers its stage matches.
+    #[serde(default)]
+    pub first_sync: FirstSync,
 }
 
 impl Default for Mapping {
@@ -325,6 +359,7 @@ impl Default for Mapping {
             stages: all_stages(),
             fields: BTreeMap::new(),
             triggers: Vec::new(),
+            first_sync: FirstSync::default(),
         }
     }
 }
@@ -404,6 +439,11 @@ impl Mapping {
         Ok(())
     }
 
+    /// The fields written only while the CRM holds no value in them.
+    pub fn if_empty_fields(&self) -> Vec<String> {
+        self.fields.iter().filter(|(_, f)| f.update == UpdateRule::IfEmpty).map(|(n, _)| n.clone()).collect()
+    }
+
     /// Whether a company in `stage` is pushed (companies the CRM already holds always are).
     pub fn pushes(&self, stage: Stage) -> bool {
         self.stages.iter().any(|s| s.0 == stage)
@@ -468,6 +508,10 @@ fn render(field: &FieldMapping, s: &CompanyScore) -> Option<Value> {
         ChurnRisk => bool_value(field, s.churn_risk),
         EventsMom => decimal(s.events_mom?, 1, decimals),
         EventsWow => decimal(s.events_wow?, 1, decimals),
+        // A stage Scarf names that is not one of ours has no entry in a value map: it
+        // goes out as Scarf spells it.
+        ScarfStage => mapped(s.scarf_stage.as_deref()?),
+        ScarfStageSince => date(s.scarf_stage_since?),
     })
 }
 
@@ -535,6 +579,8 @@ mod tests {
             actors_30d: 2,
             events_mom: None,
             events_wow: Some(-125),
+            scarf_stage: None,
+            scarf_stage_since: None,
         }
     }
 

@@ -123,6 +123,8 @@ mod tests {
             actors_30d: 0,
             events_mom: None,
             events_wow: None,
+            scarf_stage: None,
+            scarf_stage_since: None,
         }
     }
 

@@ -4,4 +4,5 @@
 pub mod export;
 pub mod folder;
 pub mod github;
+pub mod scarf;
 pub mod slack;

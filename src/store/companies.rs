@@ -110,6 +110,8 @@ impl Store {
                 actors_30d: count(r, 16),
                 events_mom: r.get(17),
                 events_wow: r.get(18),
+                scarf_stage: None,
+                scarf_stage_since: None,
             });
         }
         Ok(Some(StoredScores {

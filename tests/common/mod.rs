@@ -8,6 +8,7 @@ pub mod emulator;
 pub mod github_api;
 pub mod hubspot_crm;
 pub mod salesforce_crm;
+pub mod scarf_api;
 pub mod slack_api;
 
 use std::path::{Path, PathBuf};
