@@ -12,10 +12,11 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, js
 use serde_json::{Map, Value, json};
 
 use crate::activity::Kind;
-use crate::attribution::{AttributionFile, PersonalHost};
+use crate::attribution::{AttributionFile, PersonalHost, UtcDate};
 use crate::config::{Domain, ExportConnector, KindName, Schedule};
 use crate::scoring::Stage;
-use crate::scoring::model::{Days, ModelOverrides, Points, Ratio};
+use crate::sinks::template::MessageTemplate;
+use crate::scoring::model::{Days, ModelOverrides, Percent, Points, Ratio};
 use crate::sinks::common_room::CommonRoomConfig;
 use crate::sinks::file::FileConfig;
 use crate::sinks::hubspot::HubSpotConfig;
@@ -160,6 +161,7 @@ string_schema!(Schedule, "Schedule", json_schema!({
     "examples": ["0 */15 * * * *", "0 0 3 * * *"]
 }));
 string_schema!(Domain, "Domain", json_schema!({ "type": "string", "description": "A company's domain, e.g. `acme.com`." }));
+string_schema!(UtcDate, "UtcDate", json_schema!({ "type": "string", "format": "date", "description": "A UTC calendar date, YYYY-MM-DD." }));
 string_schema!(PersonalHost, "PersonalHost", json_schema!({
     "type": "string",
     "description": "A host name, optionally as a wildcard (`*.mysite.dev`); an entry always covers its subdomains."
@@ -167,7 +169,7 @@ string_schema!(PersonalHost, "PersonalHost", json_schema!({
 string_schema!(KindName, "ActivityKind", json_schema!({ "enum": Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() }));
 string_schema!(StageName, "StageName", json_schema!({ "enum": Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() }));
 string_schema!(Signal, "Signal", json_schema!({
-    "description": "A signal of the output contract (docs/signals.md).",
+    "description": "A signal (docs/signals.md).",
     "enum": Signal::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>()
 }));
 string_schema!(DateFormat, "DateFormat", json_schema!({
@@ -176,6 +178,11 @@ string_schema!(DateFormat, "DateFormat", json_schema!({
 }));
 string_schema!(Points, "Points", json_schema!({ "type": "number", "minimum": 0, "description": "Points, at most six decimals." }));
 string_schema!(Ratio, "Ratio", json_schema!({ "type": "number", "minimum": 0, "maximum": 1 }));
+string_schema!(Percent, "Percent", json_schema!({ "type": "number", "description": "A percentage (25 is 25%), at most one decimal." }));
+string_schema!(MessageTemplate, "MessageTemplate", json_schema!({
+    "type": "string",
+    "description": "A minijinja template; its variables are the signals and company, from, to, crm_id, connector, as_of (docs/sync.md)."
+}));
 string_schema!(Days, "Days", json_schema!({ "type": "integer", "minimum": 1, "maximum": 3650, "description": "A number of days." }));
 
 #[cfg(test)]
