@@ -162,7 +162,12 @@ fn the_console_agrees_with_the_cli_and_retries_a_dead_record_in_a_real_browser()
     visit(&b, &format!("{}/sync", daemon.base), "sync");
     assert_eq!(b.find_all("#dead-records tbody tr").len(), dead.len());
     b.click(&b.find(&format!("#dead-records tr[data-domain='{domain}'] button")));
-    assert!(b.url().contains("/sync?retried="), "{}", b.url());
+    // The form's POST answers with a redirect; the click may return before it lands.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.url().contains("/sync?retried=") {
+        assert!(Instant::now() < deadline, "no redirect after the retry: {}", b.url());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(b.find_all(&format!("#pending-records tr[data-domain='{domain}']")).len(), 1, "{domain} is pending");
     assert_eq!(b.find_all(&format!("#dead-records tr[data-domain='{domain}']")).len(), 0, "{domain} is no longer dead");
     assert!(b.console_log().into_iter().all(|(level, _)| level != "SEVERE"));
