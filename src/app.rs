@@ -351,6 +351,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 status,
                 since: since.map(|d| (day_number(d) as i64) * 86_400 * 1_000_000_000),
                 limit,
+                run_id: None,
             };
             let runs_only_filter = filter.status.as_deref().is_none_or(|s| matches!(s, "ok" | "failed" | "paused" | "running" | "skipped"));
             let runs = if runs_only_filter { store.sync_runs(&filter).await? } else { Vec::new() };

@@ -162,13 +162,28 @@ fn the_console_agrees_with_the_cli_and_retries_a_dead_record_in_a_real_browser()
     visit(&b, &format!("{}/sync", daemon.base), "sync");
     assert_eq!(b.find_all("#dead-records tbody tr").len(), dead.len());
     b.click(&b.find(&format!("#dead-records tr[data-domain='{domain}'] button")));
-    assert!(b.url().contains("/sync?retried="), "{}", b.url());
+    // The form's POST answers with a redirect; the click may return before it lands.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.url().contains("/sync?retried=") {
+        assert!(Instant::now() < deadline, "no redirect after the retry: {}", b.url());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(b.find_all(&format!("#pending-records tr[data-domain='{domain}']")).len(), 1, "{domain} is pending");
     assert_eq!(b.find_all(&format!("#dead-records tr[data-domain='{domain}']")).len(), 0, "{domain} is no longer dead");
     assert!(b.console_log().into_iter().all(|(level, _)| level != "SEVERE"));
     let still_dead = env.ok(&["log", "--connector", "hook", "--status", "dead", "--format", "json"]);
     assert!(!still_dead.contains(&format!("\"{domain}\"")), "{still_dead}");
     b.screenshot(&screenshots().join("sync-after-retry.png"));
+
+    // A run's records, with the fields they changed.
+    let log: Value = serde_json::from_str(&env.ok(&["log", "--connector", "crm-file", "--format", "json"])).unwrap();
+    let run = log["runs"][0]["id"].as_i64().unwrap();
+    let of_run = log["records"].as_array().unwrap().iter().filter(|r| r["run_id"] == run).count();
+    b.click(&b.find(&format!("a[href='/sync?run={run}#records']")));
+    assert_eq!(b.find_all("#records-table tbody tr").len(), of_run);
+    let first = b.text(&b.find("#records-table tbody tr ul.diff"));
+    assert!(first.contains("oql_stage: (empty) → "), "a first write shows each field it set: {first}");
+    b.screenshot(&screenshots().join("sync-run.png"));
 
     visit(&b, &format!("{}/sources", daemon.base), "sources");
     assert!(b.source().contains("scarf-export.csv"), "the export files read are listed");
@@ -232,4 +247,50 @@ fn off_loopback_the_console_needs_the_token_and_its_forms_need_the_csrf_token() 
     // A short token is refused before anything runs.
     let r = env.run_with(&["run", "--listen", "127.0.0.1:0", "--console-token-env", "SHORT"], &[("SHORT", "abc")]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+/// The recorded stage counts of every day `from..=to`.
+fn recorded(env: &Env, from: &str, to: &str) -> Vec<(chrono::NaiveDate, [u64; 5])> {
+    let db = env.path().join("oql.db");
+    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = oql_sync::store::Store::open(db.to_str().unwrap()).await.unwrap();
+        let h = store.stage_history(day(from), day(to)).await.unwrap();
+        store.close().await;
+        h
+    })
+}
+
+fn counts_of(companies: &Value) -> [u64; 5] {
+    let stages = ["interest", "investigation", "experimentation", "ongoing_usage", "inactive"];
+    stages.map(|s| companies.as_array().unwrap().iter().filter(|c| c["stage"] == s).count() as u64)
+}
+
+#[test]
+fn a_full_rescore_records_its_day_and_back_fills_the_days_before_without_rewriting_them() {
+    let env = Env::new();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/data/activities.ndjson");
+    env.ok(&["import", data.to_str().unwrap()]);
+    env.ok(&["score", "--as-of", "2026-10-31"]);
+    let history = recorded(&env, "2026-05-05", "2026-10-31");
+    assert_eq!(history.len(), 180, "180 days to the as-of date");
+    // Each back-filled day counts what `companies --as-of` that day counts.
+    for day in ["2026-05-20", "2026-07-01", "2026-09-15", "2026-10-30", "2026-10-31"] {
+        let (_, counts) = history.iter().find(|(d, _)| d.to_string() == day).unwrap();
+        assert_eq!(*counts, counts_of(&env.companies_json(day)), "{day}");
+    }
+
+    // Late activities of a new company, dated inside the recorded days: the days once
+    // recorded keep what their rescore saw; the new as-of day counts the company.
+    let late: String = (1..=3)
+        .map(|i| format!("{{\"source\":\"web\",\"id\":\"late{i}\",\"kind\":\"download\",\"occurred_at\":\"2026-10-2{i}T10:00:00Z\",\"company_domain\":\"latecomer.io\",\"package\":\"oqldb\",\"version\":\"1.0\"}}\n"))
+        .collect();
+    let late = env.write("late.ndjson", late);
+    env.ok(&["import", late.to_str().unwrap()]);
+    env.ok(&["score", "--as-of", "2026-11-01"]);
+    let after = recorded(&env, "2026-05-05", "2026-11-01");
+    assert_eq!(after[..180], history[..], "recorded days are kept");
+    let (_, last) = after.last().unwrap();
+    assert_eq!(*last, counts_of(&env.companies_json("2026-11-01")));
+    assert_eq!(last.iter().sum::<u64>(), history[179].1.iter().sum::<u64>() + 1, "the latecomer counts from 2026-11-01");
 }

@@ -99,10 +99,10 @@ impl ListQuery {
 
 pub use crate::redaction::percent_encode as encode;
 
-fn compare(a: &CompanyScore, b: &CompanyScore, key: &str, names: &HashMap<String, String>) -> Ordering {
+fn compare(a: &CompanyScore, b: &CompanyScore, key: &str, lower: &HashMap<String, String>) -> Ordering {
     match key {
         "domain" => a.domain.cmp(&b.domain),
-        "name" => names.get(&a.domain).map(|n| n.to_lowercase()).cmp(&names.get(&b.domain).map(|n| n.to_lowercase())),
+        "name" => lower.get(&a.domain).cmp(&lower.get(&b.domain)),
         "stage" => a.stage.cmp(&b.stage),
         "stage_since" => a.stage_since.cmp(&b.stage_since),
         "last_seen" => a.last_seen.cmp(&b.last_seen),
@@ -113,8 +113,13 @@ fn compare(a: &CompanyScore, b: &CompanyScore, key: &str, names: &HashMap<String
     }
 }
 
+/// Company names lowercased, by domain: what search and the name column compare.
+pub fn lowercased(names: &HashMap<String, String>) -> HashMap<String, String> {
+    names.iter().map(|(d, n)| (d.clone(), n.to_lowercase())).collect()
+}
+
 /// The companies the query selects, in its order. `scores` come in the CLI's order
-/// (score descending, then domain), which ties keep.
+/// (score descending, then domain), which ties keep. `names` are `lowercased`.
 pub fn select<'s>(scores: &'s [CompanyScore], names: &HashMap<String, String>, q: &ListQuery) -> Vec<&'s CompanyScore> {
     let (stage, churn, search) = (q.stage(), q.churn(), q.search());
     let mut out: Vec<&CompanyScore> = scores
@@ -122,7 +127,7 @@ pub fn select<'s>(scores: &'s [CompanyScore], names: &HashMap<String, String>, q
         .filter(|s| stage.is_none_or(|st| s.stage == st))
         .filter(|s| churn.is_none_or(|c| s.churn_risk == c))
         .filter(|s| {
-            search.as_deref().is_none_or(|q| s.domain.contains(q) || names.get(&s.domain).is_some_and(|n| n.to_lowercase().contains(q)))
+            search.as_deref().is_none_or(|q| s.domain.contains(q) || names.get(&s.domain).is_some_and(|n| n.contains(q)))
         })
         .collect();
     let (key, desc) = q.sort();
@@ -171,7 +176,7 @@ mod tests {
     #[test]
     fn search_filters_and_sorts_as_asked() {
         let scores = vec![score("b.com", Stage::Investigation, 30, false), score("a.io", Stage::Interest, 20, true), score("c.net", Stage::Investigation, 10, true)];
-        let names: HashMap<String, String> = [("c.net".to_owned(), "Acme Corp".to_owned())].into();
+        let names = lowercased(&[("c.net".to_owned(), "Acme Corp".to_owned())].into());
         let q = |s: &str| -> ListQuery { serde_json::from_str(s).unwrap() };
         let domains = |v: Vec<&CompanyScore>| v.iter().map(|s| s.domain.clone()).collect::<Vec<_>>();
         assert_eq!(domains(select(&scores, &names, &q("{}"))), ["b.com", "a.io", "c.net"]);

@@ -55,6 +55,8 @@ struct Snapshot {
     inputs: String,
     scores: Arc<Vec<CompanyScore>>,
     names: Arc<HashMap<String, String>>,
+    /// The names lowercased, for search and sort.
+    lower: Arc<HashMap<String, String>>,
 }
 
 /// Who may see the console and how it dates its scores.
@@ -136,7 +138,8 @@ impl Console {
         }
         let (_, scores) = current_scores(&self.store, &self.config.model, Some(as_of)).await?;
         let names = self.store.company_names().await?;
-        let fresh = Snapshot { as_of, inputs, scores: Arc::new(scores), names: Arc::new(names) };
+        let lower = Arc::new(listing::lowercased(&names));
+        let fresh = Snapshot { as_of, inputs, scores: Arc::new(scores), names: Arc::new(names), lower };
         *held = Some(fresh.clone());
         Ok(fresh)
     }
@@ -222,7 +225,7 @@ async fn companies(State(c): State<Console>, headers: HeaderMap, Query(q): Query
         Ok(s) => s,
         Err(e) => return c.failure(&v, e),
     };
-    let rows = listing::select(&snap.scores, &snap.names, &q);
+    let rows = listing::select(&snap.scores, &snap.lower, &q);
     if q.format.as_deref() == Some("csv") {
         let owned: Vec<CompanyScore> = rows.into_iter().cloned().collect();
         return secure(
@@ -273,6 +276,8 @@ async fn company(State(c): State<Console>, headers: HeaderMap, Path(domain): Pat
 #[derive(Deserialize, Default)]
 struct SyncQuery {
     retried: Option<String>,
+    /// Show this run's records.
+    run: Option<i64>,
 }
 
 async fn sync(State(c): State<Console>, headers: HeaderMap, Query(q): Query<SyncQuery>) -> Response {
@@ -282,7 +287,7 @@ async fn sync(State(c): State<Console>, headers: HeaderMap, Query(q): Query<Sync
     };
     let built = async {
         let (_, runs) = c.runs(200).await?;
-        let records = c.store.sync_records(&LogFilter { limit: 100, ..Default::default() }).await?;
+        let records = c.store.sync_records(&LogFilter { limit: if q.run.is_some() { 1000 } else { 100 }, run_id: q.run, ..Default::default() }).await?;
         let failed = c.store.sync_records(&LogFilter { status: Some("failed".into()), limit: 100, ..Default::default() }).await?;
         let dead = c.store.sync_records(&LogFilter { status: Some("dead".into()), limit: 200, ..Default::default() }).await?;
         let pending = c.store.pending_failures(200).await?;
@@ -294,7 +299,7 @@ async fn sync(State(c): State<Console>, headers: HeaderMap, Query(q): Query<Sync
     };
     runs.truncate(50);
     let notice = q.retried.map(|d| format!("{}: back to pending; its connector's next run sends it again.", pages::shown(&d)));
-    let p = pages::SyncPage { runs: &runs, records: &records, failed: &failed, dead: &dead, pending: &pending, notice };
+    let p = pages::SyncPage { runs: &runs, records: &records, run: q.run, failed: &failed, dead: &dead, pending: &pending, notice };
     html(StatusCode::OK, pages::sync(&c.frame(&v, "/sync"), &p))
 }
 

@@ -431,7 +431,8 @@ fn diff(before: &serde_json::Value, after: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-fn runs_table(caption: &str, runs: &[RunRow]) -> Markup {
+/// The runs, newest first; with `records`, each run links to its records on `/sync`.
+fn runs_table(caption: &str, runs: &[RunRow], records: bool) -> Markup {
     html! {
         table {
             caption { (caption) }
@@ -439,7 +440,7 @@ fn runs_table(caption: &str, runs: &[RunRow]) -> Markup {
             tbody {
                 @for r in runs.iter().rev() {
                     tr class=(if r.status == "failed" { "bad" } else { "" }) {
-                        td { (r.id) } td { (r.connector) } td { (r.started_at) } td { (r.status) } td class="num" { (r.planned) } td class="num" { (r.sent) } td class="num" { (r.accepted) } td class="num" { (r.failed) } td class="num" { (r.api_calls) }
+                        td { @if records { a href=(format!("/sync?run={}#records", r.id)) aria-label=(format!("Records of run {}", r.id)) { (r.id) } } @else { (r.id) } } td { (r.connector) } td { (r.started_at) } td { (r.status) } td class="num" { (r.planned) } td class="num" { (r.sent) } td class="num" { (r.accepted) } td class="num" { (r.failed) } td class="num" { (r.api_calls) }
                         td { (short(r.error.as_deref().unwrap_or(""), 240)) }
                     }
                 }
@@ -451,6 +452,8 @@ fn runs_table(caption: &str, runs: &[RunRow]) -> Markup {
 pub struct SyncPage<'a> {
     pub runs: &'a [RunRow],
     pub records: &'a [RecordRow],
+    /// The run whose records are shown (else the latest records of any run).
+    pub run: Option<i64>,
     pub failed: &'a [RecordRow],
     pub dead: &'a [RecordRow],
     pub pending: &'a [(String, String, i64, String)],
@@ -501,12 +504,13 @@ pub fn sync(frame: &Frame, p: &SyncPage) -> Markup {
         }
         section aria-labelledby="runs" {
             h2 id="runs" { "Sync runs" }
-            (runs_table("The latest runs of the sink connectors, newest first", p.runs))
+            (runs_table("The latest runs of the sink connectors, newest first (a run's number shows its records)", p.runs, true))
         }
         section aria-labelledby="records" {
-            h2 id="records" { "Records" }
-            table {
-                caption { "The latest records written, with the fields they changed" }
+            h2 id="records" { "Records" @if let Some(r) = p.run { " of run " (r) } }
+            @if p.run.is_some() { p { a href="/sync#records" { "Show the latest records of every run" } } }
+            table id="records-table" {
+                caption { @if let Some(r) = p.run { "The records of run " (r) ", with the fields they changed" } @else { "The latest records written, with the fields they changed" } }
                 thead { tr { th scope="col" { "When (UTC)" } th scope="col" { "Run" } th scope="col" { "Connector" } th scope="col" { "Company" } th scope="col" { "CRM id" } th scope="col" { "Outcome" } th scope="col" { "Changes" } } }
                 tbody {
                     @for r in p.records.iter().rev() {
@@ -534,7 +538,7 @@ pub fn sources(frame: &Frame, p: &SourcesPage) -> Markup {
     layout(frame, "Sources", html! {
         section aria-labelledby="polls" {
             h2 id="polls" { "Poll runs" }
-            (runs_table("The latest poll runs of the source connectors, newest first (planned: fetched; accepted: new activities)", p.runs))
+            (runs_table("The latest poll runs of the source connectors, newest first (planned: fetched; accepted: new activities)", p.runs, false))
         }
         section aria-labelledby="cursors" {
             h2 id="cursors" { "Cursors" }

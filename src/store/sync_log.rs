@@ -48,6 +48,8 @@ pub struct LogFilter {
     /// Nanoseconds since the epoch.
     pub since: Option<i64>,
     pub limit: i64,
+    /// Records of one run only (the console's run view).
+    pub run_id: Option<i64>,
 }
 
 fn time(nanos: i64) -> String {
@@ -124,6 +126,9 @@ impl Store {
         }
         if let Some(since) = f.since {
             qb.push(" AND r.at >= ").push_bind(since);
+        }
+        if let Some(run) = f.run_id {
+            qb.push(" AND r.run_id = ").push_bind(run);
         }
         qb.push(" ORDER BY r.at DESC, r.rowid DESC LIMIT ").push_bind(f.limit);
         let rows = qb.build().fetch_all(&self.pool).await?;
