@@ -71,6 +71,10 @@ async fn check_one(config: &Config, c: &Connector) -> Result<String, String> {
         }
         (ConnectorKind::Export(e), _) => match &e.path {
             None => Ok("no watched folder: files are given to `oql-sync import`".into()),
+            Some(p) if crate::sources::bucket::Location::parse(p).is_some() => match crate::sources::bucket::Location::parse(p) {
+                Some(Ok(location)) => crate::sources::bucket::check(&location).await,
+                _ => Err(format!("`{p}` is not a location oql-sync watches")),
+            },
             Some(p) => {
                 let folder = config.dir.join(p);
                 if folder.is_dir() || p.contains('*') {

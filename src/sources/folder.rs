@@ -126,6 +126,9 @@ pub async fn poll_folder(
     let Some(pattern) = &connector.path else {
         return Ok(Vec::new());
     };
+    if let Some(location) = crate::sources::bucket::Location::parse(pattern) {
+        return crate::sources::bucket::poll_bucket(store, name, connector, &location?, rules).await;
+    }
     let files = matching_files(dir, pattern).map_err(|e| format!("cannot list {}: {e}", dir.join(pattern).display()))?;
     let options = ExportOptions { format: connector.format, source: connector.source.clone(), scarf: connector.scarf.clone() };
     let failed = |path: &Path, e: String| FileSummary { path: path.to_path_buf(), error: Some(e), ..Default::default() };
