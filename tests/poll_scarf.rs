@@ -72,6 +72,13 @@ fn a_first_poll_reads_the_backfill_day_by_day_and_later_polls_only_unsettled_day
         assert_eq!(r.query["start_date"], r.query["end_date"], "one day a request");
     }
     assert!(r.stdout.contains("scarf: 40 fetched, 20 new activities; 63 API calls"), "62 days and the company rollup: {}", r.stdout);
+    // What a 30-day poll costs, for the record (`-- --nocapture` shows it).
+    println!("$ oql-sync poll\n{}", r.stdout);
+    for q in scarf.requests() {
+        let query: Vec<String> = q.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  GET {}?{} -> {}", q.path, query.join("&"), q.status);
+    }
+    println!("$ oql-sync log --connector scarf\n{}", env.ok(&["log", "--connector", "scarf"]));
     // Settled: older than two days.
     assert_eq!(position(&env, "packages").as_deref(), Some(day(3).as_str()));
     assert_eq!(position(&env, "tracking_pixels").as_deref(), Some(day(3).as_str()));
