@@ -120,3 +120,24 @@ fn a_location_that_is_not_a_bucket_is_refused_at_load() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("b.yaml:4:") && r.stderr.contains("`az://` is not a location oql-sync watches"), "{}", r.stderr);
 }
+
+#[test]
+fn a_watched_folder_treats_scarfs_files_as_a_bucket_does() {
+    // A bucket copied down (`aws s3 sync`) into a folder.
+    let env = Env::new();
+    env.write("drops/scarf-test.csv", HEADER);
+    env.write("drops/events-scarf-export-2026-11-20-2026-11-20.csv", format!("{HEADER}{}", row("f1", "acme.com")));
+    env.write(
+        "drops/company-rollups-scarf-export-2026-11-20-2026-11-20.csv",
+        "company_domain,funnel_stage,experimentation_start_date\nacme.com,experimentation,2026-11-01\n",
+    );
+    env.write("connectors/drops.yaml", "name: drops\nkind: export\nschedule: \"0 0 * * * *\"\npath: drops\nsettle: 0s\n");
+    let r = env.run(&["poll"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("scarf-test"), "{}", r.stdout);
+    assert!(r.stdout.contains("Scarf company rollup: the stages of 1 companies"), "{}", r.stdout);
+    let companies = env.companies_json("2026-11-30");
+    assert_eq!(companies[0]["scarf_stage"], "experimentation", "{companies}");
+    let r = env.run(&["poll"]);
+    assert!(!r.stdout.contains("rollup"), "read once: {}", r.stdout);
+}

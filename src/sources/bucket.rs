@@ -107,15 +107,15 @@ fn said(e: &object_store::Error) -> String {
     crate::redaction::redact(&e.to_string().replace('\n', " ")).into_owned()
 }
 
-/// What an object is to a watched bucket.
+/// What an object (or a watched folder's file) is.
 #[derive(Debug, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Activities,
     ScarfRollup,
     Ignored,
 }
 
-fn role(name: &str) -> Role {
+pub fn role(name: &str) -> Role {
     if name == SCARF_TEST_FILE || name.starts_with('.') {
         Role::Ignored
     } else if name.starts_with(SCARF_ROLLUP_PREFIX) && name.to_ascii_lowercase().ends_with(".csv") {
