@@ -209,7 +209,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
             }
             Ok(())
         }
-        Command::Run { once, as_of, listen, unready_after } => {
+        Command::Run { once, as_of, listen, unready_after, console_token_env } => {
             // SIGHUP's default action ends the process. The daemon answers it once its
             // schedules run; until then (opening, migrating a large store) it is taken
             // and ignored: tokio keeps the handler installed for the process's life.
@@ -226,6 +226,18 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 tracing::warn!("{w}");
             }
             let listen = crate::health::parse_listen(&listen).map_err(AppError::Usage)?;
+            let console_token = match &console_token_env {
+                None => None,
+                Some(var) => match std::env::var(var) {
+                    // Short tokens fall to guessing, even at one login a half second.
+                    Ok(t) if t.trim().len() >= 16 => {
+                        crate::redaction::register(t.trim());
+                        Some(t.trim().to_owned())
+                    }
+                    Ok(_) => return Err(AppError::Usage(format!("--console-token-env {var}: the token in {var} is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)"))),
+                    Err(_) => return Err(AppError::Usage(format!("--console-token-env {var}: {var} is not set (or not UTF-8)"))),
+                },
+            };
             let store = db.open(config, opened).await?;
             // One daemon a store: two would race each other's schedules all day.
             let lease = store.take_lease("run").await?.map_err(|held| {
@@ -244,7 +256,7 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 }
             } else {
                 crate::logging::daemon_start(config, &db.url);
-                crate::daemon::run_daemon(store, std::sync::Arc::new(config.clone()), listen, as_of, unready_after).await.map_err(AppError::from)
+                crate::daemon::run_daemon(store, std::sync::Arc::new(config.clone()), listen, as_of, unready_after, console_token).await.map_err(AppError::from)
             };
             lease.release().await;
             result
@@ -266,13 +278,14 @@ async fn dispatch(command: Command, config: &Config, db: &Db, opened: &mut Optio
                 Err(AppError::Failed(format!("poll had errors in {} (see `oql-sync log --status failed`)", failed.join(", "))))
             }
         }
-        Command::Sync { connector, dry_run, live, retry_dead, as_of, format, wide } => {
+        Command::Sync { connector, dry_run, live, retry_dead, reconcile, domains, as_of, format, wide } => {
             let sinks = sink_connectors(config, connector.as_deref())?;
             let store = db.open(config, opened).await?;
-            let options = SyncOptions { dry_run, live, retry_dead };
+            let domains = if domains.is_empty() { None } else { Some(std::sync::Arc::new(known_domains(&store, &domains).await?)) };
+            let options = SyncOptions { dry_run, live, retry_dead, reconcile, domains };
             let mut reports = Vec::new();
             for c in sinks {
-                match sync_leased(&store, config, c, as_of, options).await? {
+                match sync_leased(&store, config, c, as_of, options.clone()).await? {
                     Ran::Done(report) => {
                         if !dry_run {
                             print!("{}", report::summary(&report));
@@ -521,4 +534,18 @@ fn stopped(done: &[FileSummary], committed: &FileSummary, files: &[std::path::Pa
         if done.len() == 1 { "1 file".to_owned() } else { format!("{} files", done.len()) },
         if rest > 0 { format!(", {rest} not started") } else { String::new() },
     ))
+}
+
+/// `sync --domain`: each domain normalized, and known to the store (a typo would
+/// otherwise sync nothing and say nothing).
+async fn known_domains(store: &Store, given: &[String]) -> Result<std::collections::BTreeSet<String>, AppError> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in given {
+        let domain = crate::activity::normalize_domain(d).ok_or_else(|| AppError::Usage(format!("--domain `{d}` is not a domain")))?;
+        if store.company_activities(&domain, i64::MAX).await?.is_empty() {
+            return Err(AppError::Usage(format!("--domain {domain}: no activity of this company in the store (`oql-sync companies` lists them)")));
+        }
+        out.insert(domain);
+    }
+    Ok(out)
 }

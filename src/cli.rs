@@ -103,6 +103,10 @@ pub enum Command {
         /// /readyz fails once a connector failed this many runs in a row (0: never).
         #[arg(long, default_value_t = 3, value_name = "N")]
         unready_after: u64,
+        /// The environment variable holding the web console's token: needed to open
+        /// the console when `--listen` is not a loopback address (docs/console.md).
+        #[arg(long, value_name = "VAR")]
+        console_token_env: Option<String>,
     },
     /// Ask a running daemon's /healthz; exit 0 when it answers healthy (container
     /// health checks: the image has no curl).
@@ -179,6 +183,14 @@ pub enum Command {
         /// Give records parked as dead a new round of attempts.
         #[arg(long)]
         retry_dead: bool,
+        /// Read the CRM's current values and write the mapped values over hand edits
+        /// (fields with `update: if_empty` keep a value the CRM holds).
+        #[arg(long)]
+        reconcile: bool,
+        /// Only these companies (their changes and pending triggers); repeat or list
+        /// several: --domain acme.com initech.com.
+        #[arg(long = "domain", value_name = "D", num_args = 1..)]
+        domains: Vec<String>,
         /// Scoring date (YYYY-MM-DD); default today, UTC.
         #[arg(long, value_parser = parse_date, value_name = "DATE")]
         as_of: Option<NaiveDate>,

@@ -487,6 +487,15 @@ fn check_sink(dir: &Path, c: &Connector, text: &str, mappings: &BTreeMap<String,
             )));
         }
     }
+    // A value kept only while the CRM field is empty needs the field read back.
+    if !matches!(c.kind, ConnectorKind::HubSpot(_) | ConnectorKind::Salesforce(_))
+        && let Some(field) = mapping.if_empty_fields().first()
+    {
+        return Err(invalid(format!(
+            "mapping `{path}` fields.{field}: `update: if_empty` needs a CRM oql-sync can read back (HubSpot, Salesforce); a {} connector cannot be read",
+            c.kind.as_str()
+        )));
+    }
     if let ConnectorKind::HubSpot(_) = c.kind
         && mapping.match_rule.crm_field.is_none() {
             return Err(invalid(format!("mapping `{path}`: HubSpot matches companies by `match: {{ crm_field: domain }}`")));

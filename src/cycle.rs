@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::import::{FileSummary, file_summary};
-use crate::scoring::{CompanyScore, Model, ScanPart, end_of};
+use crate::scoring::{CompanyScore, History, Model, ScanPart, end_of};
 use crate::sinks::sync::{SyncError, SyncInput, SyncOptions, SyncReport, sync_connector};
 use crate::sources::folder::poll_folder;
 use crate::sources::github::GitHubSource;
@@ -301,10 +301,19 @@ pub async fn score_and_persist(store: &Store, model: &Model, as_of: NaiveDate) -
     // The inputs are read first: a change landing while scores are computed moves the
     // data version past them, so the next rescore sees it.
     let inputs = score_inputs(store, model).await?;
-    let scores = compute_scores(store, model, as_of).await?;
+    let blank = History::new(as_of, HISTORY_DAYS, MOVE_DAYS);
+    let (mut scores, history) = scan_and_score_recording(store, model, as_of, None, Some(&blank)).await?;
+    sort_scores(&mut scores);
     store.replace_scores(as_of, &inputs, &scores).await?;
+    if let Some(history) = history {
+        store.record_history(as_of, &history).await?;
+    }
     Ok(scores)
 }
+
+/// Days of stage counts a full rescore records (the console's chart), and of stage moves.
+pub const HISTORY_DAYS: u32 = 180;
+pub const MOVE_DAYS: u32 = 7;
 
 /// Brings the persisted scores up to date at `as_of`: when they are for that date and
 /// model, only the companies whose activities changed since are recomputed; otherwise
@@ -335,7 +344,7 @@ pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<u
 }
 
 /// What persisted scores depend on: the store's data and the model.
-async fn score_inputs(store: &Store, model: &Model) -> Result<String, StoreError> {
+pub async fn score_inputs(store: &Store, model: &Model) -> Result<String, StoreError> {
     let model_hash: String = Sha256::digest(format!("{model:?}").as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -354,6 +363,17 @@ pub async fn compute_scores(store: &Store, model: &Model, as_of: NaiveDate) -> R
 /// full scan runs on every core, a range of the table each; the scan of changed
 /// companies goes through the company index on one thread (a few thousand rows).
 async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_since: Option<i64>) -> Result<Vec<CompanyScore>, StoreError> {
+    Ok(scan_and_score_recording(store, model, as_of, changed_since, None).await?.0)
+}
+
+/// `scan_and_score`, also filling a copy of `history` when given.
+async fn scan_and_score_recording(
+    store: &Store,
+    model: &Model,
+    as_of: NaiveDate,
+    changed_since: Option<i64>,
+    history: Option<&History>,
+) -> Result<(Vec<CompanyScore>, Option<History>), StoreError> {
     let cores = match changed_since {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4),
         Some(_) => 1,
@@ -362,7 +382,7 @@ async fn scan_and_score(store: &Store, model: &Model, as_of: NaiveDate, changed_
     store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, company, a| part.push(company, a)).await?;
     // Named after the scan: every company it read is in the table by then.
     let domains = store.company_domains(changed_since).await?;
-    Ok(crate::scoring::score_parts(parts, &domains, as_of))
+    Ok(crate::scoring::score_parts_recording(parts, &domains, as_of, history))
 }
 
 fn sort_scores(scores: &mut [CompanyScore]) {

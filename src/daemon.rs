@@ -82,7 +82,14 @@ pub fn next_runs(schedule: &str, after: DateTime<Utc>, n: usize) -> Vec<DateTime
 }
 
 /// Runs connectors on their schedules until a shutdown signal.
-pub async fn run_daemon(store: Store, config: Arc<Config>, listen: Option<String>, as_of: Option<NaiveDate>, unready_after: u64) -> Result<(), CycleError> {
+pub async fn run_daemon(
+    store: Store,
+    config: Arc<Config>,
+    listen: Option<String>,
+    as_of: Option<NaiveDate>,
+    unready_after: u64,
+    console_token: Option<String>,
+) -> Result<(), CycleError> {
     // First: a SIGHUP before the handler exists would end the process.
     let mut hangups = Hangups::new();
     let status: SharedStatus = Arc::new(Mutex::new(Status { started: Some(Utc::now().to_rfc3339()), starting: true, unready_after, ..Default::default() }));
@@ -91,10 +98,13 @@ pub async fn run_daemon(store: Store, config: Arc<Config>, listen: Option<String
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(addr) = listen {
         let listener = crate::health::bind(&addr).await.map_err(CycleError::Health)?;
-        let app = crate::health::router(store.clone(), config.clone(), status.clone());
+        // Off loopback the console asks for the token (and without one refuses).
+        let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        let console = crate::console::ConsoleOptions { token: console_token, loopback, as_of };
+        let app = crate::health::router(store.clone(), config.clone(), status.clone(), console);
         let mut stop = stop_rx.clone();
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-        tracing::info!(%addr, "health and metrics endpoint listening");
+        tracing::info!(%addr, console = %format!("http://{addr}/"), "health, metrics and console listening");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;

@@ -4,8 +4,9 @@
 //! its last N runs in a row (alert or stop routing when not: a restart fixes neither a
 //! revoked token nor a full CRM). `/healthz` (store reachable, each connector's last
 //! run) stays for the checks written against it; `/metrics` (Prometheus text format),
-//! `/status` (JSON) and `/` (the list). Nothing here names a person: figures are per
-//! source, stage and connector.
+//! `/status` (JSON) and `/endpoints` (the list); `/` and the pages under it are the web
+//! console (`console/`). Nothing here names a person: figures are per source, stage and
+//! connector.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -22,14 +23,15 @@ use crate::daemon::SharedStatus;
 use crate::scoring::Stage;
 use crate::store::{ActivityFigures, Store};
 
-/// The endpoints, as `/` lists them.
-const ENDPOINTS: [(&str, &str); 6] = [
+/// The endpoints, as `/endpoints` lists them.
+const ENDPOINTS: [(&str, &str); 7] = [
     ("/livez", "200 while the process serves requests"),
     ("/readyz", "200 when the store answers, the start's rescore is done and no connector failed its last runs in a row; 503 with the reasons"),
     ("/healthz", "200 when the store answers, with each connector's last run (JSON)"),
     ("/metrics", "Prometheus metrics"),
     ("/status", "stages, sources and connectors (JSON)"),
-    ("/", "this list"),
+    ("/", "the web console (docs/console.md)"),
+    ("/endpoints", "this list"),
 ];
 
 #[derive(Clone)]
@@ -50,15 +52,18 @@ impl Ctx {
     }
 }
 
-pub fn router(store: Store, config: Arc<Config>, status: SharedStatus) -> Router {
+/// The health endpoints and the web console on one listener.
+pub fn router(store: Store, config: Arc<Config>, status: SharedStatus, console: crate::console::ConsoleOptions) -> Router {
+    let pages = crate::console::router(store.clone(), config.clone(), status.clone(), console);
     Router::new()
-        .route("/", get(index))
+        .route("/endpoints", get(index))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
         .with_state(Ctx { store, config, status, activities: Default::default() })
+        .merge(pages)
 }
 
 fn connectors(ctx: &Ctx) -> serde_json::Value {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod sinks;
 pub mod attribution;
 pub mod config;
+pub mod console;
 pub mod scoring;
 pub mod sources;
 pub mod store;

@@ -25,7 +25,7 @@ const CSV_COLUMNS: [&str; 19] = [
     "events_30d", "actors_30d", "events_mom", "events_wow",
 ];
 
-fn score_text(micro: i64) -> String {
+pub fn score_text(micro: i64) -> String {
     let c = centi_points(micro);
     format!("{}.{:02}", c / 100, c % 100)
 }

@@ -112,7 +112,7 @@ fn key_lines(secret: &str) -> Vec<String> {
 }
 
 /// The spelling of a value in a query string or form body.
-fn percent_encode(value: &str) -> String {
+pub fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

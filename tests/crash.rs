@@ -344,7 +344,7 @@ mod sync {
         env.write(
             "mappings/crm.yaml",
             format!(
-                "object: companies\nmatch: {{ crm_field: domain }}\nfields:\n  oql_stage: {{ from: stage }}\n  oql_score: {{ from: score, round: 0 }}\n\
+                "object: companies\nmatch: {{ crm_field: domain }}\nfirst_sync: fire\nfields:\n  oql_stage: {{ from: stage }}\n  oql_score: {{ from: score, round: 0 }}\n\
                  triggers:\n  - when: {{ to: inactive }}\n    action: {{ hubspot_list: \"{list}\" }}\n"
             ),
         );
@@ -470,7 +470,7 @@ mod sync_common_room {
         env.write(
             "mappings/crm.yaml",
             format!(
-                "object: contacts\nmatch: {{ crm_field: companyDomain }}\nfields:\n  OQL Stage: {{ from: stage }}\n  OQL Score: {{ from: score, round: 0 }}\n\
+                "object: contacts\nmatch: {{ crm_field: companyDomain }}\nfirst_sync: fire\nfields:\n  OQL Stage: {{ from: stage }}\n  OQL Score: {{ from: score, round: 0 }}\n\
                  triggers:\n  - when: {{ to: inactive }}\n    action: {{ webhook: {{ url: \"{origin}/webhook\" }} }}\n"
             ),
         );

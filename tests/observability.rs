@@ -345,10 +345,10 @@ fn metrics_cover_every_stage_the_build_successes_quarantine_and_unattributed_and
     let metrics = daemon.get("/metrics").unwrap().1;
     assert!(metrics.contains("oql_unattributed_activities 2\n") && metrics.contains("oql_activities{source=\"web\"} 3\n"), "{metrics}");
 
-    let (code, index) = daemon.get("/").unwrap();
+    let (code, index) = daemon.get("/endpoints").unwrap();
     assert_eq!(code, 200);
-    for path in ["/livez", "/readyz", "/healthz", "/metrics", "/status"] {
-        assert!(index.lines().any(|l| l.starts_with(path)), "{path} listed: {index}");
+    for path in ["/livez", "/readyz", "/healthz", "/metrics", "/status", "/"] {
+        assert!(index.lines().any(|l| l.starts_with(&format!("{path} "))), "{path} listed: {index}");
     }
     // `oql-sync health` takes the same address forms.
     for listen in [format!("localhost:{port}"), format!(":{port}")] {

@@ -94,7 +94,7 @@ fn hubspot() -> Running {
     HubSpot::running(TOKEN_ENV)
 }
 
-const MAPPING: &str = "object: companies\nmatch: { crm_field: domain }\nstages: [interest, investigation, experimentation, ongoing_usage, inactive]\nfields:\n  oql_score: { from: score, round: 0 }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n";
+const MAPPING: &str = "object: companies\nmatch: { crm_field: domain }\nfirst_sync: fire\nstages: [interest, investigation, experimentation, ongoing_usage, inactive]\nfields:\n  oql_score: { from: score, round: 0 }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -528,7 +528,7 @@ fn secret_canaries_in_urls_and_echoed_error_bodies_never_reach_output_at_debug_o
     // A sink that accepts the company, so its trigger fires (and the trigger's webhook fails).
     env.write(
         "mappings/rows.yaml",
-        "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n",
+        "object: rows\nmatch: { crm_field: domain }\nfirst_sync: fire\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: investigation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n",
     );
     env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
     env.write("connectors/hook.yaml", format!("name: hook\nkind: webhook\nschedule: \"0 0 * * * *\"\nmapping: mappings/events.yaml\nurl_env: HOOK_URL\n{retry}"));

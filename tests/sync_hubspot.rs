@@ -587,9 +587,9 @@ fn server_waits_and_pacing_waits_are_counted_apart_in_the_summary_the_log_and_me
 }
 
 /// The mapping, with its list trigger firing for companies entering investigation (every
-/// company of `activities` on its first sync).
+/// company of `activities` on its first sync, which `first_sync: fire` counts).
 fn on_investigation(env: &Env, list: &str, create: bool) {
-    let mut mapping = MAPPING.replace("LIST", list).replace("{ to: inactive }", "{ to: investigation }");
+    let mut mapping = format!("first_sync: fire\n{}", MAPPING.replace("LIST", list).replace("{ to: inactive }", "{ to: investigation }"));
     if create {
         mapping = mapping.replace("object: companies", "object: companies\ncreate_missing: true");
     }

@@ -102,7 +102,7 @@ fn a_webhook_trigger_fires_once_per_stage_change_with_the_score_breakdown() {
     let env = Env::new();
     env.write(
         "mappings/rows.yaml",
-        "object: rows\nmatch: { crm_field: domain }\nstages: [experimentation, ongoing_usage, inactive]\n\
+        "object: rows\nmatch: { crm_field: domain }\nstages: [experimentation, ongoing_usage, inactive]\nfirst_sync: fire\n\
          fields:\n  stage: { from: stage }\ntriggers:\n  - when: { from: experimentation, to: inactive }\n    \
          action: { webhook: { url_env: CHURN_HOOK } }\n  - when: { to: experimentation }\n    action: { webhook: { url_env: CHURN_HOOK } }\n",
     );
@@ -142,7 +142,7 @@ fn a_missing_webhook_variable_fails_the_trigger_clearly_and_it_fires_later() {
     let env = Env::new();
     env.write(
         "mappings/rows.yaml",
-        "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: experimentation }\n    action: { webhook: { url_env: HOOK_URL } }\n",
+        "object: rows\nmatch: { crm_field: domain }\nfirst_sync: fire\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: experimentation }\n    action: { webhook: { url_env: HOOK_URL } }\n",
     );
     env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
     let data = env.write("data.ndjson", data());

@@ -319,10 +319,25 @@ pub fn score_company(
 /// Scores one company from its compacted activities (any order; sorted here).
 /// `scratch` is reused between companies for the distinct counts.
 pub fn score_compact(domain: &str, acts: &mut Vec<Compact>, model: &Model, as_of: NaiveDate, scratch: &mut Vec<u64>) -> Option<CompanyScore> {
+    score_recording(domain, acts, model, as_of, scratch, None)
+}
+
+/// `score_compact`, adding the company's stage timeline to `history` when given.
+fn score_recording(
+    domain: &str,
+    acts: &mut Vec<Compact>,
+    model: &Model,
+    as_of: NaiveDate,
+    scratch: &mut Vec<u64>,
+    history: Option<&mut History>,
+) -> Option<CompanyScore> {
     let end = day_number(as_of);
     let (series, last_day) = daily(acts, model, end)?;
     let first_day = series.first_day;
     let timeline = stages::StageTimeline::build(&series, model, end);
+    if let Some(h) = history {
+        h.add(domain, &timeline);
+    }
     let counts = signals::WindowCounts::of(acts, end, scratch);
     let score = series.points(end - model.windows.score + 1, end);
     let peak_stage = timeline.peak();
@@ -428,11 +443,76 @@ impl Grouped {
     }
 }
 
+/// How many companies were in each stage on each of the last days, and the stage moves
+/// of the last week: the console's history and movements. Gathered by the full rescore,
+/// which builds every company's daily timeline anyway (`stage_history` in the store).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// The day number of `counts[0]`.
+    pub first_day: i32,
+    /// Companies by stage (in `Stage::ALL` order) on each day up to the as-of date; a
+    /// company counts from its first activity on.
+    pub counts: Vec<[u32; 5]>,
+    /// Every stage change on or after `moves_from`; a company's first day is a move from `None`.
+    pub moves: Vec<Move>,
+    pub moves_from: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Move {
+    pub day: i32,
+    pub domain: String,
+    pub from: Option<Stage>,
+    pub to: Stage,
+}
+
+impl History {
+    /// An empty history of the `days` days and the `move_days` days ending on `as_of`.
+    pub fn new(as_of: NaiveDate, days: u32, move_days: u32) -> History {
+        let end = day_number(as_of);
+        History { first_day: end - days as i32 + 1, counts: vec![[0; 5]; days as usize], moves: Vec::new(), moves_from: end - move_days as i32 + 1 }
+    }
+
+    fn add(&mut self, domain: &str, timeline: &stages::StageTimeline) {
+        for (i, row) in self.counts.iter_mut().enumerate() {
+            if let Some(stage) = timeline.stage_on(self.first_day + i as i32) {
+                row[stage as usize] += 1;
+            }
+        }
+        let mut from = None;
+        for (day, to) in timeline.changes() {
+            if day >= self.moves_from {
+                self.moves.push(Move { day, domain: domain.to_owned(), from, to });
+            }
+            from = Some(to);
+        }
+    }
+
+    fn merge(&mut self, other: History) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self.moves.extend(other.moves);
+    }
+}
+
 /// Scores every company the parts hold activities of, on every core. `domains` names
 /// the company ids (a company without a name is not scored).
 pub fn score_parts(parts: Vec<ScanPart<'_>>, domains: &[Option<Box<str>>], as_of: NaiveDate) -> Vec<CompanyScore> {
+    score_parts_recording(parts, domains, as_of, None).0
+}
+
+/// `score_parts`, filling a copy of `history` (empty, from `History::new`) as it goes.
+pub fn score_parts_recording(
+    parts: Vec<ScanPart<'_>>,
+    domains: &[Option<Box<str>>],
+    as_of: NaiveDate,
+    history: Option<&History>,
+) -> (Vec<CompanyScore>, Option<History>) {
     let Some(model) = parts.first().map(|p| p.compactor.model) else {
-        return Vec::new();
+        return (Vec::new(), history.cloned());
     };
     let companies = parts.iter().map(|p| p.companies).max().unwrap_or(0).max(domains.len());
     let grouped: Vec<Grouped> = std::thread::scope(|s| {
@@ -451,10 +531,11 @@ pub fn score_parts(parts: Vec<ScanPart<'_>>, domains: &[Option<Box<str>>], as_of
                 s.spawn(move || {
                     let (mut acts, mut scratch) = (Vec::new(), Vec::new());
                     let mut out = Vec::new();
+                    let mut mine = history.cloned();
                     loop {
                         let from = next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
                         if from >= companies {
-                            break out;
+                            break (out, mine);
                         }
                         for c in from..(from + BLOCK).min(companies) {
                             let Some(Some(domain)) = domains.get(c) else { continue };
@@ -462,7 +543,7 @@ pub fn score_parts(parts: Vec<ScanPart<'_>>, domains: &[Option<Box<str>>], as_of
                             for g in grouped {
                                 acts.extend_from_slice(g.of(c));
                             }
-                            if let Some(score) = score_compact(domain, &mut acts, model, as_of, &mut scratch) {
+                            if let Some(score) = score_recording(domain, &mut acts, model, as_of, &mut scratch, mine.as_mut()) {
                                 out.push(score);
                             }
                         }
@@ -470,7 +551,16 @@ pub fn score_parts(parts: Vec<ScanPart<'_>>, domains: &[Option<Box<str>>], as_of
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("scoring thread")).collect()
+        let mut scores = Vec::new();
+        let mut total = history.cloned();
+        for h in handles {
+            let (part, mine) = h.join().expect("scoring thread");
+            scores.extend(part);
+            if let (Some(t), Some(m)) = (total.as_mut(), mine) {
+                t.merge(m);
+            }
+        }
+        (scores, total)
     })
 }
 

@@ -155,6 +155,11 @@ impl StageTimeline {
         self.first_day + (self.stage.len() - unchanged) as i32
     }
 
+    /// The stage on `day`; `None` before the first activity or after the as-of date.
+    pub fn stage_on(&self, day: i32) -> Option<Stage> {
+        usize::try_from(day - self.first_day).ok().and_then(|i| self.stage.get(i).copied())
+    }
+
     /// Every change of stage as (first day, stage), oldest first.
     pub fn changes(&self) -> Vec<(i32, Stage)> {
         let mut out: Vec<(i32, Stage)> = Vec::new();

@@ -328,6 +328,14 @@ impl Sink for CommonRoomSink {
 
     /// The Core API cannot read API-signal contacts back: a live dry run plans against
     /// an empty CRM.
+    /// The Core API v1 writes contacts of an API source but reads none back, and the v2
+    /// API reads contacts by Common Room's own id (`c_<number>`), which the v1 write
+    /// (202, no body) never returns: no read finds our contact by its id `oql:{domain}`.
+    /// <https://api.commonroom.io/docs/community.html>, <https://api.commonroom.io/docs/api-v2.html>
+    fn reads_back(&self) -> Result<(), String> {
+        Err("Common Room's API cannot read back the custom fields of the contacts oql-sync writes (v1 reads no API-source contact; v2 reads contacts only by Common Room's own id)".into())
+    }
+
     async fn read(&mut self, _: &[(String, String)], _: &[String]) -> Result<HashMap<String, Desired>, SinkError> {
         Ok(HashMap::new())
     }

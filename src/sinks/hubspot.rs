@@ -535,6 +535,12 @@ impl Sink for HubSpotSink {
         Ok(out)
     }
 
+    fn reads_back(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Batch read by record id, 100 ids a call (paced by the connector's `rate_limit`).
+    /// An id HubSpot no longer knows comes back in `errors` (207), not in `results`.
     async fn read(&mut self, records: &[(String, String)], fields: &[String]) -> Result<HashMap<String, Desired>, SinkError> {
         let mut out = HashMap::new();
         for chunk in records.chunks(BATCH_LIMIT) {

@@ -181,6 +181,32 @@ pub struct FieldMapping {
     /// the CRM field instead of leaving what it holds.
     #[serde(default)]
     pub clear_when_missing: bool,
+    /// `always` (default) writes the value whenever it changes; `if_empty` writes it only
+    /// while the CRM field is empty (read live before the write), so a value someone
+    /// typed by hand stays.
+    #[serde(default)]
+    pub update: UpdateRule,
+}
+
+/// When a field's value is written over what the CRM holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateRule {
+    #[default]
+    Always,
+    IfEmpty,
+}
+
+/// What a company's first accepted sync does with the triggers its stage matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSync {
+    /// Record the stage and fire nothing: connecting a CRM does not start a nurture for
+    /// every company already in a trigger's stage. Later changes fire as usual.
+    #[default]
+    Baseline,
+    /// Treat the first sync as a change from no stage, and fire.
+    Fire,
 }
 
 /// `match`: how a company is found in the CRM.
@@ -319,6 +345,9 @@ pub struct Mapping {
     pub fields: BTreeMap<String, FieldMapping>,
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    /// Whether a company's first accepted sync fires the triggers its stage matches.
+    #[serde(default)]
+    pub first_sync: FirstSync,
 }
 
 impl Default for Mapping {
@@ -330,6 +359,7 @@ impl Default for Mapping {
             stages: all_stages(),
             fields: BTreeMap::new(),
             triggers: Vec::new(),
+            first_sync: FirstSync::default(),
         }
     }
 }
@@ -407,6 +437,11 @@ impl Mapping {
                 }
         }
         Ok(())
+    }
+
+    /// The fields written only while the CRM holds no value in them.
+    pub fn if_empty_fields(&self) -> Vec<String> {
+        self.fields.iter().filter(|(_, f)| f.update == UpdateRule::IfEmpty).map(|(n, _)| n.clone()).collect()
     }
 
     /// Whether a company in `stage` is pushed (companies the CRM already holds always are).

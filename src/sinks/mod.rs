@@ -114,8 +114,15 @@ pub trait Sink {
     /// Finds the CRM records of domains. Read-only.
     async fn resolve(&mut self, domains: &[String]) -> Result<HashMap<String, Match>, SinkError>;
 
-    /// The current values of `fields` of matched records, by domain. Read-only; used by
-    /// `sync --dry-run --live`.
+    /// Whether `read` returns what the CRM holds: `update: if_empty` and `--reconcile`
+    /// need it. `Err` says why this destination cannot.
+    fn reads_back(&self) -> Result<(), String> {
+        Err("this connector kind keeps no values oql-sync could read back".into())
+    }
+
+    /// The current values of `fields` of matched records, by domain; a record the CRM
+    /// no longer holds is left out. Read-only; used by `sync --dry-run --live`,
+    /// `--reconcile` and `update: if_empty`.
     async fn read(&mut self, records: &[(String, String)], fields: &[String]) -> Result<HashMap<String, Desired>, SinkError>;
 
     /// Writes one batch (at most `batch_size` records) and reports each record.

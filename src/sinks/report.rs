@@ -37,7 +37,7 @@ pub fn plan_table(reports: &[SyncReport], wide: bool) -> String {
     let width = (!wide).then_some(TERMINAL_WIDTH);
     let mut out = String::new();
     for r in reports {
-        let against = if r.live { "the CRM's current values" } else { "the last accepted state" };
+        let against = if r.live || r.reconcile { "the CRM's current values" } else { "the last accepted state" };
         // Companies that match no record (or several) are not written: they change no field.
         let (skipped, written): (Vec<_>, Vec<_>) = r.plan.items.iter().partition(|i| r.unmatched.contains_key(&i.domain));
         let fields: usize = written.iter().map(|i| i.after.len()).sum();
@@ -83,6 +83,25 @@ pub fn plan_table(reports: &[SyncReport], wide: bool) -> String {
         if !r.plan.skipped_dead.is_empty() {
             out.push_str(&fit_text(&format!("  skipped (dead, see `log --status dead`): {}", r.plan.skipped_dead.join(", ")), width));
         }
+        if !r.triggers.is_empty() {
+            const TRIGGER_COLUMNS: [Column; 3] = [Column::left("company", 0), Column::left("action", 0), Column::elided("target")];
+            let count: usize = r.triggers.values().map(Vec::len).sum();
+            out.push_str(&fit_text(&format!("  triggers that would fire: {count}"), width));
+            let rows: Vec<Vec<String>> = r
+                .triggers
+                .iter()
+                .flat_map(|(domain, list)| {
+                    list.iter().map(move |t| {
+                        let action = if t.retry { format!("{} (retry)", t.action) } else { t.action.clone() };
+                        vec![domain.clone(), action, t.target.clone()]
+                    })
+                })
+                .collect();
+            let (table, _) = fit_table(&TRIGGER_COLUMNS, &rows, width.map(|w| w - 4));
+            for line in table.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
     }
     out
 }
@@ -109,7 +128,16 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
         items: Vec<Item<'a>>,
         kind: &'a str,
         live: bool,
+        reconcile: bool,
         skipped_dead: &'a [String],
+        /// Pending firings of companies without a change in this plan.
+        triggers_pending: Vec<Pending<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Pending<'a> {
+        domain: &'a str,
+        #[serde(flatten)]
+        trigger: &'a super::triggers::TriggerPreview,
     }
     #[derive(serde::Serialize)]
     struct Item<'a> {
@@ -124,6 +152,8 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
         lookup: Option<&'static str>,
         new_record: bool,
         stage: crate::scoring::Stage,
+        /// The triggers a real run would fire for this company.
+        triggers: &'a [super::triggers::TriggerPreview],
     }
     #[derive(serde::Serialize)]
     struct Change<'a> {
@@ -136,7 +166,14 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
             connector: &r.connector,
             kind: r.kind,
             live: r.live,
+            reconcile: r.reconcile,
             error: &r.error,
+            triggers_pending: r
+                .triggers
+                .iter()
+                .filter(|(d, _)| !r.plan.items.iter().any(|i| &i.domain == *d))
+                .flat_map(|(domain, list)| list.iter().map(move |trigger| Pending { domain, trigger }))
+                .collect(),
             items: r
                 .plan
                 .items
@@ -148,6 +185,7 @@ pub fn plan_json(reports: &[SyncReport]) -> String {
                     stage: i.stage,
                     accepted_stage: i.accepted_stage,
                     new_record: i.new_record,
+                    triggers: r.triggers.get(&i.domain).map(Vec::as_slice).unwrap_or(&[]),
                     changes: i.after.iter().map(|(k, v)| (k.as_str(), Change { before: i.before.get(k).unwrap_or(&Value::Null), after: v })).collect(),
                 })
                 .collect(),

@@ -707,16 +707,31 @@ impl Sink for SalesforceSink {
         Ok(out)
     }
 
+    fn reads_back(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// SOQL by Account Id, or by the external-id field for accounts known by their key
+    /// (`ext:{domain}`), 100 a query (paced by the connector's `rate_limit`).
     async fn read(&mut self, records: &[(String, String)], fields: &[String]) -> Result<HashMap<String, Desired>, SinkError> {
         let mut out = HashMap::new();
-        let real: Vec<&(String, String)> = records.iter().filter(|(_, id)| !id.starts_with("ext:")).collect();
-        for chunk in real.chunks(DOMAINS_PER_QUERY) {
-            let ids: Vec<String> = chunk.iter().map(|(_, id)| format!("'{}'", soql_escape(id))).collect();
-            let rows = self.query(&format!("SELECT Id, {} FROM Account WHERE Id IN ({})", fields.join(", "), ids.join(", "))).await?;
-            let by_id: HashMap<&str, &str> = chunk.iter().map(|(d, id)| (id.as_str(), d.as_str())).collect();
-            for row in rows {
-                let Some(domain) = row["Id"].as_str().and_then(|id| by_id.get(id)) else { continue };
-                out.insert((*domain).to_owned(), fields.iter().map(|f| (f.clone(), row[f].clone())).collect());
+        let (by_key, by_id): (Vec<&(String, String)>, Vec<&(String, String)>) = records.iter().partition(|(_, id)| id.starts_with("ext:"));
+        let columns = fields.join(", ");
+        for (key_field, group) in [(Some(self.external_id.clone().unwrap_or_default()), by_key), (None, by_id)] {
+            let key_field = key_field.filter(|_| !group.is_empty());
+            for chunk in group.chunks(DOMAINS_PER_QUERY) {
+                let (column, keys): (String, Vec<String>) = match &key_field {
+                    Some(ext) => (ext.clone(), chunk.iter().map(|(d, _)| d.clone()).collect()),
+                    None => ("Id".into(), chunk.iter().map(|(_, id)| id.clone()).collect()),
+                };
+                let list: Vec<String> = keys.iter().map(|k| format!("'{}'", soql_escape(k))).collect();
+                let select = if column == "Id" { format!("Id, {columns}") } else { format!("Id, {column}, {columns}") };
+                let rows = self.query(&format!("SELECT {select} FROM Account WHERE {column} IN ({})", list.join(", "))).await?;
+                let by_key: HashMap<String, &str> = chunk.iter().zip(&keys).map(|((d, _), k)| (k.to_lowercase(), d.as_str())).collect();
+                for row in rows {
+                    let Some(domain) = row[&column].as_str().and_then(|k| by_key.get(&k.to_lowercase())) else { continue };
+                    out.insert((*domain).to_owned(), fields.iter().map(|f| (f.clone(), row[f].clone())).collect());
+                }
             }
         }
         Ok(out)

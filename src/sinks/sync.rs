@@ -6,7 +6,8 @@
 //! Nothing is taken as accepted before the CRM confirmed it, so a crash anywhere re-sends
 //! at most the unconfirmed batch; updates are idempotent, so that costs nothing but a call.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -18,7 +19,7 @@ use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
 use crate::config::{Config, Connector, ConnectorKind};
 use crate::scoring::{CompanyScore, Model, day_number, score_breakdown};
 use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
-use super::triggers;
+use super::triggers::{self, TriggerPreview};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -28,12 +29,24 @@ pub enum SyncError {
     Sink { connector: String, source: SinkError },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SyncOptions {
     pub dry_run: bool,
     /// With `dry_run`: diff against the CRM's current values (read calls only).
     pub live: bool,
     pub retry_dead: bool,
+    /// Plan against the CRM's current values (a live read) instead of the accepted
+    /// state, so values edited by hand are written over (`update: if_empty` fields
+    /// excepted).
+    pub reconcile: bool,
+    /// Only these companies (normalized domains): their changes and pending triggers.
+    pub domains: Option<Arc<BTreeSet<String>>>,
+}
+
+impl SyncOptions {
+    fn takes(&self, domain: &str) -> bool {
+        self.domains.as_ref().is_none_or(|d| d.contains(domain))
+    }
 }
 
 /// What one run of one sink did (or, dry, would do).
@@ -43,7 +56,11 @@ pub struct SyncReport {
     pub kind: &'static str,
     pub dry_run: bool,
     pub live: bool,
+    pub reconcile: bool,
     pub plan: SyncPlan,
+    /// Dry runs: the triggers a real run would fire, by company (those the plan's
+    /// stage changes owe, and firings left pending by earlier runs).
+    pub triggers: BTreeMap<String, Vec<TriggerPreview>>,
     pub totals: RunTotals,
     pub created: i64,
     pub ambiguous: i64,
@@ -80,7 +97,9 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         kind: connector.kind.as_str(),
         dry_run: opts.dry_run,
         live: opts.live,
+        reconcile: opts.reconcile,
         plan: SyncPlan::default(),
+        triggers: BTreeMap::new(),
         totals: RunTotals::default(),
         created: 0,
         ambiguous: 0,
@@ -95,7 +114,7 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         unmatched_waiting: 0,
     };
     let run_id = if opts.dry_run { None } else { Some(input.store.start_run(&connector.name).await?) };
-    let built = build_and_run(input, connector, &mapping, opts, run_id, &mut report).await;
+    let built = build_and_run(input, connector, &mapping, &opts, run_id, &mut report).await;
     match &built {
         Err(SyncError::Sink { source: SinkError::Paused(why), .. }) => {
             // Said once, by the summary or the plan; the daemon's log (info) keeps it too.
@@ -159,15 +178,16 @@ async fn build_and_run(
     input: &SyncInput<'_>,
     connector: &Connector,
     mapping: &Mapping,
-    opts: SyncOptions,
+    opts: &SyncOptions,
     run_id: Option<i64>,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    if opts.dry_run && !opts.live {
+    if opts.dry_run && !opts.live && !opts.reconcile {
         // Planning against the store needs no credentials and no sink.
         let stored = input.store.crm_states(&connector.name).await?;
         let failures = input.store.sync_failures(&connector.name).await?;
         report.plan = plan_changes(input.scores, mapping, &stored, &failures);
+        keep_only(&mut report.plan, opts);
         report.totals.planned = report.plan.items.len() as i64;
         // What the last lookups found, as a real run would act on it (no call here).
         let ids = input.store.crm_ids(&connector.name).await?;
@@ -177,6 +197,7 @@ async fn build_and_run(
                 report.unmatched.insert(domain, known.ids);
             }
         }
+        report.triggers = preview_triggers(input.store, &connector.name, mapping, &report.plan, &report.unmatched, opts).await?;
         return Ok(());
     }
     let sink_error = |source: SinkError| SyncError::Sink { connector: connector.name.clone(), source };
@@ -211,7 +232,7 @@ async fn run<S: Sink>(
     input: &SyncInput<'_>,
     connector: &Connector,
     mapping: &Mapping,
-    opts: SyncOptions,
+    opts: &SyncOptions,
     run_id: Option<i64>,
     dead_after: u32,
     report: &mut SyncReport,
@@ -232,27 +253,57 @@ async fn run<S: Sink>(
     }
     let scores: HashMap<&str, &CompanyScore> = input.scores.iter().map(|s| (s.domain.as_str(), s)).collect();
 
-    let live = if opts.dry_run && opts.live {
+    if opts.reconcile {
+        sink.reads_back().map_err(|why| sink_error(SinkError::Config(format!("--reconcile needs a live read: {why}"))))?;
+    }
+    let live = if (opts.dry_run && opts.live) || opts.reconcile {
         // The schema first (a read), so a misfit shows as the one message a real run
         // would stop with, not as a failed read; a dry run keeps no record of it.
         if sink.schema_fingerprint().is_some() {
             sink.check_schema().await.map_err(sink_error)?;
         }
         let ids = store.crm_ids(name).await?;
-        Some(live_state(sink, input.scores, mapping, &stored, &ids, &mut report.unmatched).await.map_err(sink_error)?)
+        let (live, found) = live_state(sink, input.scores, mapping, &stored, &ids, opts, &mut report.unmatched).await.map_err(sink_error)?;
+        if opts.reconcile && !opts.dry_run {
+            // The records the read found need no second lookup by the write.
+            store.set_crm_ids(name, &found).await?;
+        }
+        Some(live)
     } else {
         None
     };
-    let mut plan = plan_changes(input.scores, mapping, live.as_ref().unwrap_or(&stored), &failures);
+    // Reconciling plans against what the CRM holds where it was read, and against the
+    // accepted state where it was not (no record yet, or one not matched).
+    let base = match (&live, opts.reconcile) {
+        (Some(live), true) => {
+            let mut merged = stored.clone();
+            merged.extend(live.iter().map(|(d, s)| (d.clone(), s.clone())));
+            Some(merged)
+        }
+        (live, _) => live.clone(),
+    };
+    let mut plan = plan_changes(input.scores, mapping, base.as_ref().unwrap_or(&stored), &failures);
+    keep_only(&mut plan, opts);
     if !opts.dry_run {
         report.unmatched_waiting = hold_back_unmatched(store, name, mapping, &mut plan).await?;
     }
     report.totals.planned = plan.items.len() as i64;
     let result = if opts.dry_run {
+        report.triggers = preview_triggers(store, name, mapping, &plan, &report.unmatched, opts).await?;
         Ok(())
     } else {
         let run_id = run_id.expect("runs that write have a run id");
-        let ctx = WriteContext { input, name, mapping, scores: &scores, stored: &stored, run_id, dead_after: dead_after as i64 };
+        let ctx = WriteContext {
+            input,
+            name,
+            mapping,
+            scores: &scores,
+            stored: &stored,
+            live: live.as_ref(),
+            only: opts.domains.as_deref(),
+            run_id,
+            dead_after: dead_after as i64,
+        };
         write_plan(sink, &ctx, &plan, report).await
     };
     report.plan = plan;
@@ -264,18 +315,53 @@ async fn run<S: Sink>(
     result
 }
 
-/// The CRM's current values as if they were the accepted state: `--dry-run --live`.
+/// Keeps the companies `--domain` names, when it does.
+fn keep_only(plan: &mut SyncPlan, opts: &SyncOptions) {
+    plan.items.retain(|i| opts.takes(&i.domain));
+    plan.skipped_dead.retain(|d| opts.takes(d));
+}
+
+/// What a dry run lists as the triggers a real run would fire: those the plan's stage
+/// changes owe (none for a company no record would be written for), then the firings
+/// earlier runs left pending, which the run retries.
+async fn preview_triggers(
+    store: &Store,
+    name: &str,
+    mapping: &Mapping,
+    plan: &SyncPlan,
+    unmatched: &BTreeMap<String, Vec<String>>,
+    opts: &SyncOptions,
+) -> Result<BTreeMap<String, Vec<TriggerPreview>>, StoreError> {
+    let mut out: BTreeMap<String, Vec<TriggerPreview>> = BTreeMap::new();
+    for item in plan.items.iter().filter(|i| i.stage_changed() && !unmatched.contains_key(&i.domain)) {
+        for (_, t) in triggers::owed(mapping, item.accepted_stage, item.stage) {
+            let action = serde_json::to_value(&t.action).unwrap_or(Value::Null);
+            out.entry(item.domain.clone()).or_default().push(TriggerPreview::of(&action, false));
+        }
+    }
+    for firing in store.pending_firings(name).await? {
+        if opts.takes(&firing.domain) {
+            out.entry(firing.domain.clone()).or_default().push(TriggerPreview::of(&firing.action, true));
+        }
+    }
+    Ok(out)
+}
+
+/// The CRM's current values as if they were the accepted state (`--dry-run --live`,
+/// `--reconcile`), and the records found by a lookup on the way.
+#[allow(clippy::type_complexity)]
 async fn live_state<S: Sink>(
     sink: &mut S,
     scores: &[CompanyScore],
     mapping: &Mapping,
     accepted: &HashMap<String, crate::store::AcceptedState>,
     cached: &HashMap<String, String>,
+    opts: &SyncOptions,
     unmatched: &mut std::collections::BTreeMap<String, Vec<String>>,
-) -> Result<HashMap<String, crate::store::AcceptedState>, SinkError> {
+) -> Result<(HashMap<String, crate::store::AcceptedState>, Vec<(String, String)>), SinkError> {
     let in_scope: Vec<&CompanyScore> = scores
         .iter()
-        .filter(|s| accepted.contains_key(&s.domain) || mapping.pushes(s.stage))
+        .filter(|s| (accepted.contains_key(&s.domain) || mapping.pushes(s.stage)) && opts.takes(&s.domain))
         .collect();
     let mut ids: Vec<(String, String)> = Vec::new();
     let unknown: Vec<String> = in_scope
@@ -288,9 +374,14 @@ async fn live_state<S: Sink>(
             None => Some(s.domain.clone()),
         })
         .collect();
-    for (domain, m) in sink.resolve(&unknown).await? {
+    let mut found = Vec::new();
+    let resolved = if unknown.is_empty() { HashMap::new() } else { sink.resolve(&unknown).await? };
+    for (domain, m) in resolved {
         match m {
-            Match::Found(id) => ids.push((domain, id)),
+            Match::Found(id) => {
+                found.push((domain.clone(), id.clone()));
+                ids.push((domain, id));
+            }
             Match::Ambiguous(found) => {
                 unmatched.insert(domain, found);
             }
@@ -317,7 +408,7 @@ async fn live_state<S: Sink>(
             .collect();
         out.insert(s.domain.clone(), crate::store::AcceptedState { fields, stage: accepted.get(&s.domain).and_then(|a| a.stage), changes: 0 });
     }
-    Ok(out)
+    Ok((out, found))
 }
 
 /// Takes out of the plan the companies whose last lookup found no CRM record, or
@@ -356,6 +447,10 @@ struct WriteContext<'a> {
     scores: &'a HashMap<&'a str, &'a CompanyScore>,
     /// The accepted state the run started from.
     stored: &'a HashMap<String, crate::store::AcceptedState>,
+    /// What a live read found in the CRM (`--reconcile`), by domain.
+    live: Option<&'a HashMap<String, crate::store::AcceptedState>>,
+    /// `--domain`: the only companies whose pending triggers fire.
+    only: Option<&'a BTreeSet<String>>,
     run_id: i64,
     dead_after: i64,
 }
@@ -364,7 +459,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
     let WriteContext { input, name, mapping, scores, run_id, dead_after, .. } = *ctx;
     let store = input.store;
     let sink_error = |source: SinkError| SyncError::Sink { connector: name.to_owned(), source };
-    if plan.items.is_empty() && store.pending_firings(name).await?.is_empty() {
+    if plan.items.is_empty() && !store.pending_firings(name).await?.iter().any(|f| ctx.only.is_none_or(|o| o.contains(&f.domain))) {
         return Ok(());
     }
     sink.prepare().await.map_err(sink_error)?;
@@ -450,6 +545,11 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         };
         writes.push((item, record));
     }
+    let kept = keep_filled_values(sink, ctx, &mut writes).await.map_err(sink_error)?;
+    // A record left with nothing to write (every changed field held a value by hand) is
+    // accepted as it is, like a stage change with no field.
+    let (settled, mut writes): (Vec<_>, Vec<_>) = writes.into_iter().partition(|(_, w)| w.fields.is_empty());
+    stage_only.extend(settled.into_iter().map(|(item, _)| item));
     // Any write may create a record (an upsert whose record was deleted since): each
     // carries the company's name, read locally.
     let domains: Vec<String> = writes.iter().map(|(_, w)| w.domain.clone()).collect();
@@ -467,7 +567,10 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
     for item in stage_only {
         let accepted = Outcome::Accepted { created: false, stage: item.stage };
         firings.extend(firings_for(ctx, item, ids.get(&item.domain).map(String::as_str)).await?);
-        results.push(result(item, ids.get(&item.domain).cloned(), accepted));
+        let mut r = result(item, ids.get(&item.domain).cloned(), accepted);
+        r.after.clear();
+        r.kept = kept.get(&item.domain).cloned().unwrap_or_default();
+        results.push(r);
     }
     store.commit_batch(run_id, name, &results, &firings, dead_after).await?;
 
@@ -512,6 +615,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
                         firings.extend(firings_for(ctx, item, Some(&crm_id)).await?);
                         let mut r = result(item, Some(crm_id), Outcome::Accepted { created, stage: item.stage });
                         r.after = record.fields.clone();
+                        r.kept = kept.get(&item.domain).cloned().unwrap_or_default();
                         results.push(r);
                         continue;
                     }
@@ -538,7 +642,7 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
         return Err(sink_error(SinkError::Paused(why)));
     }
     // Fire what accepted stage changes owe, including firings a crashed run left pending.
-    let (fired, failed) = triggers::fire_pending(sink, store, name, run_id, dead_after, &ids).await?;
+    let (fired, failed) = triggers::fire_pending(sink, store, name, run_id, dead_after, &ids, ctx.only).await?;
     report.triggers_fired = fired;
     report.triggers_failed = failed;
     match first_error {
@@ -548,7 +652,38 @@ async fn write_plan<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, plan: &SyncPl
 }
 
 fn result(item: &PlanItem, crm_id: Option<String>, outcome: Outcome) -> RecordResult {
-    RecordResult { domain: item.domain.clone(), crm_id, before: item.before.clone(), after: item.after.clone(), outcome }
+    RecordResult { domain: item.domain.clone(), crm_id, before: item.before.clone(), after: item.after.clone(), kept: Desired::new(), outcome }
+}
+
+/// `update: if_empty`: takes out of the updates the fields whose CRM value is not empty,
+/// read live (batched by the sink, paced by its rate limit) unless `--reconcile` read it
+/// already. Returns the values kept out, by domain. A record the read does not return
+/// (deleted since, or to be created by an upsert) holds nothing, and gets every field.
+async fn keep_filled_values<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, writes: &mut [(&PlanItem, WriteRecord)]) -> Result<HashMap<String, Desired>, SinkError> {
+    let only_if_empty = ctx.mapping.if_empty_fields();
+    let mut kept: HashMap<String, Desired> = HashMap::new();
+    let touches = |w: &WriteRecord| w.crm_id.is_some() && w.fields.keys().any(|k| only_if_empty.contains(k));
+    if !writes.iter().any(|(_, w)| touches(w)) {
+        return Ok(kept);
+    }
+    sink.reads_back().map_err(|why| SinkError::Config(format!("`update: if_empty` needs a live read: {why}")))?;
+    let unread: Vec<(String, String)> = writes
+        .iter()
+        .filter(|(_, w)| touches(w) && ctx.live.is_none_or(|l| !l.contains_key(&w.domain)))
+        .filter_map(|(_, w)| Some((w.domain.clone(), w.crm_id.clone()?)))
+        .collect();
+    let read = if unread.is_empty() { HashMap::new() } else { sink.read(&unread, &only_if_empty).await? };
+    for (_, w) in writes.iter_mut().filter(|(_, w)| touches(w)) {
+        let Some(held) = ctx.live.and_then(|l| l.get(&w.domain)).map(|s| &s.fields).or_else(|| read.get(&w.domain)) else { continue };
+        for field in &only_if_empty {
+            if held.get(field).is_some_and(|v| !super::mapping::as_text(v).trim().is_empty())
+                && let Some(value) = w.fields.remove(field)
+            {
+                kept.entry(w.domain.clone()).or_default().insert(field.clone(), value);
+            }
+        }
+    }
+    Ok(kept)
 }
 
 /// The signals of a score as the webhook event and trigger payloads carry them.
@@ -558,7 +693,7 @@ fn signals_json(score: &CompanyScore) -> Value {
 
 /// The firings an accepted item owes: one per matching trigger when its stage changed.
 async fn firings_for(ctx: &WriteContext<'_>, item: &PlanItem, crm_id: Option<&str>) -> Result<Vec<Firing>, StoreError> {
-    if !item.stage_changed() || !ctx.mapping.triggers.iter().any(|t| t.matches(item.accepted_stage, item.stage)) {
+    if !item.stage_changed() || triggers::owed(ctx.mapping, item.accepted_stage, item.stage).next().is_none() {
         return Ok(Vec::new());
     }
     let input = ctx.input;

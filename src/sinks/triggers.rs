@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::http::{HttpClient, RateLimit, RetryPolicy};
-use crate::scoring::CompanyScore;
-use crate::sinks::mapping::{Action, Mapping};
+use serde::Serialize;
+
+use crate::scoring::{CompanyScore, Stage};
+use crate::sinks::mapping::{Action, FirstSync, Mapping, Trigger};
 use crate::sinks::plan::PlanItem;
 use crate::sinks::webhook::post_event;
 use crate::sinks::{Sink, SinkError};
@@ -32,11 +34,7 @@ pub fn firings(
     as_of: NaiveDate,
 ) -> Vec<Firing> {
     let from = item.accepted_stage;
-    mapping
-        .triggers
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.matches(from, item.stage))
+    owed(mapping, from, item.stage)
         .map(|(i, t)| {
             let seed = format!(
                 "{connector}\n{}\n{}\n{}\n{}\n{i}",
@@ -72,12 +70,54 @@ pub fn firings(
         .collect()
 }
 
+/// The triggers (with their index) a stage change accepted by the CRM owes. A change
+/// from no stage is a company's first accepted sync: with `first_sync: baseline` it
+/// records the stage and owes nothing.
+pub fn owed(mapping: &Mapping, from: Option<Stage>, to: Stage) -> impl Iterator<Item = (usize, &Trigger)> {
+    let baseline = from.is_none() && mapping.first_sync == FirstSync::Baseline;
+    mapping.triggers.iter().enumerate().filter(move |(_, t)| !baseline && from != Some(to) && t.matches(from, to))
+}
+
+/// A trigger as a dry run lists it: the action's name and what it acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TriggerPreview {
+    pub action: String,
+    pub target: String,
+    /// A firing left over from an earlier run (failed, or cut short by a crash), which
+    /// the next run retries.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
+}
+
+impl TriggerPreview {
+    /// Read from the action's serialized form, so every action kind is described the
+    /// same way: `{name: "id"}` or `{name: {id|channel|url|subject: ...}}`. A URL or a
+    /// token read from the environment is named by its variable, never shown.
+    pub fn of(action: &Value, retry: bool) -> TriggerPreview {
+        let (name, body) = match action.as_object().and_then(|o| o.iter().next()) {
+            Some((name, body)) => (name.clone(), body),
+            None => (action.as_str().unwrap_or("?").to_owned(), &Value::Null),
+        };
+        let target = match body {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => {
+                let shown = ["id", "channel", "subject", "url"].iter().find_map(|k| o.get(*k).and_then(Value::as_str).map(str::to_owned));
+                let env = o.iter().find(|(k, _)| k.ends_with("_env")).and_then(|(_, v)| v.as_str()).map(|v| format!("${v}"));
+                shown.or(env).unwrap_or_else(|| "the company's record".into())
+            }
+            _ => "the company's record".into(),
+        };
+        TriggerPreview { action: name, target, retry }
+    }
+}
+
 /// A stable key for one delivery: 32 hex digits of the SHA-256 of what identifies it.
 pub fn idempotency_key(seed: &str) -> String {
     Sha256::digest(seed.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Fires every pending firing of a connector; returns (fired, failed).
+/// Fires every pending firing of a connector (of the companies in `only`, when given);
+/// returns (fired, failed).
 pub async fn fire_pending<S: Sink>(
     sink: &mut S,
     store: &Store,
@@ -85,8 +125,10 @@ pub async fn fire_pending<S: Sink>(
     run_id: i64,
     dead_after: i64,
     ids: &HashMap<String, String>,
+    only: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<(i64, i64), StoreError> {
-    let pending = store.pending_firings(connector).await?;
+    let mut pending = store.pending_firings(connector).await?;
+    pending.retain(|f| only.is_none_or(|o| o.contains(&f.domain)));
     if pending.is_empty() {
         return Ok((0, 0));
     }

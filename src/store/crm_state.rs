@@ -51,6 +51,9 @@ pub struct RecordResult {
     /// Values of the sent fields before (as last accepted) and after.
     pub before: Desired,
     pub after: Desired,
+    /// Values not sent because the CRM field already held one (`update: if_empty`):
+    /// accepted as settled, so the field is planned again only when its value changes.
+    pub kept: Desired,
     pub outcome: Outcome,
 }
 
@@ -368,7 +371,7 @@ async fn accept(
         Some(row) => (parse_fields(row.get(0))?, parse_stage(row.get(1))?, row.get::<i64, _>(2)),
         None => (Desired::new(), None, 0),
     };
-    fields.extend(r.after.iter().map(|(k, v)| (k.clone(), v.clone())));
+    fields.extend(r.after.iter().chain(&r.kept).map(|(k, v)| (k.clone(), v.clone())));
     let changes = changes + (old_stage != Some(stage)) as i64;
     sqlx::query(
         "INSERT INTO crm_state (connector, domain, fields, stage, changes, accepted_at) VALUES (?, ?, ?, ?, ?, ?) \

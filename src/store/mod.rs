@@ -14,6 +14,8 @@ mod quarantine;
 mod raw;
 mod scarf_stages;
 mod slack_threads;
+mod stage_history;
+mod console_reads;
 mod sync_log;
 mod upkeep;
 
@@ -36,6 +38,8 @@ pub use quarantine::QuarantinedLine;
 pub use scarf_stages::ScarfStage;
 pub use slack_threads::{SlackThread, ThreadMark};
 pub use sync_log::{LogFilter, RecordRow, RunRow};
+pub use stage_history::StageMove;
+pub use console_reads::{CompanySink, CursorRow, ExportFileRow, IdentityRow, RecentActivity, UnattributedRow};
 
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -642,10 +642,18 @@ fn batch_read(s: &Inner, body: &Value) -> (u16, Value) {
         return e;
     }
     let wanted: Vec<String> = body["properties"].as_array().map(|p| p.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
-    let results: Vec<Value> = inputs
-        .iter()
-        .filter_map(|i| i["id"].as_str().and_then(|id| id.parse::<u64>().ok()))
-        .filter_map(|id| s.companies.get(&id).map(|p| record(id, p, Some(&wanted))))
-        .collect();
-    (200, json!({"status": "COMPLETE", "results": results, "startedAt": "2026-11-01T10:00:00.000Z", "completedAt": "2026-11-01T10:00:00.100Z"}))
+    let ids: Vec<&str> = inputs.iter().filter_map(|i| i["id"].as_str()).collect();
+    let known = |id: &&str| id.parse::<u64>().ok().filter(|n| s.companies.contains_key(n));
+    let results: Vec<Value> = ids.iter().filter_map(|id| known(id).map(|n| record(n, &s.companies[&n], Some(&wanted)))).collect();
+    let missing: Vec<&str> = ids.iter().filter(|id| known(id).is_none()).copied().collect();
+    let mut out = json!({"status": "COMPLETE", "results": results, "startedAt": "2026-11-01T10:00:00.000Z", "completedAt": "2026-11-01T10:00:00.100Z"});
+    if missing.is_empty() {
+        return (200, out);
+    }
+    // Ids HubSpot does not know: a 207 naming them in `errors`, the others read.
+    // <https://developers.hubspot.com/docs/api-reference/error-handling#multi-status-errors>
+    out["numErrors"] = json!(1);
+    out["errors"] = json!([{"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some COMPANY objects, they may be deleted or not exist.",
+                            "context": {"ids": missing}}]);
+    (207, out)
 }

@@ -146,6 +146,12 @@ impl Salesforce {
         s.records.insert(id.clone(), ("Account".into(), m));
         id
     }
+    /// A hand edit of one field of a record.
+    pub fn set_field(&self, id: &str, name: &str, value: Value) {
+        if let Some((_, m)) = self.lock().records.get_mut(id) {
+            m.insert(name.into(), value);
+        }
+    }
     pub fn account(&self, id: &str) -> Option<BTreeMap<String, Value>> {
         self.lock().records.get(id).map(|(_, m)| m.clone().into_iter().collect())
     }
