@@ -247,3 +247,22 @@ fn scarfs_company_rollup_becomes_the_scarf_stage_signals_beside_ours() {
     poll(&env);
     assert!(scarf.requests().iter().all(|q| !q.path.ends_with("company-rollup")));
 }
+
+#[test]
+fn check_live_reads_one_day_and_says_what_to_fix() {
+    let (scarf, _rt) = Scarf::running(TOKEN, OWNER);
+    let env = Env::new();
+    env.write("connectors/scarf.yaml", scarf_yaml(&scarf, OWNER, ""));
+    let r = env.run_with(&["check", "--live"], &[("SCARF_TOKEN", TOKEN)]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let text = |out: &str| out.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text(&r.stdout).contains("the events of `acme-oss` are readable"), "{}", r.stdout);
+    assert_eq!(scarf.requests().len(), 2, "one day of each entity");
+
+    scarf.not_eligible(true);
+    let r = env.run_with(&["check", "--live"], &[("SCARF_TOKEN", TOKEN)]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(text(&r.stdout).contains("not eligible for export") && text(&r.stdout).contains("Scarf's plan, not the token"), "{}", r.stdout);
+    let r = env.run_with(&["check", "--live"], &[("SCARF_TOKEN", "wrong")]);
+    assert!(text(&r.stdout).contains("Scarf refused the token (HTTP 401"), "{}", r.stdout);
+}
