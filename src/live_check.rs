@@ -183,8 +183,7 @@ async fn scarf(c: &Connector, s: &crate::sources::scarf::ScarfConfig) -> Result<
     let base = s.base_url.trim_end_matches('/');
     let day = chrono::Utc::now().date_naive() - chrono::TimeDelta::days(1);
     for entity in &s.entities {
-        let path = if *entity == crate::sources::scarf::Entity::Packages { "packages" } else { "tracking-pixels" };
-        let req = Request::new(Method::GET, format!("{base}/v2/{path}/{}/events?start_date={day}&end_date={day}", s.owner)).auth(&auth);
+        let req = Request::new(Method::GET, format!("{base}/v2/{}/{}/events?start_date={day}&end_date={day}", entity.path(), s.owner)).auth(&auth);
         let r = http.send(req).await.map_err(|e| e.to_string())?;
         let said = r.json::<Value>().ok().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_else(|| r.body_text());
         match r.status {
