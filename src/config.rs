@@ -346,8 +346,8 @@ impl Config {
         let mut attribution = AttributionRules::default();
         if let Some(bytes) = &files.attribution {
             let path = files.attribution_path.clone().unwrap_or_else(|| dir.join("attribution.yaml"));
-            match decode(&path, bytes).and_then(|text| parse(&path, &text)) {
-                Ok(file) => attribution = AttributionRules::from_file(file),
+            match decode(&path, bytes).and_then(|text| load_attribution(&path, &text)) {
+                Ok(rules) => attribution = rules,
                 Err(e) => errors.push(e),
             }
         }
@@ -439,16 +439,56 @@ fn load_mapping(path: &Path, bytes: &[u8]) -> Result<Mapping, ConfigError> {
     Ok(mapping)
 }
 
+/// Parses `attribution.yaml` and checks what its types cannot (date ranges, cycles).
+fn load_attribution(path: &Path, text: &str) -> Result<AttributionRules, ConfigError> {
+    let file: crate::attribution::AttributionFile = parse(path, text)?;
+    if let Err(e) = file.validate() {
+        let keys: Vec<&str> = e.at.iter().map(String::as_str).collect();
+        let (line, column) = locate_keys(text, &keys);
+        return Err(ConfigError::Invalid { path: path.to_path_buf(), line, column, message: e.message });
+    }
+    Ok(AttributionRules::from_file(file))
+}
+
+/// Where `key` starts after `from` as a whole key: `acme.com:` is not found in
+/// `widgets-acme.com:`.
+fn find_key(text: &str, from: usize, key: &str) -> Option<usize> {
+    let mut at = from;
+    while let Some(i) = text[at..].find(key) {
+        let start = at + i;
+        let before = text[..start].chars().next_back();
+        if !before.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_') {
+            return Some(start);
+        }
+        at = start + key.len();
+    }
+    None
+}
+
 /// The line and column of a dotted key path (`fields.oql_stage.values`) in a YAML text:
 /// each key is searched for after the previous one. Good enough to point at the key of a
 /// semantic error that the parser could not see.
 pub(crate) fn locate(text: &str, path: &str) -> (u64, u64) {
+    locate_keys(text, &path.split('.').map(|k| k.split('[').next().unwrap_or(k)).collect::<Vec<_>>())
+}
+
+/// `locate` for keys that may hold dots themselves (domains). A key `name#n` stands for
+/// the n-th (from 0) occurrence of `name:` after the previous key.
+pub(crate) fn locate_keys(text: &str, keys: &[&str]) -> (u64, u64) {
     let mut from = 0usize;
-    for key in path.split('.') {
-        let key = key.split('[').next().unwrap_or(key);
+    for key in keys {
+        let (key, nth) = match key.split_once('#') {
+            Some((k, n)) => (k, n.parse::<usize>().unwrap_or(0)),
+            None => (*key, 0),
+        };
+        for _ in 0..nth {
+            if let Some(i) = find_key(text, from, &format!("{key}:")) {
+                from = i + key.len() + 1;
+            }
+        }
         let found = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
             .iter()
-            .filter_map(|k| text[from..].find(k.as_str()).map(|i| from + i))
+            .filter_map(|k| find_key(text, from, k))
             .min();
         if let Some(i) = found {
             from = i;

@@ -57,6 +57,9 @@ pub fn today() -> NaiveDate {
 /// Re-attributes what the config's attribution rules place differently from the ones
 /// the store was last attributed with (at open, and when the daemon reloads).
 pub async fn apply_attribution(store: &Store, config: &Config) -> Result<(), StoreError> {
+    if store.sync_parents(&config.attribution).await? {
+        crate::logging::notice("attribution parents changed: their families are rescored");
+    }
     let mut moved = store.sync_attribution(&config.attribution).await?;
     if moved > 0 {
         // Rules 2 and 3 were re-run over unplaced activities: put rule 4 back on top.
@@ -335,7 +338,13 @@ pub async fn rescore(store: &Store, model: &Model, as_of: NaiveDate) -> Result<u
     let Some(version) = incremental else {
         return Ok(score_and_persist(store, model, as_of).await?.len());
     };
-    let changed = store.companies_changed_since(version).await?;
+    let mut changed = store.companies_changed_since(version).await?;
+    let families = store.families().await?;
+    let affected: Vec<&str> = families.affected(&changed).into_iter().filter(|d| changed.binary_search_by(|c| c.as_str().cmp(d)).is_err()).collect();
+    if !affected.is_empty() {
+        store.mark_families_changed(&affected).await?;
+        changed = store.companies_changed_since(version).await?;
+    }
     let scores = scan_and_score(store, model, as_of, Some(version)).await?;
     let scored: std::collections::HashSet<&str> = scores.iter().map(|s| s.domain.as_str()).collect();
     let removed: Vec<String> = changed.iter().filter(|d| !scored.contains(d.as_str())).cloned().collect();
@@ -379,10 +388,36 @@ async fn scan_and_score_recording(
         Some(_) => 1,
     };
     let mut parts: Vec<ScanPart> = (0..cores).map(|_| ScanPart::new(model)).collect();
-    store.scan_scoring(end_of(as_of), changed_since, &mut parts, |part, company, a| part.push(company, a)).await?;
+    let ancestors = ancestor_ids(store).await?;
+    store
+        .scan_scoring(end_of(as_of), changed_since, &mut parts, |part, company, a| {
+            part.push(company, a);
+            // A descendant's activity counts for each of its ancestors too.
+            if let Some(up) = ancestors.get(&company) {
+                for &p in up {
+                    part.push(p, a);
+                }
+            }
+        })
+        .await?;
     // Named after the scan: every company it read is in the table by then.
     let domains = store.company_domains(changed_since).await?;
     Ok(crate::scoring::score_parts_recording(parts, &domains, as_of, history))
+}
+
+/// Each child's ancestors by company id (nearest first), from the recorded families.
+async fn ancestor_ids(store: &Store) -> Result<std::collections::HashMap<u32, Vec<u32>>, StoreError> {
+    let families = store.families().await?;
+    if families.is_empty() {
+        return Ok(Default::default());
+    }
+    let named: Vec<&str> = families.0.iter().flat_map(|(c, p)| [c.as_str(), p.as_str()]).collect();
+    let ids = store.company_ids(&named).await?;
+    Ok(families
+        .0
+        .keys()
+        .filter_map(|c| Some((*ids.get(c)?, families.ancestors(c).iter().filter_map(|a| ids.get(*a).copied()).collect())))
+        .collect())
 }
 
 fn sort_scores(scores: &mut [CompanyScore]) {

@@ -130,6 +130,7 @@ fn read_file(path: &Path, options: &ExportOptions, span: Span, rules: &Attributi
                     activity.company_domain.as_deref(),
                     activity.actor.as_deref(),
                     activity.email_domain.as_deref(),
+                    activity.occurred_at,
                 );
                 activities.push(NewActivity { activity, company });
             }

@@ -12,7 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, js
 use serde_json::{Map, Value, json};
 
 use crate::activity::Kind;
-use crate::attribution::{AttributionFile, PersonalHost};
+use crate::attribution::{AttributionFile, PersonalHost, UtcDate};
 use crate::config::{Domain, ExportConnector, KindName, Schedule};
 use crate::scoring::Stage;
 use crate::scoring::model::{Days, ModelOverrides, Points, Ratio};
@@ -160,6 +160,7 @@ string_schema!(Schedule, "Schedule", json_schema!({
     "examples": ["0 */15 * * * *", "0 0 3 * * *"]
 }));
 string_schema!(Domain, "Domain", json_schema!({ "type": "string", "description": "A company's domain, e.g. `acme.com`." }));
+string_schema!(UtcDate, "UtcDate", json_schema!({ "type": "string", "format": "date", "description": "A UTC calendar date, YYYY-MM-DD." }));
 string_schema!(PersonalHost, "PersonalHost", json_schema!({
     "type": "string",
     "description": "A host name, optionally as a wildcard (`*.mysite.dev`); an entry always covers its subdomains."

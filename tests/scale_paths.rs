@@ -175,7 +175,7 @@ fn activity(id: &str, domain: &str, name: Option<&str>, day: &str) -> oql_sync::
     }
     let serde_json::Value::Object(obj) = line else { unreachable!() };
     let activity = oql_sync::activity::Activity::from_object(obj).unwrap();
-    let company = oql_sync::attribution::AttributionRules::default().attribute(activity.company_domain.as_deref(), None, None);
+    let company = oql_sync::attribution::AttributionRules::default().attribute(activity.company_domain.as_deref(), None, None, activity.occurred_at);
     oql_sync::store::NewActivity { activity, company }
 }
 

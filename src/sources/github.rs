@@ -559,7 +559,7 @@ impl<'a> GitHubSource<'a> {
         {
             self.logins.insert(login);
         }
-        let company = self.rules.attribute(None, activity.actor.as_deref(), None);
+        let company = self.rules.attribute(None, activity.actor.as_deref(), None, activity.occurred_at);
         NewActivity { activity, company }
     }
 
@@ -731,6 +731,11 @@ pub async fn attribute_profiles(store: &Store, rules: &AttributionRules, logins:
 /// a personal-page host such as `dev.to` or `*.github.io`), then its `company`: an `@org` handle mapped in attribution.yaml or the
 /// name of a known company.
 pub fn profile_domain(p: &GithubProfile, rules: &AttributionRules, names: &HashMap<String, String>) -> Option<String> {
+    profile_rule(p, rules, names).and_then(|d| rules.company(&d))
+}
+
+/// Rule 4 before aliases and ignores apply.
+fn profile_rule(p: &GithubProfile, rules: &AttributionRules, names: &HashMap<String, String>) -> Option<String> {
     if let Some(d) = p.email_domain.as_deref().filter(|d| !rules.is_free_mail(d)) {
         return Some(d.to_owned());
     }

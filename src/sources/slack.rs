@@ -350,7 +350,7 @@ impl<'a> SlackSource<'a> {
     fn activity(&self, id: String, action: Action, user: &str, domain: Option<String>, at: i64) -> NewActivity {
         let mut activity = Activity::community("slack", id, action, user, at).redacted();
         activity.email_domain = domain;
-        let company = self.rules.attribute(None, activity.actor.as_deref(), activity.email_domain.as_deref());
+        let company = self.rules.attribute(None, activity.actor.as_deref(), activity.email_domain.as_deref(), activity.occurred_at);
         NewActivity { activity, company }
     }
 

@@ -21,6 +21,14 @@ pub struct NewActivity {
     pub company: Option<(String, Rule)>,
 }
 
+/// Activities in all, set aside by an ignore, and placed by no rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributionCounts {
+    pub total: i64,
+    pub ignored: i64,
+    pub unattributed: i64,
+}
+
 /// What one batch did to the store.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct InsertOutcome {
@@ -78,7 +86,7 @@ impl SortedActivities {
         let mut found: Vec<(&str, Option<&str>)> = Vec::new();
         let mut company_of: Vec<u32> = Vec::with_capacity(activities.len());
         for new in &activities {
-            let Some((domain, _)) = &new.company else {
+            let Some((domain, _)) = new.company.as_ref().filter(|(_, r)| *r != Rule::Ignored) else {
                 company_of.push(u32::MAX);
                 continue;
             };
@@ -244,10 +252,7 @@ async fn insert_in(
         for &i in &batch.order {
             let (new, at) = (&batch.activities[i as usize], batch.company_of[i as usize]);
             let a = &new.activity;
-            let (company, rule) = match &new.company {
-                Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
-                None => (None, None),
-            };
+            let (company, rule) = stored_placement(new.company.as_ref());
             let n = insert.execute(&[
                 Param::Text(Some(a.source.as_str())),
                 Param::Text(Some(a.id.as_str())),
@@ -269,7 +274,7 @@ async fn insert_in(
                 Param::Int(now),
             ])?;
             outcome.inserted += n;
-            if company.is_none() {
+            if rule.is_none() {
                 outcome.unattributed += n;
             }
         }
@@ -319,8 +324,8 @@ impl Store {
         Ok(())
     }
 
-    /// Re-runs attribution rules 2 and 3 over the activities the source did not
-    /// attribute, when the rules changed since the last run. Returns how many
+    /// Re-runs attribution rules 1 to 3, aliases and ignores over every activity when
+    /// the rules changed since the last run (rule 4, GitHub profiles, is the caller's). Returns how many
     /// activities moved (to a company, to another one, or back to none).
     pub async fn sync_attribution(&self, rules: &AttributionRules) -> Result<u64, StoreError> {
         let fingerprint = rules.fingerprint();
@@ -329,7 +334,7 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
-            "SELECT source, id, actor, email_domain, company_domain FROM activities WHERE source_domain IS NULL",
+            "SELECT source, id, actor, email_domain, company_domain, source_domain, occurred_at, attributed_by FROM activities",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -341,24 +346,25 @@ impl Store {
             let actor: Option<String> = row.get(2);
             let email: Option<String> = row.get(3);
             let current: Option<String> = row.get(4);
-            let placed = rules.attribute(None, actor.as_deref(), email.as_deref());
-            if placed.as_ref().map(|(d, _)| d) == current.as_ref() {
+            let source_domain: Option<String> = row.get(5);
+            let by: Option<String> = row.get(7);
+            let placed = rules.attribute(source_domain.as_deref(), actor.as_deref(), email.as_deref(), row.get(6));
+            let (domain, rule) = stored_placement(placed.as_ref());
+            if domain == current.as_deref() && rule == by.as_deref() {
                 continue;
             }
+
             if let Some(old) = current {
                 left.insert(old);
             }
             moves.push((i, placed));
         }
-        let companies: BTreeMap<&str, Option<&str>> = moves.iter().filter_map(|(_, p)| p.as_ref()).map(|(d, _)| (d.as_str(), None)).collect();
+        let companies: BTreeMap<&str, Option<&str>> = moves.iter().filter_map(|(_, p)| stored_placement(p.as_ref()).0).map(|d| (d, None)).collect();
         let ids = super::companies::upsert_companies(&mut tx, companies.iter().map(|(d, n)| (*d, *n)), now_nanos(), None).await?;
         let id_of: BTreeMap<&str, i64> = companies.keys().copied().zip(ids).collect();
         for (i, placed) in &moves {
             let row = &rows[*i];
-            let (domain, rule) = match placed {
-                Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
-                None => (None, None),
-            };
+            let (domain, rule) = stored_placement(placed.as_ref());
             sqlx::query("UPDATE activities SET company_domain = ?, company_id = ?, attributed_by = ? WHERE source = ? AND id = ?")
                 .bind(domain)
                 .bind(domain.and_then(|d| id_of.get(d).copied()))
@@ -377,6 +383,72 @@ impl Store {
         set_meta(&mut *tx, "attribution_rules", &fingerprint).await?;
         tx.commit().await?;
         Ok(moved)
+    }
+
+    /// Records the `parents:` of the config: when they differ from those last recorded,
+    /// every company named in either (and, at the next rescore, their families) is
+    /// rescored. The parents are created as companies, so that a parent with no activity
+    /// of its own is scored on its children's.
+    pub async fn sync_parents(&self, rules: &AttributionRules) -> Result<bool, StoreError> {
+        let now = rules.families().to_lines();
+        let before = self.meta("attribution_parents").await?.unwrap_or_default();
+        if before == now {
+            return Ok(false);
+        }
+        let mut tx = self.begin_write().await?;
+        let named: std::collections::BTreeSet<&str> =
+            before.lines().chain(now.lines()).flat_map(|l| l.split('>')).filter(|d| !d.is_empty()).collect();
+        let parents: std::collections::BTreeSet<&str> = rules.parents().values().map(String::as_str).collect();
+        super::companies::upsert_companies(&mut tx, parents.iter().map(|d| (*d, None)), now_nanos(), None).await?;
+        bump_data_version(&mut *tx).await?;
+        super::mark_changed(&mut tx, &named.into_iter().collect::<Vec<_>>()).await?;
+        set_meta(&mut *tx, "attribution_parents", &now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The families scoring folds together, as `sync_parents` last recorded them.
+    pub async fn families(&self) -> Result<crate::attribution::Families, StoreError> {
+        Ok(crate::attribution::Families::from_lines(&self.meta("attribution_parents").await?.unwrap_or_default()))
+    }
+
+    /// Marks companies changed at the current data version (without moving it): the
+    /// members of a family, so that an incremental rescore reads all of it.
+    pub async fn mark_families_changed(&self, domains: &[&str]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        super::mark_changed(&mut tx, domains).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The ids of known companies among `domains`.
+    pub async fn company_ids(&self, domains: &[&str]) -> Result<BTreeMap<String, u32>, StoreError> {
+        let mut out = BTreeMap::new();
+        for d in domains {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM companies WHERE domain = ?").bind(*d).fetch_optional(&self.pool).await?;
+            if let Some(id) = id.and_then(|i| u32::try_from(i).ok()) {
+                out.insert((*d).to_owned(), id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many activities up to `until` each rule placed at these companies, by
+    /// (company, rule): what `explain` tells.
+    pub async fn rule_counts(&self, domains: &[&str], until: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for d in domains {
+            let rows = sqlx::query(
+                "SELECT coalesce(attributed_by, 'source'), COUNT(*) FROM activities \
+                 WHERE company_id = (SELECT id FROM companies WHERE domain = ?) AND occurred_at < ? GROUP BY 1 ORDER BY 1",
+            )
+            .bind(*d)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?;
+            out.extend(rows.iter().map(|r| ((*d).to_owned(), r.get::<String, _>(0), r.get::<i64, _>(1))));
+        }
+        Ok(out)
     }
 
     /// Calls `each` with every attributed activity up to `until` (UTC nanoseconds,
@@ -510,6 +582,17 @@ impl Store {
         rows.iter().map(scoring_activity).collect()
     }
 
+    /// How the store's activities stand with attribution.
+    pub async fn attribution_counts(&self) -> Result<AttributionCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE attributed_by = 'ignored'), \
+             COUNT(*) FILTER (WHERE company_domain IS NULL AND attributed_by IS NULL) FROM activities",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(AttributionCounts { total: row.get(0), ignored: row.get(1), unattributed: row.get(2) })
+    }
+
     /// Totals of the store, for summaries.
     pub async fn activity_counts(&self) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(
@@ -518,6 +601,16 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok((row.get(0), row.get(1)))
+    }
+}
+
+/// The company domain and rule a placement is stored as: an ignored activity keeps its
+/// rule and no company.
+fn stored_placement(placed: Option<&(String, Rule)>) -> (Option<&str>, Option<&'static str>) {
+    match placed {
+        Some((_, Rule::Ignored)) => (None, Some(Rule::Ignored.as_str())),
+        Some((d, r)) => (Some(d.as_str()), Some(r.as_str())),
+        None => (None, None),
     }
 }
 

@@ -26,7 +26,7 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-pub use activities::{InsertOutcome, NewActivity, SortedActivities};
+pub use activities::{AttributionCounts, InsertOutcome, NewActivity, SortedActivities};
 pub use companies::StoredScores;
 pub use cursors::{ExportFileState, GithubPage, GithubProfile, PendingReactions};
 pub use leases::{Held, Lease};
