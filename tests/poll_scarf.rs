@@ -275,7 +275,7 @@ fn a_poll_killed_anywhere_loses_no_day_behind_its_position() {
     let env = Env::new();
     env.write("connectors/scarf.yaml", scarf_yaml(&scarf, OWNER, "backfill_days: 30\n"));
     let mut points = common::crash::KillPoints::new("scarf-poll");
-    let mut command = || {
+    let command = || {
         let mut c = env.command(&["poll"]);
         c.env("SCARF_TOKEN", TOKEN);
         c

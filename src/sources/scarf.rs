@@ -318,7 +318,7 @@ fn read_csv(label: &str, body: Vec<u8>, options: &ExportOptions, rules: &Attribu
     for record in file {
         match record.map_err(|e| PollError::Api(e.to_string()))? {
             Record::Valid { activity, .. } => {
-                let company = rules.attribute(activity.company_domain.as_deref(), activity.actor.as_deref(), activity.email_domain.as_deref());
+                let company = rules.attribute(activity.company_domain.as_deref(), activity.actor.as_deref(), activity.email_domain.as_deref(), activity.occurred_at);
                 day.activities.push(NewActivity { activity, company });
             }
             Record::Invalid { line, reason, raw } => day.quarantined.push(QuarantinedLine { file: label.to_owned(), line, reason, raw }),
