@@ -15,7 +15,8 @@ use crate::activity::Kind;
 use crate::attribution::{AttributionFile, PersonalHost, UtcDate};
 use crate::config::{Domain, ExportConnector, KindName, Schedule};
 use crate::scoring::Stage;
-use crate::scoring::model::{Days, ModelOverrides, Points, Ratio};
+use crate::sinks::template::MessageTemplate;
+use crate::scoring::model::{Days, ModelOverrides, Percent, Points, Ratio};
 use crate::sinks::common_room::CommonRoomConfig;
 use crate::sinks::file::FileConfig;
 use crate::sinks::hubspot::HubSpotConfig;
@@ -168,7 +169,7 @@ string_schema!(PersonalHost, "PersonalHost", json_schema!({
 string_schema!(KindName, "ActivityKind", json_schema!({ "enum": Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() }));
 string_schema!(StageName, "StageName", json_schema!({ "enum": Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() }));
 string_schema!(Signal, "Signal", json_schema!({
-    "description": "A signal of the output contract (docs/signals.md).",
+    "description": "A signal (docs/signals.md).",
     "enum": Signal::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>()
 }));
 string_schema!(DateFormat, "DateFormat", json_schema!({
@@ -177,6 +178,11 @@ string_schema!(DateFormat, "DateFormat", json_schema!({
 }));
 string_schema!(Points, "Points", json_schema!({ "type": "number", "minimum": 0, "description": "Points, at most six decimals." }));
 string_schema!(Ratio, "Ratio", json_schema!({ "type": "number", "minimum": 0, "maximum": 1 }));
+string_schema!(Percent, "Percent", json_schema!({ "type": "number", "description": "A percentage (25 is 25%), at most one decimal." }));
+string_schema!(MessageTemplate, "MessageTemplate", json_schema!({
+    "type": "string",
+    "description": "A minijinja template; its variables are the signals and company, from, to, crm_id, connector, as_of (docs/sync.md)."
+}));
 string_schema!(Days, "Days", json_schema!({ "type": "integer", "minimum": 1, "maximum": 3650, "description": "A number of days." }));
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ fn campaign_and_task_triggers_reach_the_account() {
     let c2 = o.sf.add_contact(&acme);
     let campaign = o.sf.add_campaign();
     let mapping = format!(
-        "{MAPPING}first_sync: fire\ntriggers:\n  - when: {{ to: investigation }}\n    action: {{ salesforce_campaign: {{ id: \"{campaign}\", status: Responded }} }}\n  - when: {{ to: investigation }}\n    action: {{ salesforce_task: {{ subject: \"New OQL lead\" }} }}\n"
+        "{MAPPING}first_sync: fire\ntriggers:\n  - when: {{ to: investigation }}\n    action: {{ salesforce_campaign: {{ id: \"{campaign}\", status: Responded }} }}\n  - when: {{ to: investigation }}\n    action: {{ salesforce_task: {{ subject: \"New OQL lead: {{{{ company }}}} ({{{{ trend }}}})\" }} }}\n"
     );
     let env = setup(&o, &mapping, "", &[("acme.com", "2026-10-01")]);
     let out = env.ok(&["sync", "--as-of", "2026-10-30"]);
@@ -255,7 +255,7 @@ fn campaign_and_task_triggers_reach_the_account() {
     let tasks = o.sf.tasks();
     assert_eq!(tasks.len(), 1);
     assert_eq!((tasks[0]["WhatId"].as_str(), tasks[0]["OwnerId"].as_str()), (Some(acme.as_str()), Some("005OWNER0000001AAA")));
-    assert_eq!(tasks[0]["Subject"], "New OQL lead");
+    assert_eq!(tasks[0]["Subject"], "New OQL lead: acme.com (new)", "the subject is a template");
 }
 
 #[test]

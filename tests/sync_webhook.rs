@@ -198,3 +198,42 @@ fn the_shipped_example_config_loads() {
     let plan = env.run(&["sync", "--dry-run"]);
     assert_eq!(plan.code, 0, "a dry run needs no token: {}", plan.stderr);
 }
+
+#[test]
+fn a_webhook_trigger_text_renders_its_template_with_the_signals() {
+    let r = receiver();
+    let env = Env::new();
+    env.write(
+        "mappings/rows.yaml",
+        "object: rows\nmatch: { crm_field: domain }\nstages: [experimentation]\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: experimentation }\n    \
+         action:\n      webhook:\n        url_env: HOOK\n        text: \"{{ company }}: {{ from or 'new' }} -> {{ to }} ({{ score }}, {{ trend }}). {{ reason }}\"\n",
+    );
+    env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.ndjson\n");
+    let data = env.write("data.ndjson", data());
+    env.ok(&["import", data.to_str().unwrap()]);
+    let run = env.run_with(&["sync", "--as-of", "2026-10-30"], &[("HOOK", r.url.as_str())]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let events = r.got.events.lock().unwrap().clone();
+    let event = &events[0].1;
+    let signals = &event["signals"];
+    assert_eq!(signals["trend"], "new", "nothing before 2026-10-01");
+    assert_eq!(
+        event["text"],
+        format!("busy.com: new -> experimentation ({}, new). {}", signals["score"], signals["reason"].as_str().unwrap())
+    );
+    assert!(signals["reason"].as_str().unwrap().starts_with("Experimentation since "), "{signals}");
+    assert!(signals["reason"].as_str().unwrap().contains("8 downloads of oqldb 1.2.0"), "{signals}");
+}
+
+#[test]
+fn a_template_naming_an_unknown_signal_is_refused_with_file_and_line() {
+    let env = Env::new();
+    env.write(
+        "mappings/rows.yaml",
+        "object: rows\nmatch: { crm_field: domain }\nfields:\n  stage: { from: stage }\ntriggers:\n  - when: { to: experimentation }\n    action:\n      webhook:\n        url: http://127.0.0.1:9/hook\n        text: \"{{ company }} is {{ temperature }}\"\n",
+    );
+    env.write("connectors/rows.yaml", "name: rows\nkind: file\nschedule: \"0 0 * * * *\"\nmapping: mappings/rows.yaml\npath: out/rows.csv\n");
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("rows.yaml:10:") && r.stderr.contains("unknown variable `temperature`"), "{}", r.stderr);
+}

@@ -164,6 +164,7 @@ mod tests {
             events_wow: None,
             scarf_stage: None,
             scarf_stage_since: None,
+            insight: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! and `stage_since`) affordable.
 
 pub mod explain;
+pub mod insight;
 pub mod model;
 pub mod points;
 pub mod signals;
@@ -70,6 +71,10 @@ pub struct CompanyScore {
     pub scarf_stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scarf_stage_since: Option<NaiveDate>,
+    /// Signals beyond the output contract (`reason`, `trend`...), filled in for the
+    /// companies a sync needs them for; never in the contract's JSON.
+    #[serde(skip)]
+    pub insight: Option<std::sync::Arc<insight::Insight>>,
 }
 
 /// Days since 1970-01-01.
@@ -372,6 +377,7 @@ fn score_recording(
         ),
         scarf_stage: None,
         scarf_stage_since: None,
+        insight: None,
     })
 }
 

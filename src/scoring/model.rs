@@ -126,6 +126,8 @@ pub struct Model {
     pub windows: Windows,
     pub thresholds: Thresholds,
     pub tiers: TierRules,
+    /// Where the `trend` signal changes word (not part of the spec's model).
+    pub trend: super::insight::TrendThresholds,
 }
 
 const fn tp(points: Micro, day_cap: Micro, month_cap: Micro) -> TierPoints {
@@ -190,6 +192,7 @@ impl Default for Model {
                 }),
                 telemetry: Tier::Medium,
             },
+            trend: super::insight::TrendThresholds::default(),
         }
     }
 }
@@ -295,6 +298,13 @@ impl Model {
             }
             set(&mut s.telemetry, t.telemetry);
         }
+        if let Some(t) = o.trend {
+            let s = &mut self.trend;
+            set(&mut s.surging_wow, t.surging_wow.map(|p| p.0));
+            set(&mut s.surging_min_7d, t.surging_min_7d);
+            set(&mut s.heating_mom, t.heating_mom.map(|p| p.0));
+            set(&mut s.cooling_mom, t.cooling_mom.map(|p| p.0));
+        }
     }
 }
 
@@ -366,6 +376,40 @@ pub struct ModelOverrides {
     pub windows: Option<WindowOverrides>,
     pub thresholds: Option<ThresholdOverrides>,
     pub tiers: Option<TierOverrides>,
+    pub trend: Option<TrendOverrides>,
+}
+
+/// `trend:` where the `trend` signal changes word; percentages as in `events_mom`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrendOverrides {
+    /// `surging` needs `events_wow` at least this percentage (100)...
+    pub surging_wow: Option<Percent>,
+    /// ...and at least this many activities in the last 7 days (5).
+    pub surging_min_7d: Option<u32>,
+    /// `heating`: `events_mom` at least this percentage (25).
+    pub heating_mom: Option<Percent>,
+    /// `cooling`: `events_mom` at most this percentage (-25).
+    pub cooling_mom: Option<Percent>,
+}
+
+/// A percentage with at most one decimal, held in tenths.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Percent(pub i64);
+
+impl TryFrom<f64> for Percent {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        let tenths = v * 10.0;
+        if !v.is_finite() || v.abs() > 1e9 {
+            return Err(format!("{v} is not a percentage"));
+        }
+        if (tenths - tenths.round()).abs() > 1e-6 {
+            return Err(format!("{v} has more than 1 decimal"));
+        }
+        Ok(Percent(tenths.round() as i64))
+    }
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -41,6 +41,12 @@ pub enum Signal {
     // Scarf's own stage, joined from its company rollup (`sources/scarf.rs`).
     ScarfStage,
     ScarfStageSince,
+    // Insight signals (scoring/insight.rs): beyond the output contract.
+    Reason,
+    Trend,
+    ScoreChange30d,
+    TopPage30d,
+    TopPackage90d,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +60,7 @@ enum SignalType {
 }
 
 impl Signal {
-    pub const ALL: [(Signal, &'static str); 21] = [
+    pub const ALL: [(Signal, &'static str); 26] = [
         (Signal::Domain, "domain"),
         (Signal::Stage, "stage"),
         (Signal::PeakStage, "peak_stage"),
@@ -76,7 +82,19 @@ impl Signal {
         (Signal::EventsWow, "events_wow"),
         (Signal::ScarfStage, "scarf_stage"),
         (Signal::ScarfStageSince, "scarf_stage_since"),
+        // Insight signals.
+        (Signal::Reason, "reason"),
+        (Signal::Trend, "trend"),
+        (Signal::ScoreChange30d, "score_change_30d"),
+        (Signal::TopPage30d, "top_page_30d"),
+        (Signal::TopPackage90d, "top_package_90d"),
     ];
+
+    /// Whether the signal is one of `scoring::insight`, which a sync computes from each
+    /// company's activities.
+    pub fn is_insight(self) -> bool {
+        matches!(self, Signal::Reason | Signal::Trend | Signal::ScoreChange30d | Signal::TopPage30d | Signal::TopPackage90d)
+    }
 
     pub fn as_str(self) -> &'static str {
         Signal::ALL.iter().find(|(s, _)| *s == self).map(|(_, n)| *n).unwrap_or("?")
@@ -85,7 +103,8 @@ impl Signal {
     fn kind(self) -> SignalType {
         use Signal::*;
         match self {
-            Domain => SignalType::Text,
+            Domain | Reason | Trend | TopPage30d | TopPackage90d => SignalType::Text,
+            ScoreChange30d => SignalType::Number { decimals: 2 },
             Stage | PeakStage | ScarfStage => SignalType::Stage,
             StageSince | FirstSeen | LastSeen | ScarfStageSince => SignalType::Date,
             Score => SignalType::Number { decimals: 2 },
@@ -284,7 +303,8 @@ fn default_member_status() -> String {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTarget {
-    pub subject: String,
+    /// A message template (`docs/sync.md`, Message templates).
+    pub subject: super::template::MessageTemplate,
     #[serde(default = "default_due")]
     pub due_in_days: u32,
 }
@@ -300,6 +320,10 @@ pub struct WebhookTarget {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_env: Option<String>,
+    /// A message template rendered into the event's `text`, for receivers that post it
+    /// as it is (chat tools, ticket systems).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<super::template::MessageTemplate>,
 }
 
 impl WebhookTarget {
@@ -444,6 +468,11 @@ impl Mapping {
         self.fields.iter().filter(|(_, f)| f.update == UpdateRule::IfEmpty).map(|(n, _)| n.clone()).collect()
     }
 
+    /// Whether a field reads an insight signal, which a sync computes per company.
+    pub fn needs_insight(&self) -> bool {
+        self.fields.values().any(|f| f.from.is_insight())
+    }
+
     /// Whether a company in `stage` is pushed (companies the CRM already holds always are).
     pub fn pushes(&self, stage: Stage) -> bool {
         self.stages.iter().any(|s| s.0 == stage)
@@ -512,6 +541,11 @@ fn render(field: &FieldMapping, s: &CompanyScore) -> Option<Value> {
         // goes out as Scarf spells it.
         ScarfStage => mapped(s.scarf_stage.as_deref()?),
         ScarfStageSince => date(s.scarf_stage_since?),
+        Reason => Value::String(s.insight.as_ref()?.reason.clone()),
+        Trend => Value::String(s.insight.as_ref()?.trend.as_str().to_owned()),
+        ScoreChange30d => decimal(s.insight.as_ref()?.score_change_30d, 6, decimals),
+        TopPage30d => Value::String(s.insight.as_ref()?.top_page_30d.clone()?),
+        TopPackage90d => Value::String(s.insight.as_ref()?.top_package_90d.clone()?),
     })
 }
 
@@ -581,6 +615,7 @@ mod tests {
             events_wow: Some(-125),
             scarf_stage: None,
             scarf_stage_since: None,
+            insight: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod report;
 pub mod salesforce;
 pub mod common_room;
 pub mod sync;
+pub mod template;
 pub mod triggers;
 pub mod webhook;
 

@@ -806,7 +806,12 @@ impl Sink for SalesforceSink {
         }
         if let Some(t) = firing.action.get("salesforce_task") {
             let owner = self.owner_of(&account).await?;
-            let subject = t["subject"].as_str().unwrap_or("OQL stage change").to_owned();
+            let subject = match t["subject"].as_str() {
+                Some(source) => super::template::MessageTemplate::try_from(source.to_owned())
+                    .map_err(SinkError::Api)?
+                    .render(&super::template::variables_of(&firing.event), super::template::plain)?,
+                None => "OQL stage change".to_owned(),
+            };
             let due = chrono::Utc::now().date_naive() + chrono::TimeDelta::days(t["due_in_days"].as_i64().unwrap_or(2));
             let description = format!(
                 "{} moved from {} to {} (score {}). Sent by oql-sync.",

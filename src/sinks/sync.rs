@@ -17,7 +17,8 @@ use super::mapping::{Desired, Mapping};
 use super::plan::{PlanItem, SyncPlan, plan_changes};
 use super::{Match, Sink, SinkError, WriteOutcome, WriteRecord, same_crm_value};
 use crate::config::{Config, Connector, ConnectorKind};
-use crate::scoring::{CompanyScore, Model, day_number, score_breakdown};
+use crate::scoring::insight::{Insight, insight};
+use crate::scoring::{CompanyScore, Model, end_of, score_breakdown};
 use crate::store::{Firing, Outcome, RecordResult, RunTotals, Store, StoreError};
 use super::triggers::{self, TriggerPreview};
 
@@ -82,6 +83,7 @@ pub struct SyncReport {
 }
 
 /// What a run works from.
+#[derive(Clone, Copy)]
 pub struct SyncInput<'a> {
     pub store: &'a Store,
     pub config: &'a Config,
@@ -112,6 +114,13 @@ pub async fn sync_connector(input: &SyncInput<'_>, connector: &Connector, opts: 
         first_failure: None,
         unmatched: Default::default(),
         unmatched_waiting: 0,
+    };
+    let enriched;
+    let input = if mapping.needs_insight() {
+        enriched = with_insight(input, &connector.name, &mapping).await?;
+        &SyncInput { scores: &enriched, ..*input }
+    } else {
+        input
     };
     let run_id = if opts.dry_run { None } else { Some(input.store.start_run(&connector.name).await?) };
     let built = build_and_run(input, connector, &mapping, &opts, run_id, &mut report).await;
@@ -688,7 +697,7 @@ async fn keep_filled_values<S: Sink>(sink: &mut S, ctx: &WriteContext<'_>, write
 
 /// The signals of a score as the webhook event and trigger payloads carry them.
 fn signals_json(score: &CompanyScore) -> Value {
-    serde_json::to_value(score).unwrap_or(Value::Null)
+    triggers::signals_of(score)
 }
 
 /// The firings an accepted item owes: one per matching trigger when its stage changed.
@@ -698,13 +707,31 @@ async fn firings_for(ctx: &WriteContext<'_>, item: &PlanItem, crm_id: Option<&st
     }
     let input = ctx.input;
     let score = ctx.scores[item.domain.as_str()];
-    let breakdown = breakdown(input.store, &input.config.model, &item.domain, input.as_of).await?;
+    let (breakdown, insight) = breakdown(input.store, &input.config.model, score, input.as_of).await?;
     let changes = ctx.stored.get(&item.domain).map_or(0, |s| s.changes);
-    Ok(triggers::firings(ctx.name, ctx.mapping, item, changes, crm_id, score, breakdown, input.as_of))
+    let score = CompanyScore { insight: Some(std::sync::Arc::new(insight)), ..score.clone() };
+    Ok(triggers::firings(ctx.name, ctx.mapping, item, changes, crm_id, &score, breakdown, input.as_of))
 }
 
-async fn breakdown(store: &Store, model: &Model, domain: &str, as_of: NaiveDate) -> Result<Value, StoreError> {
-    let until = (day_number(as_of) as i64 + 1) * 86_400 * 1_000_000_000;
-    let acts = store.company_activities(domain, until).await?;
-    Ok(json!(score_breakdown(&acts, model, as_of)))
+/// What a trigger's event tells beside the signals: the score's breakdown, and the
+/// insight signals its messages may name.
+async fn breakdown(store: &Store, model: &Model, score: &CompanyScore, as_of: NaiveDate) -> Result<(Value, Insight), StoreError> {
+    let acts = store.company_activities(&score.domain, end_of(as_of)).await?;
+    Ok((json!(score_breakdown(&acts, model, as_of)), insight(score, &acts, model, as_of)))
+}
+
+/// The scores with their insight signals, for a mapping whose fields read them: each
+/// company a run may write (a pushed stage, or a record the CRM holds) is read once.
+async fn with_insight(input: &SyncInput<'_>, connector: &str, mapping: &Mapping) -> Result<Vec<CompanyScore>, StoreError> {
+    let known = input.store.crm_states(connector).await?;
+    let mut out = Vec::with_capacity(input.scores.len());
+    for s in input.scores {
+        let mut s = s.clone();
+        if mapping.pushes(s.stage) || known.contains_key(&s.domain) {
+            let acts = input.store.company_activities(&s.domain, end_of(input.as_of)).await?;
+            s.insight = Some(std::sync::Arc::new(insight(&s, &acts, &input.config.model, input.as_of)));
+        }
+        out.push(s);
+    }
+    Ok(out)
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::scoring::{CompanyScore, Stage};
 use crate::sinks::mapping::{Action, FirstSync, Mapping, Trigger};
 use crate::sinks::plan::PlanItem;
+use crate::sinks::template::{plain, variables_of};
 use crate::sinks::webhook::post_event;
 use crate::sinks::{Sink, SinkError};
 use crate::store::{Firing, Store, StoreError};
@@ -44,6 +45,7 @@ pub fn firings(
                 item.stage.as_str()
             );
             let key = idempotency_key(&seed);
+            let signals = signals_of(score);
             let event = json!({
                 "type": "oql.stage_changed",
                 "id": key,
@@ -55,7 +57,7 @@ pub fn firings(
                 "score": serde_json::to_value(score).ok().and_then(|v| v.get("score").cloned()),
                 "as_of": as_of.format("%Y-%m-%d").to_string(),
                 "breakdown": breakdown,
-                "signals": score,
+                "signals": signals,
             });
             Firing {
                 key,
@@ -111,6 +113,18 @@ impl TriggerPreview {
     }
 }
 
+/// The signals of a score as events and templates carry them: the output contract's,
+/// then the insight signals when the score has them.
+pub fn signals_of(score: &CompanyScore) -> Value {
+    let mut signals = serde_json::to_value(score).unwrap_or(Value::Null);
+    if let (Some(insight), Value::Object(map)) = (&score.insight, &mut signals)
+        && let Ok(Value::Object(extra)) = serde_json::to_value(insight.as_ref())
+    {
+        map.extend(extra);
+    }
+    signals
+}
+
 /// A stable key for one delivery: 32 hex digits of the SHA-256 of what identifies it.
 pub fn idempotency_key(seed: &str) -> String {
     Sha256::digest(seed.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
@@ -153,10 +167,19 @@ pub async fn fire_pending<S: Sink>(
                 if webhooks.is_none() {
                     webhooks = HttpClient::new(&format!("{connector}/triggers"), &[("default", RateLimit::new(10, 1))], RetryPolicy::default()).ok();
                 }
-                match (&webhooks, target.resolve()) {
-                    (Some(http), Ok(url)) => post_event(http, &url, &firing.key, &firing.event).await,
-                    (None, _) => Err(SinkError::Api("cannot build an HTTP client".into())),
-                    (_, Err(e)) => Err(e),
+                let event = match &target.text {
+                    None => Ok(firing.event.clone()),
+                    Some(t) => t.render(&variables_of(&firing.event), plain).map(|text| {
+                        let mut event = firing.event.clone();
+                        event["text"] = Value::String(text);
+                        event
+                    }),
+                };
+                match (&webhooks, target.resolve(), event) {
+                    (_, _, Err(e)) => Err(e),
+                    (Some(http), Ok(url), Ok(event)) => post_event(http, &url, &firing.key, &event).await,
+                    (None, _, _) => Err(SinkError::Api("cannot build an HTTP client".into())),
+                    (_, Err(e), _) => Err(e),
                 }
             }
             Ok(_) => {

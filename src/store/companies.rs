@@ -112,6 +112,7 @@ impl Store {
                 events_wow: r.get(18),
                 scarf_stage: None,
                 scarf_stage_since: None,
+                insight: None,
             });
         }
         Ok(Some(StoredScores {
