@@ -148,7 +148,8 @@ pub struct ExportConnector {
     #[allow(dead_code)]
     kind: String,
     pub schedule: Schedule,
-    /// Folder or glob of export files, relative to the config dir.
+    /// Folder or glob of export files, relative to the config dir; or a bucket,
+    /// `s3://bucket/prefix` or `gs://bucket/prefix`.
     #[serde(default)]
     pub path: Option<String>,
     #[serde(default)]
@@ -580,6 +581,10 @@ fn load_connector(path: &Path, bytes: &[u8]) -> Result<Connector, ConfigError> {
         let connector = match kind.as_str() {
             "export" => {
                 let e: ExportConnector = parse(&path, &text)?;
+                if let Some(Err(message)) = e.path.as_deref().and_then(crate::sources::bucket::Location::parse) {
+                    let (line, column) = locate(&text, "path");
+                    return Err(ConfigError::Invalid { path: path.clone(), line, column, message });
+                }
                 Connector {
                     name: e.name.clone(),
                     schedule: e.schedule.0.clone(),

@@ -46,6 +46,8 @@ pub struct FileSummary {
     pub resume_point: Option<ResumePoint>,
     /// Why a watched file was left for a later poll (it is still being written).
     pub deferred: Option<String>,
+    /// What a watched file that holds no activities gave instead (Scarf's rollup).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +284,7 @@ async fn insert_messages(
 
 /// A file's lines in the summary of `import` and of a watched folder's poll.
 pub fn file_summary(s: &FileSummary) -> String {
-    if let Some(why) = &s.deferred {
+    if let Some(why) = s.deferred.as_ref().or(s.note.as_ref()) {
         return format!("{}: {why}\n", s.path.display());
     }
     let mut out = format!(

@@ -74,6 +74,10 @@ async fn check_one(config: &Config, c: &Connector) -> Result<String, String> {
         }
         (ConnectorKind::Export(e), _) => match &e.path {
             None => Ok("no watched folder: files are given to `oql-sync import`".into()),
+            Some(p) if crate::sources::bucket::Location::parse(p).is_some() => match crate::sources::bucket::Location::parse(p) {
+                Some(Ok(location)) => crate::sources::bucket::check(&location).await,
+                _ => Err(format!("`{p}` is not a location oql-sync watches")),
+            },
             Some(p) => {
                 let folder = config.dir.join(p);
                 if folder.is_dir() || p.contains('*') {
@@ -182,8 +186,7 @@ async fn scarf(c: &Connector, s: &crate::sources::scarf::ScarfConfig) -> Result<
     let base = s.base_url.trim_end_matches('/');
     let day = chrono::Utc::now().date_naive() - chrono::TimeDelta::days(1);
     for entity in &s.entities {
-        let path = if *entity == crate::sources::scarf::Entity::Packages { "packages" } else { "tracking-pixels" };
-        let req = Request::new(Method::GET, format!("{base}/v2/{path}/{}/events?start_date={day}&end_date={day}", s.owner)).auth(&auth);
+        let req = Request::new(Method::GET, format!("{base}/v2/{}/{}/events?start_date={day}&end_date={day}", entity.path(), s.owner)).auth(&auth);
         let r = http.send(req).await.map_err(|e| e.to_string())?;
         let said = r.json::<Value>().ok().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_else(|| r.body_text());
         match r.status {

@@ -72,6 +72,13 @@ fn a_first_poll_reads_the_backfill_day_by_day_and_later_polls_only_unsettled_day
         assert_eq!(r.query["start_date"], r.query["end_date"], "one day a request");
     }
     assert!(r.stdout.contains("scarf: 40 fetched, 20 new activities; 63 API calls"), "62 days and the company rollup: {}", r.stdout);
+    // What a 30-day poll costs, for the record (`-- --nocapture` shows it).
+    println!("$ oql-sync poll\n{}", r.stdout);
+    for q in scarf.requests() {
+        let query: Vec<String> = q.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  GET {}?{} -> {}", q.path, query.join("&"), q.status);
+    }
+    println!("$ oql-sync log --connector scarf\n{}", env.ok(&["log", "--connector", "scarf"]));
     // Settled: older than two days.
     assert_eq!(position(&env, "packages").as_deref(), Some(day(3).as_str()));
     assert_eq!(position(&env, "tracking_pixels").as_deref(), Some(day(3).as_str()));
@@ -239,4 +246,65 @@ fn scarfs_company_rollup_becomes_the_scarf_stage_signals_beside_ours() {
     scarf.clear_requests();
     poll(&env);
     assert!(scarf.requests().iter().all(|q| !q.path.ends_with("company-rollup")));
+}
+
+#[test]
+fn check_live_reads_one_day_and_says_what_to_fix() {
+    let (scarf, _rt) = Scarf::running(TOKEN, OWNER);
+    let env = Env::new();
+    env.write("connectors/scarf.yaml", scarf_yaml(&scarf, OWNER, ""));
+    let r = env.run_with(&["check", "--live"], &[("SCARF_TOKEN", TOKEN)]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let text = |out: &str| out.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text(&r.stdout).contains("the events of `acme-oss` are readable"), "{}", r.stdout);
+    assert_eq!(scarf.requests().len(), 2, "one day of each entity");
+
+    scarf.not_eligible(true);
+    let r = env.run_with(&["check", "--live"], &[("SCARF_TOKEN", TOKEN)]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(text(&r.stdout).contains("not eligible for export") && text(&r.stdout).contains("Scarf's plan, not the token"), "{}", r.stdout);
+    let r = env.run_with(&["check", "--live"], &[("SCARF_TOKEN", "wrong")]);
+    assert!(text(&r.stdout).contains("Scarf refused the token (HTTP 401"), "{}", r.stdout);
+}
+
+#[test]
+fn a_poll_killed_anywhere_loses_no_day_behind_its_position() {
+    let (scarf, _rt) = Scarf::running(TOKEN, OWNER);
+    month(&scarf);
+    scarf.delay_answers(std::time::Duration::from_millis(15));
+    let env = Env::new();
+    env.write("connectors/scarf.yaml", scarf_yaml(&scarf, OWNER, "backfill_days: 30\n"));
+    let mut points = common::crash::KillPoints::new("scarf-poll");
+    let command = || {
+        let mut c = env.command(&["poll"]);
+        c.env("SCARF_TOKEN", TOKEN);
+        c
+    };
+    let full = common::crash::measure(&mut command());
+    // Start again from no store: the store, its WAL and lock files.
+    for e in std::fs::read_dir(env.path()).unwrap() {
+        let path = e.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("oql.db")) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    for _ in 0..6 {
+        common::crash::kill_after(&mut command(), points.delay(full));
+        if !db(&env).exists() {
+            continue;
+        }
+        // Every event of a day at or before an entity's position is stored.
+        let stored = texts(&db(&env), "SELECT id FROM activities");
+        for i in 0..20usize {
+            let (entity, key) = if i % 3 == 0 { ("pixels", "tracking_pixels") } else { ("packages", "packages") };
+            let day_of = day(1 + i as i64 * 3 / 2);
+            if position(&env, key).is_some_and(|p| day_of <= p) {
+                assert!(stored.contains(&format!("evt-{i:03}")), "{entity} evt-{i:03} of {day_of} lost behind the position (seed {})", points.seed);
+            }
+        }
+    }
+    let r = poll(&env);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(activities(&env), 20, "seed {}", points.seed);
+    assert_eq!(common::crash::integrity(&db(&env)), ["ok"]);
 }

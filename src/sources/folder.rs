@@ -28,6 +28,7 @@ use crate::attribution::AttributionRules;
 use crate::config::ExportConnector;
 use crate::import::{FileSummary, import_span};
 use crate::sources::export::{ExportError, ExportFile, ExportFormat, ExportOptions, ResumePoint, Span, is_export_file_name};
+use crate::sources::bucket::{Role, role};
 use crate::store::{ExportFileState, Store};
 
 /// The export files a connector's `path` names now, sorted; hidden files and files of
@@ -45,7 +46,7 @@ pub fn matching_files(dir: &Path, pattern: &str) -> std::io::Result<Vec<PathBuf>
         .filter(|p| {
             p.file_name().is_some_and(|n| {
                 let n = n.to_string_lossy();
-                !n.starts_with('.') && is_export_file_name(&n) && matches(&name_pattern, &n)
+                !n.starts_with('.') && is_export_file_name(&n) && matches(&name_pattern, &n) && role(&n) != Role::Ignored
             })
         })
         // Named like an export but a directory (or broken link): said, not skipped in
@@ -126,6 +127,9 @@ pub async fn poll_folder(
     let Some(pattern) = &connector.path else {
         return Ok(Vec::new());
     };
+    if let Some(location) = crate::sources::bucket::Location::parse(pattern) {
+        return crate::sources::bucket::poll_bucket(store, name, connector, &location?, rules).await;
+    }
     let files = matching_files(dir, pattern).map_err(|e| format!("cannot list {}: {e}", dir.join(pattern).display()))?;
     let options = ExportOptions { format: connector.format, source: connector.source.clone(), scarf: connector.scarf.clone() };
     let failed = |path: &Path, e: String| FileSummary { path: path.to_path_buf(), error: Some(e), ..Default::default() };
@@ -221,6 +225,10 @@ async fn poll_file(
             }
         }
     }
+    let is_rollup = c.path.file_name().is_some_and(|n| role(&n.to_string_lossy()) == Role::ScarfRollup);
+    if is_rollup {
+        return read_rollup_file(store, name, c, look, stable, settle).await.map(Some);
+    }
     let span = Span { from, end: Some(look.size), take_unterminated: stable };
     if !stable && !reads_complete_lines(&c.path, options, span).map_err(|e| e.to_string())? {
         return Ok(Some(FileSummary {
@@ -251,6 +259,26 @@ async fn poll_file(
     };
     store.save_export_file(name, &c.key, &state).await.map_err(|e| e.to_string())?;
     Ok(Some(summary))
+}
+
+/// Reads a Scarf company rollup (a copy of Scarf's bucket export) into Scarf's stages,
+/// once it is complete: a rollup holds stages, not activities.
+async fn read_rollup_file(store: &Store, name: &str, c: &Candidate, look: Look, stable: bool, settle: Duration) -> Result<FileSummary, String> {
+    if !stable {
+        return Ok(FileSummary {
+            path: c.path.clone(),
+            deferred: Some(format!("still being written (changed within the last {settle:?}); read once unchanged that long")),
+            ..Default::default()
+        });
+    }
+    let error = |e: &dyn std::fmt::Display| format!("{}: {e}", c.path.display());
+    let body = std::fs::read(&c.path).map_err(|e| error(&e))?;
+    let rows = crate::sources::scarf::read_rollup(&body).map_err(|e| error(&e))?;
+    store.save_scarf_stages(name, &rows, false, None).await.map_err(|e| e.to_string())?;
+    let hash = hash_range(&c.path, Sha256::new(), 0, look.size).await.map_err(|e| error(&e))?;
+    let state = ExportFileState { imported_bytes: look.size, sha256: hex(&hash), lines: 0, resumable: false, seen: Some((look.size, look.mtime)) };
+    store.save_export_file(name, &c.key, &state).await.map_err(|e| e.to_string())?;
+    Ok(FileSummary { path: c.path.clone(), note: Some(format!("Scarf company rollup: the stages of {} companies", rows.len())), ..Default::default() })
 }
 
 /// Whether a file still being written can be read now: plain NDJSON can, up to its
@@ -304,7 +332,7 @@ mod tests {
     #[test]
     fn only_export_files_are_watched() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["README", "a.csv", "b.ndjson.gz", "c.csv.part", "d.csv.tmp", ".e.csv", "f.JSONL", "g.json", "h.txt", "i.csv.GZ", "j.gz"] {
+        for name in ["README", "a.csv", "b.ndjson.gz", "c.csv.part", "d.csv.tmp", ".e.csv", "f.JSONL", "g.json", "h.txt", "i.csv.GZ", "j.gz", "scarf-test.csv"] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
         let names: Vec<String> = super::matching_files(dir.path(), ".")

@@ -52,7 +52,7 @@ impl Entity {
     }
 
     /// The API's path segment.
-    fn path(self) -> &'static str {
+    pub fn path(self) -> &'static str {
         match self {
             Entity::Packages => "packages",
             Entity::TrackingPixels => "tracking-pixels",

@@ -43,6 +43,16 @@ pub(super) async fn insert_quarantined(
 }
 
 impl Store {
+    /// Files lines under another name: a bucket's object is read from a scratch copy,
+    /// and its lines are the object's. A line already filed under `to` stays once.
+    pub async fn rename_quarantined(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE OR IGNORE quarantine SET file = ? WHERE file = ?").bind(to).bind(from).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM quarantine WHERE file = ?").bind(from).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Quarantined lines, oldest file first, at most `limit`.
     pub async fn quarantined(&self, limit: i64) -> Result<Vec<QuarantinedLine>, StoreError> {
         let rows = sqlx::query("SELECT file, line, reason, raw FROM quarantine ORDER BY file, line LIMIT ?")

@@ -7,6 +7,7 @@ pub mod crash;
 pub mod emulator;
 pub mod github_api;
 pub mod hubspot_crm;
+pub mod moto;
 pub mod salesforce_crm;
 pub mod scarf_api;
 pub mod slack_api;

@@ -79,6 +79,8 @@ struct Inner {
     /// (domain, funnel_stage, the stage's start date).
     rollup: Vec<(String, String, String)>,
     faults: Faults<Fault>,
+    /// How long each answer takes (a slow API, for the crash tests).
+    delay: std::time::Duration,
     /// Faults for one day of one path: (path prefix, day, fault, times).
     day_faults: Vec<(String, String, Fault, usize)>,
     requests: Vec<Recorded>,
@@ -147,6 +149,10 @@ impl Scarf {
         s.token_uses = None;
     }
 
+    pub fn delay_answers(&self, delay: std::time::Duration) {
+        self.lock().delay = delay;
+    }
+
     pub fn not_eligible(&self, on: bool) {
         self.lock().not_eligible = on;
     }
@@ -211,6 +217,10 @@ fn error(status: StatusCode, message: &str, code: &str) -> Response {
 async fn handle(axum::extract::State(state): axum::extract::State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
     let path = uri.path().to_owned();
     let query = form_decode(uri.query().unwrap_or_default());
+    let delay = state.lock().unwrap().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let response = answer(&state, &headers, &path, &query);
     state.lock().unwrap().requests.push(Recorded { path, query, status: response.status().as_u16() });
     response
